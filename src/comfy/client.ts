@@ -1,0 +1,197 @@
+/**
+ * A typed, fetch-based client for the ComfyUI routes the gateway uses. Every call has a timeout and
+ * honours a caller's AbortSignal; every request carries the Access/bearer headers; every failure is
+ * a ComfyError with a message an agent can act on.
+ */
+import type { ComfyConnection } from "../config";
+import { ComfyError, accessMisconfigured, timedOut, unauthorized, unreachable, validationError } from "./errors";
+import type { ComfyGraph, HistoryEntry, PromptAccepted, QueueState } from "./types";
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 15_000;
+
+export class ComfyClient {
+  constructor(readonly connection: ComfyConnection) {}
+
+  get baseUrl(): string {
+    return this.connection.baseUrl;
+  }
+
+  async systemStats(options?: CallOptions): Promise<Record<string, unknown>> {
+    return this.json("GET", "/system_stats", undefined, options);
+  }
+
+  /** Submits a graph. 400 → a readable validation error; a 200 may still list dropped outputs. */
+  async queuePrompt(graph: ComfyGraph, clientId: string, promptId: string, options?: CallOptions): Promise<PromptAccepted> {
+    const response = await this.request("POST", "/prompt", { prompt: graph, client_id: clientId, prompt_id: promptId }, options);
+    if (response.status === 400) throw validationError(await readJsonLoose(response));
+    const body = await this.expectJson<PromptAccepted>(response, "/prompt");
+    if (typeof body.prompt_id !== "string") throw new ComfyError("bad_response", "ComfyUI accepted the prompt but returned no prompt_id.");
+    return body;
+  }
+
+  async queue(options?: CallOptions): Promise<QueueState> {
+    const body = await this.json<Partial<QueueState>>("GET", "/queue", undefined, options);
+    return { queue_running: body.queue_running ?? [], queue_pending: body.queue_pending ?? [] };
+  }
+
+  /** Removes pending prompts. ComfyUI answers an empty-body 200 (POST_queue__delete.json). */
+  async deleteFromQueue(promptIds: string[], options?: CallOptions): Promise<void> {
+    await this.empty("POST", "/queue", { delete: promptIds }, options);
+  }
+
+  /** Interrupts the running prompt only if it is `promptId` (a no-op otherwise); empty-body 200. */
+  async interrupt(promptId: string, options?: CallOptions): Promise<void> {
+    await this.empty("POST", "/interrupt", { prompt_id: promptId }, options);
+  }
+
+  /** `undefined` while the prompt is pending, running, unknown or forgotten (`{}` from ComfyUI). */
+  async history(promptId: string, options?: CallOptions): Promise<HistoryEntry | undefined> {
+    const body = await this.json<Record<string, HistoryEntry>>("GET", `/history/${encodeURIComponent(promptId)}`, undefined, options);
+    return body[promptId];
+  }
+
+  /** Raw `/view` response, for streaming or header inspection. 404 → a ComfyError. */
+  async view(file: { filename: string; subfolder: string; type: string }, init: CallOptions & { range?: string } = {}): Promise<Response> {
+    const query = new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type });
+    const headers = init.range ? { Range: init.range } : undefined;
+    const response = await this.request("GET", `/view?${query}`, undefined, init, headers);
+    if (response.status === 404) {
+      await response.body?.cancel();
+      throw new ComfyError("http", `ComfyUI no longer has ${file.type}/${file.subfolder ? `${file.subfolder}/` : ""}${file.filename} (404). Temp files vanish when ComfyUI restarts.`);
+    }
+    if (response.status !== 200 && response.status !== 206) throw await this.unexpected(response, "/view");
+    return response;
+  }
+
+  async objectInfo(nodeClass: string, options?: CallOptions): Promise<Record<string, unknown>> {
+    return this.json("GET", `/object_info/${encodeURIComponent(nodeClass)}`, undefined, options);
+  }
+
+  /** Model files of one folder (`checkpoints`, `diffusion_models`, `loras`…); unknown folder → []. */
+  async models(folder: string, options?: CallOptions): Promise<string[] | undefined> {
+    const response = await this.request("GET", `/models/${encodeURIComponent(folder)}`, undefined, options);
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const body = await this.expectJson<unknown>(response, `/models/${folder}`);
+    return Array.isArray(body) ? body.filter((m): m is string => typeof m === "string") : [];
+  }
+
+  async modelFolders(options?: CallOptions): Promise<string[]> {
+    const body = await this.json<unknown>("GET", "/models", undefined, options);
+    return Array.isArray(body) ? body.filter((m): m is string => typeof m === "string") : [];
+  }
+
+  /** Opens the event socket from a Worker/DO: `fetch` + `Upgrade` is the only way to send headers. */
+  async openSocket(clientId: string, options?: CallOptions): Promise<WebSocket> {
+    const response = await this.request("GET", `/ws?clientId=${encodeURIComponent(clientId)}`, undefined, options, { Upgrade: "websocket" });
+    const socket = response.webSocket;
+    if (!socket) {
+      await this.classify(response, "/ws");
+      throw new ComfyError("http", `ComfyUI refused the WebSocket upgrade (HTTP ${response.status}).`, { status: response.status });
+    }
+    socket.accept();
+    return socket;
+  }
+
+  // --- plumbing -------------------------------------------------------------------------------
+
+  private async json<T>(method: string, path: string, body: unknown, options?: CallOptions): Promise<T> {
+    return this.expectJson<T>(await this.request(method, path, body, options), path);
+  }
+
+  private async empty(method: string, path: string, body: unknown, options?: CallOptions): Promise<void> {
+    const response = await this.request(method, path, body, options);
+    if (response.status !== 200) throw await this.unexpected(response, path);
+    // Never JSON-parse: ComfyUI answers these with Content-Length: 0.
+    await response.body?.cancel();
+  }
+
+  async request(method: string, path: string, body: unknown, options: CallOptions = {}, extraHeaders?: Record<string, string>): Promise<Response> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { ...this.connection.headers, ...extraHeaders };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response: Response;
+    try {
+      response = await fetch(`${this.connection.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        // A redirect is Access's login page, never ComfyUI: see it instead of following it.
+        redirect: "manual",
+      });
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason ?? error;
+      if (timeout.aborted) throw timedOut(path.split("?")[0] ?? path, timeoutMs);
+      throw unreachable(this.connection.baseUrl, error);
+    }
+    await this.classify(response, path);
+    return response;
+  }
+
+  /** Throws for answers that cannot come from ComfyUI itself. */
+  private async classify(response: Response, path: string): Promise<void> {
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel();
+      throw accessMisconfigured(response.status, response.headers.get("Location"));
+    }
+    if (response.status === 401 || response.status === 403) {
+      const html = isHtml(response);
+      await response.body?.cancel();
+      throw html ? accessMisconfigured(response.status, null) : unauthorized(response.status);
+    }
+    if (isHtml(response) && !path.startsWith("/view")) {
+      await response.body?.cancel();
+      throw accessMisconfigured(response.status, null);
+    }
+    if (response.status === 502 || response.status === 503 || response.status === 504 || response.status === 530 || response.status === 1033) {
+      await response.body?.cancel();
+      throw new ComfyError(
+        "unreachable",
+        `The tunnel answered HTTP ${response.status}: ComfyUI (or cloudflared) is not running behind ${this.connection.baseUrl}. Start it and retry.`,
+        { status: response.status },
+      );
+    }
+  }
+
+  private async expectJson<T>(response: Response, path: string): Promise<T> {
+    if (response.status !== 200) throw await this.unexpected(response, path);
+    const text = await response.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ComfyError("bad_response", `ComfyUI answered ${path.split("?")[0]} with something that is not JSON (${text.length} bytes). Is COMFYUI_URL pointing at ComfyUI?`);
+    }
+  }
+
+  private async unexpected(response: Response, path: string): Promise<ComfyError> {
+    const text = (await response.text().catch(() => "")).slice(0, 200);
+    const route = path.split("?")[0];
+    if (response.status >= 500) {
+      return new ComfyError("http", `ComfyUI failed on ${route} (HTTP ${response.status}${text ? `: ${text.split("\n")[0]}` : ""}). Check the ComfyUI console; retry once it is healthy.`, { status: response.status });
+    }
+    return new ComfyError("http", `ComfyUI answered ${route} with HTTP ${response.status}.`, { status: response.status });
+  }
+}
+
+function isHtml(response: Response): boolean {
+  return (response.headers.get("Content-Type") ?? "").toLowerCase().includes("text/html");
+}
+
+async function readJsonLoose(response: Response): Promise<unknown> {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: { type: "invalid_prompt", message: text.slice(0, 200) } };
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Reads width/height from the first bytes of an image (PNG, JPEG, WebP, GIF), so dimensions come
+ * from the file itself and not from whatever the workflow asked for.
+ */
+
+export interface Dimensions {
+  width: number;
+  height: number;
+}
+
+/** Enough bytes for every header we parse (JPEG SOF can sit after EXIF; we give up past this). */
+export const PROBE_BYTES = 65_536;
+
+export function probeDimensions(bytes: Uint8Array): Dimensions | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length >= 24 && view.getUint32(0) === 0x89504e47 && ascii(bytes, 12, 16) === "IHDR") {
+    return { width: view.getUint32(16), height: view.getUint32(20) };
+  }
+  if (bytes.length >= 10 && ascii(bytes, 0, 3) === "GIF") {
+    return { width: view.getUint16(6, true), height: view.getUint16(8, true) };
+  }
+  if (bytes.length >= 30 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") return probeWebp(bytes, view);
+  if (bytes.length >= 4 && view.getUint16(0) === 0xffd8) return probeJpeg(bytes, view);
+  return undefined;
+}
+
+function probeWebp(bytes: Uint8Array, view: DataView): Dimensions | undefined {
+  const chunk = ascii(bytes, 12, 16);
+  if (chunk === "VP8X") return { width: 1 + uint24le(bytes, 24), height: 1 + uint24le(bytes, 27) };
+  if (chunk === "VP8 ") return { width: view.getUint16(26, true) & 0x3fff, height: view.getUint16(28, true) & 0x3fff };
+  if (chunk === "VP8L") {
+    const bits = view.getUint32(21, true);
+    return { width: (bits & 0x3fff) + 1, height: ((bits >> 14) & 0x3fff) + 1 };
+  }
+  return undefined;
+}
+
+function probeJpeg(bytes: Uint8Array, view: DataView): Dimensions | undefined {
+  let offset = 2;
+  while (offset + 9 < bytes.length) {
+    if (bytes[offset] !== 0xff) return undefined;
+    const marker = bytes[offset + 1]!;
+    const length = view.getUint16(offset + 2);
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return { height: view.getUint16(offset + 5), width: view.getUint16(offset + 7) };
+    }
+    offset += 2 + length;
+  }
+  return undefined;
+}
+
+function ascii(bytes: Uint8Array, start: number, end: number): string {
+  return String.fromCharCode(...bytes.subarray(start, end));
+}
+
+function uint24le(bytes: Uint8Array, at: number): number {
+  return bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16);
+}

@@ -1,0 +1,67 @@
+/**
+ * Typed view of the Worker's environment. Every knob has a documented default (README,
+ * "Configuration reference") so a fresh `npm start` works with nothing configured.
+ */
+
+declare global {
+  interface Env {
+    /** Cloudflare Access service token for the tunnel hostname (secrets). */
+    COMFYUI_ACCESS_CLIENT_ID?: string;
+    COMFYUI_ACCESS_CLIENT_SECRET?: string;
+    /** Bearer token for an authenticating proxy in front of ComfyUI (secret). */
+    COMFYUI_BEARER_TOKEN?: string;
+    /** Built-in image defaults can be overridden per key: COMFY_MCP_DEFAULT_IMAGE_<KEY>. */
+    [key: `COMFY_MCP_DEFAULT_${string}`]: string | undefined;
+  }
+}
+
+export const VERSION = "0.1.0";
+
+export interface ComfyConnection {
+  /** Base URL without a trailing slash, e.g. `https://comfy.example.com`. */
+  baseUrl: string;
+  /** Headers sent on every request to ComfyUI, WebSocket upgrade included. */
+  headers: Record<string, string>;
+}
+
+export interface GatewayConfig {
+  comfy: ComfyConnection;
+  publicUrl: string;
+  /** Upper bound of a blocking wait inside one tool call. */
+  waitMs: number;
+  reconcileMs: number;
+  allowUnauthenticatedLocal: boolean;
+}
+
+/** A client-side cap of about 60 s is common; never block longer than this. */
+export const MAX_WAIT_SECONDS = 55;
+
+export function readConfig(env: Env): GatewayConfig {
+  return {
+    comfy: comfyConnection(env),
+    publicUrl: trimSlash(env.PUBLIC_URL || "http://127.0.0.1:8787"),
+    waitMs: clampSeconds(env.COMFY_MCP_WAIT_SECONDS, 45, 0, MAX_WAIT_SECONDS) * 1000,
+    reconcileMs: clampSeconds(env.COMFY_MCP_RECONCILE_SECONDS, 5, 0.2, 300) * 1000,
+    allowUnauthenticatedLocal: (env.ALLOW_UNAUTHENTICATED_LOCAL ?? "false").toLowerCase() === "true",
+  };
+}
+
+export function comfyConnection(env: Env): ComfyConnection {
+  const headers: Record<string, string> = {};
+  if (env.COMFYUI_ACCESS_CLIENT_ID && env.COMFYUI_ACCESS_CLIENT_SECRET) {
+    headers["CF-Access-Client-Id"] = env.COMFYUI_ACCESS_CLIENT_ID;
+    headers["CF-Access-Client-Secret"] = env.COMFYUI_ACCESS_CLIENT_SECRET;
+  }
+  if (env.COMFYUI_BEARER_TOKEN) headers["Authorization"] = `Bearer ${env.COMFYUI_BEARER_TOKEN}`;
+  return { baseUrl: trimSlash(env.COMFYUI_URL || "http://127.0.0.1:8188"), headers };
+}
+
+function clampSeconds(raw: string | undefined, fallback: number, min: number, max: number): number {
+  const value = raw === undefined || raw === "" ? fallback : Number(raw);
+  if (!Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, value));
+}
+
+function trimSlash(url: string): string {
+  return url.replace(/\/+$/, "");
+}

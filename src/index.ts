@@ -1,0 +1,66 @@
+/**
+ * Worker entry: MCP at /mcp, health at /healthz. The caller's identity picks their studio; until
+ * the auth issue lands, only an explicitly allowed local (loopback) gateway serves MCP, and every
+ * other deployment fails closed.
+ */
+import { createMcpHandler } from "agents/mcp/server";
+import { Hono } from "hono";
+import { ComfyClient } from "./comfy/client";
+import { VERSION, comfyConnection, readConfig } from "./config";
+import { buildMcpServer } from "./mcp/server";
+import type { ToolContext } from "./tools/context";
+
+export { Studio } from "./studio/studio";
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
+const app = new Hono<{ Bindings: Env }>();
+
+app.get("/healthz", async (c) => {
+  const comfy = new ComfyClient(comfyConnection(c.env));
+  try {
+    const stats = await comfy.systemStats({ timeoutMs: 3_000 });
+    const system = (stats.system ?? {}) as Record<string, unknown>;
+    return c.json({ ok: true, version: VERSION, comfyui: { reachable: true, version: system.comfyui_version ?? null } });
+  } catch (error) {
+    return c.json({ ok: true, version: VERSION, comfyui: { reachable: false, error: error instanceof Error ? error.message : String(error) } });
+  }
+});
+
+app.all("/mcp", async (c) => {
+  const config = readConfig(c.env);
+  const url = new URL(c.req.url);
+  const principal = config.allowUnauthenticatedLocal && LOOPBACK.has(url.hostname) ? "local" : undefined;
+  if (!principal) {
+    return c.json(
+      {
+        error: "authentication_not_configured",
+        message:
+          "This gateway has no authentication configured, so it refuses to serve MCP. Configure OAuth or MCP tokens " +
+          "(see README, 'Authentication'), or run it locally with `npm start` (ALLOW_UNAUTHENTICATED_LOCAL=true on 127.0.0.1).",
+      },
+      503,
+    );
+  }
+  const tools: ToolContext = {
+    env: c.env,
+    config,
+    comfy: new ComfyClient(config.comfy),
+    studio: c.env.STUDIO.get(c.env.STUDIO.idFromName(principal)),
+    principal,
+  };
+  const handler = createMcpHandler(() => buildMcpServer(tools), {
+    route: "/mcp",
+    allowedHostnames: [new URL(config.publicUrl).hostname, ...LOOPBACK],
+  });
+  return handler(c.req.raw, c.env, c.executionCtx as ExecutionContext);
+});
+
+app.notFound((c) => c.json({ error: "not_found", message: `No route ${c.req.method} ${new URL(c.req.url).pathname}. MCP is served at /mcp.` }, 404));
+
+app.onError((error, c) => {
+  console.error("request failed:", error.message);
+  return c.json({ error: "internal", message: "The gateway hit an unexpected error; retry, and check the gateway logs if it persists." }, 500);
+});
+
+export default app;

@@ -1,0 +1,154 @@
+/** Job and asset records as stored, and the views tools return. */
+import type { ComfyGraph } from "../comfy/types";
+import type { MediaKind } from "../comfy/outputs";
+
+/** A scalar: what job details are made of, so they cross Durable Object RPC with their types. */
+export type Scalar = string | number | boolean | null;
+
+export type JobStatus = "submitting" | "queued" | "running" | "completed" | "failed" | "cancelled" | "lost";
+
+export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled", "lost"]);
+
+export interface JobError {
+  kind: string;
+  message: string;
+  [detail: string]: Scalar | undefined;
+}
+
+export interface JobProgress {
+  /** 0..1 over the whole job. */
+  fraction: number;
+  message: string;
+  queue_remaining?: number;
+  node?: string;
+  node_class?: string;
+  node_index?: number;
+  node_count?: number;
+  step?: number;
+  steps?: number;
+}
+
+export interface AssetView {
+  asset_id: string;
+  job_id: string;
+  prompt_id: string;
+  node_id: string;
+  filename: string;
+  subfolder: string;
+  folder_type: string;
+  output_key: string;
+  mime_type: string;
+  kind: MediaKind;
+  animated: boolean;
+  width: number | null;
+  height: number | null;
+  bytes_size: number | null;
+  workflow_id: string;
+  tool: string;
+  created_at: string;
+}
+
+export interface JobView {
+  job_id: string;
+  prompt_id: string;
+  status: JobStatus;
+  workflow_id: string;
+  tool: string;
+  params: Record<string, Scalar>;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  error: JobError | null;
+  /** Output nodes ComfyUI dropped when it accepted only part of the graph, rendered readably. */
+  dropped_outputs: string | null;
+  progress: JobProgress | null;
+  assets: AssetView[];
+}
+
+export interface SubmitRequest {
+  prompt_id: string;
+  workflow_id: string;
+  tool: string;
+  graph: ComfyGraph;
+  params: Record<string, Scalar>;
+}
+
+export interface JobRow extends Record<string, SqlStorageValue> {
+  id: string;
+  workflow_id: string;
+  tool: string;
+  status: string;
+  params: string;
+  graph: string;
+  client_id: string | null;
+  error: string | null;
+  node_errors: string | null;
+  missing_checks: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  updated_at: number;
+}
+
+export interface AssetRow extends Record<string, SqlStorageValue> {
+  id: string;
+  job_id: string;
+  node_id: string;
+  filename: string;
+  subfolder: string;
+  folder_type: string;
+  output_key: string;
+  mime_type: string;
+  kind: string;
+  animated: number;
+  width: number | null;
+  height: number | null;
+  bytes_size: number | null;
+  workflow_id: string;
+  tool: string;
+  created_at: number;
+}
+
+export function assetView(row: AssetRow): AssetView {
+  return {
+    asset_id: row.id,
+    job_id: row.job_id,
+    prompt_id: row.job_id,
+    node_id: row.node_id,
+    filename: row.filename,
+    subfolder: row.subfolder,
+    folder_type: row.folder_type,
+    output_key: row.output_key,
+    mime_type: row.mime_type,
+    kind: row.kind as MediaKind,
+    animated: row.animated === 1,
+    width: row.width,
+    height: row.height,
+    bytes_size: row.bytes_size,
+    workflow_id: row.workflow_id,
+    tool: row.tool,
+    created_at: iso(row.created_at),
+  };
+}
+
+export function jobView(row: JobRow, assets: AssetView[], progress: JobProgress | null): JobView {
+  return {
+    job_id: row.id,
+    prompt_id: row.id,
+    status: row.status as JobStatus,
+    workflow_id: row.workflow_id,
+    tool: row.tool,
+    params: JSON.parse(row.params) as Record<string, Scalar>,
+    created_at: iso(row.created_at),
+    started_at: row.started_at === null ? null : iso(row.started_at),
+    finished_at: row.finished_at === null ? null : iso(row.finished_at),
+    error: row.error === null ? null : (JSON.parse(row.error) as JobError),
+    dropped_outputs: row.node_errors,
+    progress: TERMINAL.has(row.status as JobStatus) ? null : progress,
+    assets,
+  };
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

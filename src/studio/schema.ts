@@ -1,0 +1,57 @@
+/**
+ * The studio's SQLite schema, applied in order and recorded in `schema_migrations`, so a deployed
+ * Durable Object upgrades itself the first time new code touches it.
+ */
+
+const MIGRATIONS: string[] = [
+  // 1: jobs and the assets they produced.
+  `CREATE TABLE jobs (
+     id TEXT PRIMARY KEY,              -- = ComfyUI prompt_id (a canonical UUID v4 we mint)
+     workflow_id TEXT NOT NULL,
+     tool TEXT NOT NULL,
+     status TEXT NOT NULL,             -- submitting | queued | running | completed | failed | cancelled | lost
+     params TEXT NOT NULL,             -- JSON: typed parameters used
+     graph TEXT NOT NULL,              -- JSON: the exact graph submitted
+     client_id TEXT,                   -- WebSocket clientId the prompt was submitted with
+     error TEXT,                       -- JSON: {kind, message, ...}
+     node_errors TEXT,                 -- JSON: outputs ComfyUI dropped on a partial accept
+     missing_checks INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL,
+     started_at INTEGER,
+     finished_at INTEGER,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE INDEX jobs_unfinished ON jobs(status) WHERE status IN ('submitting', 'queued', 'running');
+   CREATE TABLE assets (
+     id TEXT PRIMARY KEY,
+     job_id TEXT NOT NULL REFERENCES jobs(id),
+     node_id TEXT NOT NULL,
+     filename TEXT NOT NULL,
+     subfolder TEXT NOT NULL,
+     folder_type TEXT NOT NULL,
+     output_key TEXT NOT NULL,
+     mime_type TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     animated INTEGER NOT NULL,
+     width INTEGER,
+     height INTEGER,
+     bytes_size INTEGER,
+     workflow_id TEXT NOT NULL,
+     tool TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     -- One record per file per job: a cached rerun that reports an older job's file gets its own
+     -- record with its own provenance instead of the older job's (original-server.md defect 18).
+     UNIQUE (job_id, folder_type, subfolder, filename)
+   );
+   CREATE INDEX assets_by_job ON assets(job_id);
+   CREATE INDEX assets_by_time ON assets(created_at DESC);`,
+];
+
+export function migrate(sql: SqlStorage): void {
+  sql.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  const row = sql.exec<{ version: number | null }>("SELECT MAX(version) AS version FROM schema_migrations").one();
+  for (let version = (row.version ?? 0) + 1; version <= MIGRATIONS.length; version++) {
+    sql.exec(MIGRATIONS[version - 1]!);
+    sql.exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, Date.now());
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The studio's one WebSocket to ComfyUI. A fresh clientId per connection (ComfyUI's registry
+ * misbehaves when a clientId reconnects, comfyui-api.md §8.1), a keepalive so Cloudflare does not
+ * close an idle socket (~100 s), and reconnects with capped exponential backoff and jitter so a
+ * flapping ComfyUI never sees a reconnect storm.
+ */
+import type { ComfyClient } from "../comfy/client";
+import type { ComfyEvent } from "../comfy/types";
+
+const KEEPALIVE_MS = 30_000;
+const CONNECT_TIMEOUT_MS = 5_000;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 30_000;
+
+export interface SocketHooks {
+  onEvent(event: ComfyEvent): void;
+  /** Called after every (re)connect: events may have been lost while disconnected. */
+  onConnected(): void;
+  /** Whether a reconnect is still wanted (jobs are pending). */
+  wantsConnection(): boolean;
+}
+
+export class ComfySocket {
+  private socket: WebSocket | undefined;
+  private id: string | undefined;
+  private connecting: Promise<string> | undefined;
+  private keepalive: ReturnType<typeof setInterval> | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private failures = 0;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly client: ComfyClient,
+    private readonly hooks: SocketHooks,
+  ) {}
+
+  /** The clientId of the open socket, if any. Prompts must be submitted with it. */
+  get clientId(): string | undefined {
+    return this.socket ? this.id : undefined;
+  }
+
+  /** Opens the socket if needed and resolves to its clientId; rejects with a ComfyError. */
+  connect(): Promise<string> {
+    if (this.socket && this.id) return Promise.resolve(this.id);
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  close(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.teardown();
+  }
+
+  /** Test hook and fault drill: drop the connection as a network failure would. */
+  dropForTest(): void {
+    this.socket?.close(4000, "dropped");
+  }
+
+  private async open(): Promise<string> {
+    const clientId = crypto.randomUUID().replaceAll("-", "");
+    try {
+      const socket = await this.client.openSocket(clientId, { timeoutMs: CONNECT_TIMEOUT_MS });
+      socket.binaryType = "arraybuffer";
+      socket.addEventListener("message", (message) => this.receive(message.data));
+      socket.addEventListener("close", () => this.lost(socket, "closed"));
+      socket.addEventListener("error", () => this.lost(socket, "error"));
+      this.socket = socket;
+      this.id = clientId;
+      this.failures = 0;
+      this.lastError = undefined;
+      this.keepalive = setInterval(() => this.ping(), KEEPALIVE_MS);
+      this.hooks.onConnected();
+      return clientId;
+    } catch (error) {
+      this.failures++;
+      this.lastError = error instanceof Error ? error.message : String(error);
+      this.scheduleReconnect();
+      throw error;
+    }
+  }
+
+  private receive(data: unknown): void {
+    // Binary frames are previews and node text (comfyui-api.md §8.5); job tracking needs only JSON.
+    if (typeof data !== "string") return;
+    let event: ComfyEvent;
+    try {
+      event = JSON.parse(data) as ComfyEvent;
+    } catch {
+      return;
+    }
+    if (event && typeof event.type === "string" && typeof event.data === "object" && event.data !== null) this.hooks.onEvent(event);
+  }
+
+  private ping(): void {
+    try {
+      // ComfyUI parses and ignores any message after the first (comfyui-api.md §8.1).
+      this.socket?.send(JSON.stringify({ type: "ping" }));
+    } catch {
+      this.lost(this.socket, "send failed");
+    }
+  }
+
+  private lost(socket: WebSocket | undefined, reason: string): void {
+    if (!socket || socket !== this.socket) return;
+    this.lastError = `WebSocket ${reason}`;
+    this.teardown();
+    this.scheduleReconnect();
+  }
+
+  private teardown(): void {
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    this.id = undefined;
+    try {
+      socket?.close(1000, "bye");
+    } catch {
+      // already closed
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.reconnectTimer || !this.hooks.wantsConnection()) return;
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.failures, 10));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.hooks.wantsConnection()) this.connect().catch(() => undefined);
+    }, delay);
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * The studio: one SQLite-backed Durable Object per user. It owns the user's jobs and assets and the
+ * connection to ComfyUI. Events arrive over one WebSocket; because events can be lost (socket
+ * drops, ComfyUI restarts, this object restarts), an alarm reconciles every unfinished job against
+ * `GET /history/{id}` while any is open, so nothing finished is ever lost and nothing is
+ * registered twice.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { ComfyClient } from "../comfy/client";
+import { ComfyError, executionError, validationError } from "../comfy/errors";
+import { PROBE_BYTES, probeDimensions } from "../comfy/media";
+import { collectOutputs, type OutputItem } from "../comfy/outputs";
+import type { ComfyEvent, ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../comfy/types";
+import { comfyConnection, readConfig } from "../config";
+import { ProgressTracker } from "./progress";
+import {
+  TERMINAL,
+  assetView,
+  jobView,
+  type AssetRow,
+  type JobError,
+  type JobRow,
+  type JobStatus,
+  type Scalar,
+  type JobView,
+  type SubmitRequest,
+} from "./records";
+import { migrate } from "./schema";
+import { ComfySocket } from "./socket";
+
+/** One line of a watch stream (NDJSON). */
+export type WatchEvent =
+  | { type: "progress"; progress: NonNullable<JobView["progress"]> }
+  | { type: "final"; job: JobView }
+  | { type: "missing" };
+
+export type StudioResult = { ok: true; job: JobView } | { ok: false; error: JobError };
+
+const OPEN_STATUSES = "('submitting', 'queued', 'running')";
+/** Reconciliations a job may be absent from both queue and history before it is declared lost. */
+const LOST_AFTER_CHECKS = 2;
+const HISTORY_RETRIES = 3;
+const CANCEL_CONFIRM_MS = 10_000;
+
+export class Studio extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private readonly client: ComfyClient;
+  private readonly socket: ComfySocket;
+  private readonly reconcileMs: number;
+  private readonly trackers = new Map<string, ProgressTracker>();
+  private readonly watchers = new Map<string, Set<WritableStreamDefaultWriter<Uint8Array>>>();
+  private readonly settled = new Map<string, Array<() => void>>();
+  private readonly finalizing = new Map<string, Promise<void>>();
+  private readonly encoder = new TextEncoder();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    migrate(this.sql);
+    this.client = new ComfyClient(comfyConnection(env));
+    this.reconcileMs = readConfig(env).reconcileMs;
+    this.socket = new ComfySocket(this.client, {
+      onEvent: (event) => this.onEvent(event),
+      onConnected: () => void this.ctx.waitUntil(this.reconcile()),
+      wantsConnection: () => this.openJobCount() > 0,
+    });
+  }
+
+  // --- RPC surface ----------------------------------------------------------------------------
+
+  /** Records the job, then submits it with the socket's clientId so its events come to us. */
+  async submit(request: SubmitRequest): Promise<StudioResult> {
+    const now = Date.now();
+    // Without a socket we still submit: the alarm's /history reconciliation completes the job.
+    const clientId = await this.socket.connect().catch(() => crypto.randomUUID().replaceAll("-", ""));
+    // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
+    this.sql.exec(
+      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, created_at, updated_at)
+       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?)`,
+      request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, now, now,
+    );
+    this.trackerFor(request.prompt_id, request.graph);
+    try {
+      const accepted = await this.client.queuePrompt(request.graph, clientId, request.prompt_id);
+      // A 200 can still drop outputs whose nodes failed validation (comfyui-api.md §3.2): say which.
+      const dropped = Object.keys(accepted.node_errors ?? {}).length > 0 ? validationError({ node_errors: accepted.node_errors }).message : null;
+      this.sql.exec(
+        "UPDATE jobs SET status = CASE status WHEN 'submitting' THEN 'queued' ELSE status END, node_errors = ?, updated_at = ? WHERE id = ?",
+        dropped, Date.now(), request.prompt_id,
+      );
+    } catch (error) {
+      const jobError = toJobError(error);
+      this.settle(request.prompt_id, "failed", jobError);
+      return { ok: false, error: jobError };
+    }
+    await this.ensureAlarm();
+    return { ok: true, job: this.view(request.prompt_id)! };
+  }
+
+  /**
+   * A stream of NDJSON `WatchEvent`s: the current progress, every change, then one `final` line.
+   * The caller bounds the wait by cancelling the stream; the job itself keeps running.
+   */
+  watch(jobId: string): ReadableStream<Uint8Array> {
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const job = this.view(jobId);
+    if (!job || TERMINAL.has(job.status)) {
+      this.write(writer, job ? { type: "final", job } : { type: "missing" });
+      writer.close().catch(() => undefined);
+      return readable;
+    }
+    let set = this.watchers.get(jobId);
+    if (!set) this.watchers.set(jobId, (set = new Set()));
+    set.add(writer);
+    if (job.progress) this.write(writer, { type: "progress", progress: job.progress });
+    return readable;
+  }
+
+  /** The job as known now; an open job is first checked against ComfyUI (events can be lost). */
+  async getJob(jobId: string): Promise<JobView | undefined> {
+    const row = this.jobRow(jobId);
+    if (!row) return undefined;
+    if (!TERMINAL.has(row.status as JobStatus)) {
+      await this.reconcileJobs([row]).catch(() => undefined);
+      await this.finalizing.get(jobId);
+    }
+    return this.view(jobId);
+  }
+
+  /** Deletes a pending prompt or interrupts the running one, then confirms the outcome. */
+  async cancel(jobId: string): Promise<StudioResult | undefined> {
+    const row = this.jobRow(jobId);
+    if (!row) return undefined;
+    if (TERMINAL.has(row.status as JobStatus)) return { ok: true, job: this.view(jobId)! };
+    try {
+      const queue = await this.client.queue();
+      if (queue.queue_pending.some((item) => item[1] === jobId)) {
+        await this.client.deleteFromQueue([jobId]);
+        // A deleted prompt never reaches history (GET_history_prompt_id__deleted.json): settle here.
+        const after = await this.client.queue();
+        if (!after.queue_running.some((item) => item[1] === jobId)) {
+          this.settle(jobId, "cancelled", { kind: "cancelled", message: "Cancelled before it started: removed from ComfyUI's queue." });
+          return { ok: true, job: this.view(jobId)! };
+        }
+      }
+      // Running (or just started): interrupt only this prompt, then wait for ComfyUI to confirm.
+      const settled = this.whenSettled(jobId, CANCEL_CONFIRM_MS);
+      await this.client.interrupt(jobId);
+      await this.reconcileJobs([this.jobRow(jobId)!]).catch(() => undefined);
+      await settled;
+      return { ok: true, job: this.view(jobId)! };
+    } catch (error) {
+      return { ok: false, error: toJobError(error) };
+    }
+  }
+
+  /** Which of these ComfyUI prompt ids are this user's jobs (queue views hide everyone else's). */
+  ownedJobs(promptIds: string[]): string[] {
+    return promptIds.filter((id) => this.jobRow(id) !== undefined);
+  }
+
+  /** Test and fault-drill hook: drop the ComfyUI socket as a network failure would. */
+  dropSocket(): void {
+    this.socket.dropForTest();
+  }
+
+  override async alarm(): Promise<void> {
+    await this.reconcile();
+  }
+
+  // --- events ---------------------------------------------------------------------------------
+
+  private onEvent(event: ComfyEvent): void {
+    if (event.type === "status") {
+      // Queue length changed: update the "queued" message of every job that has not started.
+      for (const jobId of this.trackers.keys()) this.publishProgress(jobId, event);
+      return;
+    }
+    const promptId = event.data.prompt_id;
+    if (typeof promptId !== "string") return;
+    const row = this.jobRow(promptId);
+    if (!row || TERMINAL.has(row.status as JobStatus)) return;
+    if (event.type === "execution_start" || (event.type === "executing" && event.data.node !== null)) {
+      this.sql.exec(
+        "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN ('submitting', 'queued')",
+        Date.now(), Date.now(), promptId,
+      );
+    }
+    // `executing {node: null}` is sent after history is written: the canonical "done" (§8.3).
+    if (event.type === "executing" && event.data.node === null) {
+      this.ctx.waitUntil(this.finalize(promptId));
+      return;
+    }
+    this.publishProgress(promptId, event);
+  }
+
+  private publishProgress(jobId: string, event: ComfyEvent): void {
+    const tracker = this.trackers.get(jobId) ?? this.restoreTracker(jobId);
+    const progress = tracker?.apply(event);
+    if (!progress) return;
+    for (const writer of this.watchers.get(jobId) ?? []) this.write(writer, { type: "progress", progress });
+  }
+
+  // --- completion -----------------------------------------------------------------------------
+
+  /** Reads the authoritative history entry once per job, however many paths ask at once. */
+  private finalize(jobId: string, known?: HistoryEntry): Promise<void> {
+    let running = this.finalizing.get(jobId);
+    if (!running) {
+      running = this.completeFromHistory(jobId, known).finally(() => this.finalizing.delete(jobId));
+      this.finalizing.set(jobId, running);
+    }
+    return running;
+  }
+
+  private async completeFromHistory(jobId: string, known?: HistoryEntry): Promise<void> {
+    let entry = known;
+    for (let attempt = 0; !entry && attempt < HISTORY_RETRIES; attempt++) {
+      if (attempt > 0) await sleep(50 * attempt);
+      entry = await this.client.history(jobId).catch(() => undefined);
+    }
+    const row = this.jobRow(jobId);
+    // No entry yet (or ComfyUI unreachable): the alarm will try again.
+    if (!entry || !row || TERMINAL.has(row.status as JobStatus)) return;
+    const items = collectOutputs(entry.outputs).filter((item) => item.kind !== "other" || item.key !== "text");
+    const probed = await Promise.all(items.map((item) => this.probe(item)));
+    const messages = entry.status?.messages ?? [];
+    const failed = entry.status?.status_str === "error" || entry.status?.completed === false;
+    let status: JobStatus = "completed";
+    let error: JobError | null = null;
+    if (failed && messages.some(([name]) => name === "execution_interrupted")) {
+      status = "cancelled";
+      error = { kind: "interrupted", message: "The job was interrupted in ComfyUI before it finished." };
+    } else if (failed) {
+      const payload = messages.find(([name]) => name === "execution_error")?.[1] as Partial<ExecutionErrorPayload> | undefined;
+      status = "failed";
+      error = toJobError(executionError(payload ?? {}));
+    } else if (probed.length === 0) {
+      status = "failed";
+      error = { kind: "no_outputs", message: "ComfyUI finished the job but it produced no output files. Does the workflow end in a Save node?" };
+    }
+    this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      for (const item of probed) {
+        this.sql.exec(
+          `INSERT INTO assets (id, job_id, node_id, filename, subfolder, folder_type, output_key, mime_type, kind, animated,
+                               width, height, bytes_size, workflow_id, tool, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (job_id, folder_type, subfolder, filename) DO NOTHING`,
+          crypto.randomUUID(), jobId, item.node_id, item.filename, item.subfolder, item.type, item.key, item.mime_type, item.kind,
+          item.animated ? 1 : 0, item.width, item.height, item.bytes, row.workflow_id, row.tool, now,
+        );
+      }
+      this.settle(jobId, status, error);
+    });
+  }
+
+  /** Size from the file's own header, total bytes from Content-Range: one small ranged GET. */
+  private async probe(item: OutputItem): Promise<OutputItem & { width: number | null; height: number | null; bytes: number | null }> {
+    try {
+      const response = await this.client.view(item, { range: `bytes=0-${PROBE_BYTES - 1}`, timeoutMs: 10_000 });
+      const head = new Uint8Array(await response.arrayBuffer());
+      const total = Number(response.headers.get("Content-Range")?.split("/")[1] ?? response.headers.get("Content-Length") ?? head.length);
+      const size = item.kind === "image" ? probeDimensions(head) : undefined;
+      return { ...item, width: size?.width ?? null, height: size?.height ?? null, bytes: Number.isFinite(total) ? total : null };
+    } catch {
+      return { ...item, width: null, height: null, bytes: null };
+    }
+  }
+
+  /** The one place a job becomes terminal: guarded so it happens once, then everyone is told. */
+  private settle(jobId: string, status: JobStatus, error: JobError | null): void {
+    const now = Date.now();
+    const changed = this.sql.exec(
+      `UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES}`,
+      status, error ? JSON.stringify(error) : null, now, now, jobId,
+    ).rowsWritten;
+    if (changed === 0) return;
+    this.trackers.delete(jobId);
+    const job = this.view(jobId)!;
+    for (const writer of this.watchers.get(jobId) ?? []) {
+      this.write(writer, { type: "final", job });
+      writer.close().catch(() => undefined);
+    }
+    this.watchers.delete(jobId);
+    for (const resolve of this.settled.get(jobId) ?? []) resolve();
+    this.settled.delete(jobId);
+  }
+
+  private whenSettled(jobId: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      const list = this.settled.get(jobId) ?? [];
+      list.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.settled.set(jobId, list);
+    });
+  }
+
+  // --- reconciliation -------------------------------------------------------------------------
+
+  private async reconcile(): Promise<void> {
+    const open = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
+    if (open.length === 0) {
+      // Nothing to watch: an open socket would only keep this object (and its bill) awake.
+      this.socket.close();
+      return;
+    }
+    this.socket.connect().catch(() => undefined);
+    await this.reconcileJobs(open).catch(() => undefined);
+    await this.ensureAlarm();
+  }
+
+  /** Checks jobs against history, then the queue; absent from both twice in a row means lost. */
+  private async reconcileJobs(rows: JobRow[]): Promise<void> {
+    let queue: Awaited<ReturnType<ComfyClient["queue"]>> | undefined;
+    for (const row of rows) {
+      const entry = await this.client.history(row.id);
+      if (entry) {
+        await this.finalize(row.id, entry);
+        continue;
+      }
+      queue ??= await this.client.queue();
+      const running = queue.queue_running.some((item) => item[1] === row.id);
+      const pending = queue.queue_pending.some((item) => item[1] === row.id);
+      if (running || pending) {
+        this.sql.exec(
+          `UPDATE jobs SET missing_checks = 0, status = CASE WHEN ? THEN 'running' WHEN status = 'submitting' THEN 'queued' ELSE status END,
+                  started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, updated_at = ?
+           WHERE id = ? AND status IN ${OPEN_STATUSES}`,
+          running ? 1 : 0, running ? 1 : 0, Date.now(), Date.now(), row.id,
+        );
+        continue;
+      }
+      // It may have finished between the two reads.
+      const late = await this.client.history(row.id);
+      if (late) {
+        await this.finalize(row.id, late);
+        continue;
+      }
+      const checks = row.missing_checks + 1;
+      if (checks >= LOST_AFTER_CHECKS) {
+        this.settle(row.id, "lost", {
+          kind: "lost",
+          message:
+            "ComfyUI no longer knows this job (it is in neither its queue nor its history): ComfyUI was most likely restarted " +
+            "while the job was queued or running. Nothing was produced; submit it again.",
+        });
+      } else {
+        this.sql.exec("UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ?", checks, Date.now(), row.id);
+      }
+    }
+  }
+
+  private async ensureAlarm(): Promise<void> {
+    if (this.openJobCount() === 0) return;
+    const due = Date.now() + this.reconcileMs;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > due) await this.ctx.storage.setAlarm(due);
+  }
+
+  // --- storage helpers ------------------------------------------------------------------------
+
+  private openJobCount(): number {
+    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM jobs WHERE status IN ${OPEN_STATUSES}`).one().n;
+  }
+
+  private jobRow(jobId: string): JobRow | undefined {
+    return this.sql.exec<JobRow>("SELECT * FROM jobs WHERE id = ?", jobId).toArray()[0];
+  }
+
+  private view(jobId: string): JobView | undefined {
+    const row = this.jobRow(jobId);
+    if (!row) return undefined;
+    const assets = this.sql.exec<AssetRow>("SELECT * FROM assets WHERE job_id = ? ORDER BY node_id, filename", jobId).toArray().map(assetView);
+    const tracker = this.trackers.get(jobId) ?? this.restoreTracker(jobId, row);
+    return jobView(row, assets, tracker?.snapshot() ?? null);
+  }
+
+  private trackerFor(jobId: string, graph: ComfyGraph): ProgressTracker {
+    const tracker = new ProgressTracker(Object.keys(graph).length, (nodeId) => graph[nodeId]?.class_type);
+    this.trackers.set(jobId, tracker);
+    return tracker;
+  }
+
+  /** After a restart the in-memory tracker is gone; rebuild it for open jobs. */
+  private restoreTracker(jobId: string, row = this.jobRow(jobId)): ProgressTracker | undefined {
+    if (!row || TERMINAL.has(row.status as JobStatus)) return undefined;
+    return this.trackerFor(jobId, JSON.parse(row.graph) as ComfyGraph);
+  }
+
+  private write(writer: WritableStreamDefaultWriter<Uint8Array>, event: WatchEvent): void {
+    // A reader that went away (client disconnected) only loses its own stream, never the job.
+    writer.write(this.encoder.encode(`${JSON.stringify(event)}\n`)).catch(() => {
+      for (const set of this.watchers.values()) set.delete(writer);
+    });
+  }
+}
+
+export function toJobError(error: unknown): JobError {
+  if (error instanceof ComfyError) {
+    const scalars = Object.entries(error.details).filter(([, value]) => value === null || ["string", "number", "boolean"].includes(typeof value));
+    return { kind: error.kind, message: error.message, ...(Object.fromEntries(scalars) as Record<string, Scalar>) };
+  }
+  return { kind: "internal", message: error instanceof Error ? error.message : String(error) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

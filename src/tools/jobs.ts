@@ -1,0 +1,107 @@
+/**
+ * Job tools: get_job (waits, registers results, reports failures as failures), get_queue_status
+ * (ComfyUI's queue with only the caller's own prompts identified) and cancel_job (deletes a
+ * pending prompt or interrupts the running one, and handles ComfyUI's empty-body 200s).
+ */
+import type { McpServer } from "@modelcontextprotocol/server";
+import * as z from "zod/v4";
+import type { QueueItem } from "../comfy/types";
+import { failure, success } from "../mcp/results";
+import type { ToolContext } from "./context";
+import { runTool } from "./run";
+import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitSecondsArg } from "./schemas";
+import { waitForJob } from "./wait";
+
+const notFound = (id: string) =>
+  failure(`No job '${id}' in your studio. Pass the job_id (= prompt_id) returned by a generation tool; jobs submitted to ComfyUI by other means are not visible here.`);
+
+export function registerJobTools(server: McpServer, tools: ToolContext): void {
+  server.registerTool(
+    "get_job",
+    {
+      title: "Get a job's status and results",
+      description:
+        "Status of a generation job by its prompt_id. Waits up to wait_seconds (default 0: answer now) for an open job, streaming progress. " +
+        "A finished job returns its registered assets; a failed one returns ComfyUI's error.",
+      inputSchema: z.object({ prompt_id: promptIdArg, wait_seconds: waitSecondsArg }),
+      outputSchema: jobResultSchema,
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    ({ prompt_id, wait_seconds }, ctx) =>
+      runTool(async () => {
+        let job = await tools.studio.getJob(prompt_id);
+        if (!job) return notFound(prompt_id);
+        if (wait_seconds && ["submitting", "queued", "running"].includes(job.status)) {
+          job = (await waitForJob(tools, ctx, prompt_id, wait_seconds * 1000)).job ?? job;
+        }
+        return success(jobResult(job, describeJob(job)), assetLinks(job));
+      }),
+  );
+
+  server.registerTool(
+    "cancel_job",
+    {
+      title: "Cancel a job",
+      description: "Cancel a generation job: a queued job is removed from ComfyUI's queue, a running one is interrupted (ComfyUI stops at its next check). Returns the job's final state.",
+      inputSchema: z.object({ prompt_id: promptIdArg }),
+      outputSchema: jobResultSchema,
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    },
+    ({ prompt_id }) =>
+      runTool(async () => {
+        const outcome = await tools.studio.cancel(prompt_id);
+        if (!outcome) return notFound(prompt_id);
+        if (!outcome.ok) return failure(outcome.error.message, { kind: outcome.error.kind });
+        const job = outcome.job;
+        const message =
+          job.status === "cancelled"
+            ? describeJob(job)
+            : ["completed", "failed", "lost"].includes(job.status)
+              ? `Nothing to cancel: the job had already ended (${job.status}).`
+              : `Interrupt requested; ComfyUI has not confirmed yet (status ${job.status}). Call get_job to follow it.`;
+        return success(jobResult(job, message), assetLinks(job));
+      }),
+  );
+
+  server.registerTool(
+    "get_queue_status",
+    {
+      title: "Show ComfyUI's queue",
+      description: "How busy ComfyUI is: the running prompt and the pending ones in order, with your own jobs identified by prompt_id (other users' prompts are counted, not shown).",
+      inputSchema: z.object({}),
+      outputSchema: z.object({
+        status: z.literal("success"),
+        running_count: z.number().int(),
+        pending_count: z.number().int(),
+        queue_running: z.array(queueEntrySchema()),
+        queue_pending: z.array(queueEntrySchema()),
+        message: z.string(),
+      }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    (_args, ctx) =>
+      runTool(async () => {
+        const queue = await tools.comfy.queue({ signal: ctx.mcpReq.signal });
+        // queue_pending is the raw heap array, not sorted (comfyui-api.md §5).
+        const pending = [...queue.queue_pending].sort((a, b) => a[0] - b[0]);
+        const owned = new Set(await tools.studio.ownedJobs([...queue.queue_running, ...pending].map((item) => item[1])));
+        const entry = (item: QueueItem, index: number) => ({ position: index + 1, number: item[0], mine: owned.has(item[1]), prompt_id: owned.has(item[1]) ? item[1] : null });
+        const running = queue.queue_running.map(entry);
+        const waiting = pending.map(entry);
+        const message =
+          running.length === 0 && waiting.length === 0
+            ? "ComfyUI is idle."
+            : `${running.length} running, ${waiting.length} pending${waiting.some((e) => e.mine) ? ` (yours at position ${waiting.filter((e) => e.mine).map((e) => e.position).join(", ")})` : ""}.`;
+        return { status: "success" as const, running_count: running.length, pending_count: waiting.length, queue_running: running, queue_pending: waiting, message };
+      }),
+  );
+}
+
+function queueEntrySchema() {
+  return z.object({
+    position: z.number().int().describe("1 = next to run (or the running one)."),
+    number: z.number(),
+    mine: z.boolean(),
+    prompt_id: z.string().nullable().describe("Only shown for your own jobs."),
+  });
+}

@@ -1,0 +1,116 @@
+/** Output schemas shared by the job tools, with the result builders that fill them. */
+import type { ContentBlock } from "@modelcontextprotocol/server";
+import * as z from "zod/v4";
+import type { AssetView, JobView } from "../studio/records";
+
+export const promptIdArg = z
+  .string()
+  .trim()
+  .min(1, "prompt_id is empty: pass the job_id/prompt_id returned by a generation tool")
+  .max(200)
+  .describe("The job handle returned by a generation tool (job_id and prompt_id are the same value).");
+
+export const waitSecondsArg = z
+  .number()
+  .min(0)
+  .max(55)
+  .optional()
+  .describe("How long to wait for the job to finish before returning its handle (seconds, 0-55). Default: the server's COMFY_MCP_WAIT_SECONDS (45).");
+
+const assetSchema = z.object({
+  asset_id: z.string().describe("Opaque id of this output file; pass it to asset tools."),
+  job_id: z.string(),
+  prompt_id: z.string(),
+  node_id: z.string().describe("The ComfyUI node that wrote the file."),
+  filename: z.string(),
+  subfolder: z.string(),
+  folder_type: z.string().describe("output, or temp for previews (deleted when ComfyUI restarts)."),
+  output_key: z.string(),
+  mime_type: z.string(),
+  kind: z.enum(["image", "video", "audio", "latent", "other"]),
+  animated: z.boolean(),
+  width: z.number().int().nullable(),
+  height: z.number().int().nullable(),
+  bytes_size: z.number().int().nullable(),
+  workflow_id: z.string(),
+  tool: z.string(),
+  created_at: z.string(),
+  resource_uri: z.string().describe("MCP resource URI of the asset."),
+});
+
+export const jobResultSchema = z.object({
+  status: z.enum(["submitting", "queued", "running", "completed", "failed", "cancelled", "lost"]),
+  job_id: z.string(),
+  prompt_id: z.string(),
+  workflow_id: z.string(),
+  tool: z.string(),
+  message: z.string().describe("What happened and what to do next."),
+  params: z.record(z.string(), z.unknown()),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  error: z.looseObject({ kind: z.string(), message: z.string() }).nullable(),
+  dropped_outputs: z.string().nullable().describe("Set when ComfyUI ran only part of the workflow: which outputs it dropped and why."),
+  progress: z.looseObject({ fraction: z.number(), message: z.string() }).nullable(),
+  assets: z.array(assetSchema),
+  // The first asset's fields at the top level, as the original server returned them.
+  asset_id: z.string().optional(),
+  filename: z.string().optional(),
+  subfolder: z.string().optional(),
+  folder_type: z.string().optional(),
+  mime_type: z.string().optional(),
+  width: z.number().int().nullable().optional(),
+  height: z.number().int().nullable().optional(),
+  bytes_size: z.number().int().nullable().optional(),
+});
+
+export function assetUri(asset: Pick<AssetView, "asset_id">): string {
+  return `comfy://assets/${asset.asset_id}`;
+}
+
+export function jobResult(job: JobView, message: string): Record<string, unknown> {
+  const assets = job.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset) }));
+  const first = assets[0];
+  return {
+    ...job,
+    message,
+    assets,
+    ...(first && {
+      asset_id: first.asset_id,
+      filename: first.filename,
+      subfolder: first.subfolder,
+      folder_type: first.folder_type,
+      mime_type: first.mime_type,
+      width: first.width,
+      height: first.height,
+      bytes_size: first.bytes_size,
+    }),
+  };
+}
+
+/** One `resource_link` per asset, so clients can fetch or show outputs without base64 in results. */
+export function assetLinks(job: JobView): ContentBlock[] {
+  return job.assets.map((asset) => ({
+    type: "resource_link" as const,
+    uri: assetUri(asset),
+    name: asset.filename,
+    mimeType: asset.mime_type,
+    description: `${asset.kind}${asset.width && asset.height ? ` ${asset.width}x${asset.height}` : ""} from ${asset.workflow_id} (job ${asset.job_id})`,
+  }));
+}
+
+/** The sentence an agent reads first: what state the job is in and what to call next. */
+export function describeJob(job: JobView): string {
+  switch (job.status) {
+    case "completed":
+      return `Job completed with ${job.assets.length} asset${job.assets.length === 1 ? "" : "s"}.`;
+    case "failed":
+      return `Job failed: ${job.error?.message ?? "unknown error"}`;
+    case "cancelled":
+      return `Job was cancelled${job.error?.message ? `: ${job.error.message}` : "."}`;
+    case "lost":
+      return job.error?.message ?? "ComfyUI lost this job; submit it again.";
+    default:
+      return `Job is ${job.status}${job.progress ? ` (${job.progress.message})` : ""}. Call get_job(prompt_id='${job.job_id}') to wait for it, or cancel_job to stop it.`;
+  }
+}
