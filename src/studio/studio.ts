@@ -52,6 +52,8 @@ export class Studio extends DurableObject<Env> {
   private readonly settled = new Map<string, Array<() => void>>();
   private readonly finalizing = new Map<string, Promise<void>>();
   private readonly encoder = new TextEncoder();
+  /** Submissions in flight: the socket they are about to use must not be closed as idle. */
+  private submitting = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -61,7 +63,8 @@ export class Studio extends DurableObject<Env> {
     this.reconcileMs = readConfig(env).reconcileMs;
     this.socket = new ComfySocket(this.client, {
       onEvent: (event) => this.onEvent(event),
-      onConnected: () => void this.ctx.waitUntil(this.reconcile()),
+      // Events may have been missed while disconnected: check open jobs against history at once.
+      onConnected: () => void this.ctx.waitUntil(this.reconcileOpenJobs()),
       wantsConnection: () => this.openJobCount() > 0,
     });
   }
@@ -71,6 +74,15 @@ export class Studio extends DurableObject<Env> {
   /** Records the job, then submits it with the socket's clientId so its events come to us. */
   async submit(request: SubmitRequest): Promise<StudioResult> {
     const now = Date.now();
+    this.submitting++;
+    try {
+      return await this.submitJob(request, now);
+    } finally {
+      this.submitting--;
+    }
+  }
+
+  private async submitJob(request: SubmitRequest, now: number): Promise<StudioResult> {
     // Without a socket we still submit: the alarm's /history reconciliation completes the job.
     const clientId = await this.socket.connect().catch(() => crypto.randomUUID().replaceAll("-", ""));
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
@@ -302,16 +314,21 @@ export class Studio extends DurableObject<Env> {
 
   // --- reconciliation -------------------------------------------------------------------------
 
+  /** The alarm: reconcile open jobs and keep the alarm going, or close an idle socket. */
   private async reconcile(): Promise<void> {
-    const open = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
-    if (open.length === 0) {
+    if (this.openJobCount() === 0) {
       // Nothing to watch: an open socket would only keep this object (and its bill) awake.
-      this.socket.close();
+      if (this.submitting === 0) this.socket.close();
       return;
     }
     this.socket.connect().catch(() => undefined);
-    await this.reconcileJobs(open).catch(() => undefined);
+    await this.reconcileOpenJobs();
     await this.ensureAlarm();
+  }
+
+  private async reconcileOpenJobs(): Promise<void> {
+    const open = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
+    if (open.length > 0) await this.reconcileJobs(open).catch(() => undefined);
   }
 
   /** Checks jobs against history, then the queue; absent from both twice in a row means lost. */

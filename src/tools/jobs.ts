@@ -6,6 +6,7 @@
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { QueueItem } from "../comfy/types";
+import type { JobView } from "../studio/records";
 import { failure, success } from "../mcp/results";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";
@@ -29,7 +30,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     },
     ({ prompt_id, wait_seconds }, ctx) =>
       runTool(async () => {
-        let job = await tools.studio.getJob(prompt_id);
+        let job: JobView | undefined = await tools.studio.getJob(prompt_id);
         if (!job) return notFound(prompt_id);
         if (wait_seconds && ["submitting", "queued", "running"].includes(job.status)) {
           job = (await waitForJob(tools, ctx, prompt_id, wait_seconds * 1000)).job ?? job;

@@ -1,0 +1,96 @@
+// Starts the real gateway (`wrangler dev`) as a child process for end-to-end tests, the CLI demo
+// and benchmarks: its own port, inspector port and state directory, ComfyUI URL injected.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string>, readyTimeoutMs?: number }} options
+ * @returns {Promise<{ url: string, mcpUrl: string, port: number, persistDir: string, stop: () => Promise<void>, logs: () => string }>}
+ */
+export async function startGateway(options) {
+  const port = options.port ?? (await freePort());
+  const inspectorPort = await freePort();
+  const ownsState = !options.persistDir;
+  const persistDir = options.persistDir ?? mkdtempSync(join(tmpdir(), "comfyui-mcp-edge-state-"));
+  const vars = { COMFYUI_URL: options.comfyUrl, PUBLIC_URL: `http://127.0.0.1:${port}`, COMFY_MCP_RECONCILE_SECONDS: "1", ...options.vars };
+  const args = [
+    "wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort),
+    "--persist-to", persistDir, "--show-interactive-dev-session=false", "--log-level", "warn",
+    ...Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]),
+  ];
+  const child = spawn("npx", args, {
+    cwd: root,
+    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  for (;;) {
+    if (exited) throw new Error(`wrangler dev exited before it was ready:\n${output}`);
+    if (Date.now() > deadline) {
+      killTree(child);
+      throw new Error(`wrangler dev not ready after ${options.readyTimeoutMs ?? 60_000} ms:\n${output}`);
+    }
+    try {
+      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    url,
+    mcpUrl: `${url}/mcp`,
+    port,
+    persistDir,
+    logs: () => output,
+    /** Stops wrangler (and workerd); removes the state directory unless the caller supplied it. */
+    stop: async ({ keepState = false } = {}) => {
+      if (!exited) {
+        const gone = new Promise((resolve) => child.once("exit", resolve));
+        killTree(child);
+        await Promise.race([gone, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+      }
+      if (ownsState && !keepState) rmSync(persistDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function killTree(child) {
+  try {
+    process.kill(-child.pid, "SIGTERM");
+  } catch {
+    // already gone
+  }
+  setTimeout(() => {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, 2_000).unref();
+}

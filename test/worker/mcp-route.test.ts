@@ -1,0 +1,115 @@
+// The /mcp route inside workerd: both protocol eras on one stateless endpoint, Host/Origin policy,
+// fail-closed without auth, and the tool surface every client sees (titles, annotations, schemas).
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+
+const LOCAL = "http://127.0.0.1:8787";
+
+async function post(body: unknown, headers: Record<string, string> = {}, base = LOCAL) {
+  const response = await exports.default.fetch(
+    new Request(`${base}/mcp`, {
+      method: "POST",
+      headers: { Host: new URL(base).host, "Content-Type": "application/json", Accept: "application/json, text/event-stream", ...headers },
+      body: JSON.stringify(body),
+    }),
+  );
+  return { response, json: await readRpc(response) };
+}
+
+/** A response may be JSON or an SSE stream; take the JSON-RPC message either way. */
+async function readRpc(response: Response): Promise<any> {
+  const text = await response.text();
+  if (!(response.headers.get("Content-Type") ?? "").includes("text/event-stream")) return text ? JSON.parse(text) : undefined;
+  const data = text.split("\n").filter((line) => line.startsWith("data: ")).map((line) => JSON.parse(line.slice(6)));
+  return data.find((message) => "result" in message || "error" in message);
+}
+
+const MODERN_META = {
+  "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+  "io.modelcontextprotocol/clientInfo": { name: "contract-test", version: "1.0.0" },
+  "io.modelcontextprotocol/clientCapabilities": {},
+};
+
+function modern(method: string, params: Record<string, unknown> = {}) {
+  // 2026-07-28 mirrors the method (and a tool call's name) in headers that must match the body.
+  const name: Record<string, string> = typeof params.name === "string" ? { "Mcp-Name": params.name } : {};
+  return post(
+    { jsonrpc: "2.0", id: 1, method, params: { ...params, _meta: MODERN_META } },
+    { "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, ...name },
+  );
+}
+
+describe("protocol eras", () => {
+  it("answers a 2026-07-28 server/discover without a session", async () => {
+    const { response, json } = await modern("server/discover");
+    expect(response.status).toBe(200);
+    expect(json.result.supportedVersions).toContain("2026-07-28");
+    expect(response.headers.get("mcp-session-id")).toBeNull();
+  });
+
+  it("answers a 2025-era initialize statelessly, then tools/list without a session", async () => {
+    const init = await post({
+      jsonrpc: "2.0", id: 1, method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "legacy-test", version: "1" } },
+    });
+    expect(init.response.status).toBe(200);
+    expect(init.json.result.protocolVersion).toBe("2025-11-25");
+    expect(init.json.result.serverInfo.name).toBe("comfyui-mcp-edge");
+    expect(init.response.headers.get("mcp-session-id")).toBeNull();
+    const list = await post({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, { "MCP-Protocol-Version": "2025-11-25" });
+    expect(list.json.result.tools.map((t: { name: string }) => t.name)).toContain("generate_image");
+  });
+});
+
+describe("tool surface", () => {
+  it("gives every tool a title, annotations, described inputs and an output schema", async () => {
+    const { json } = await modern("tools/list");
+    const tools = json.result.tools as Array<Record<string, any>>;
+    expect(tools.map((t) => t.name).sort()).toEqual(["cancel_job", "generate_image", "get_defaults", "get_job", "get_queue_status", "list_models"]);
+    for (const tool of tools) {
+      expect(tool.title, tool.name).toBeTruthy();
+      expect(tool.annotations, tool.name).toBeTruthy();
+      expect(typeof tool.annotations.readOnlyHint, tool.name).toBe("boolean");
+      expect(tool.outputSchema?.type, tool.name).toBe("object");
+      for (const [name, property] of Object.entries(tool.inputSchema.properties ?? {})) {
+        expect((property as { description?: string }).description, `${tool.name}.${name}`).toBeTruthy();
+      }
+    }
+    const generate = tools.find((t) => t.name === "generate_image")!;
+    expect(generate.inputSchema.required).toEqual(["prompt"]);
+    expect(generate.inputSchema.properties.width.type).toBe("integer");
+    expect(generate.inputSchema.properties.cfg.type).toBe("number");
+  });
+
+  it("returns validation failures as tool errors the model can act on (SEP-1303)", async () => {
+    const { json } = await modern("tools/call", { name: "generate_image", arguments: { prompt: "x", width: "wide" } });
+    expect(json.result.isError).toBe(true);
+    expect(json.result.content[0].text).toMatch(/width/);
+  });
+
+  it("answers an unknown job id with a not-found error and a hint", async () => {
+    const { json } = await modern("tools/call", { name: "get_job", arguments: { prompt_id: "nope" } });
+    expect(json.result.isError).toBe(true);
+    expect(json.result.content[0].text).toMatch(/No job 'nope'.*job_id/s);
+  });
+});
+
+describe("edges", () => {
+  it("refuses a foreign browser Origin with 403", async () => {
+    const { response } = await post({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }, { Origin: "https://evil.example" });
+    expect(response.status).toBe(403);
+  });
+
+  it("fails closed on a non-loopback host while no authentication is configured", async () => {
+    const { response, json } = await post({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }, {}, "https://comfy-gateway.example.com");
+    expect(response.status).toBe(503);
+    expect(json.error).toBe("authentication_not_configured");
+  });
+
+  it("reports version and ComfyUI reachability on /healthz", async () => {
+    const response = await exports.default.fetch(new Request(`${LOCAL}/healthz`));
+    const body = (await response.json()) as { ok: boolean; version: string; comfyui: { reachable: boolean; version: string } };
+    expect(body).toMatchObject({ ok: true, comfyui: { reachable: true, version: "0.3.64" } });
+    expect(body.version).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});

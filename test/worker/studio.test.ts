@@ -1,0 +1,188 @@
+// The studio Durable Object against the fake ComfyUI, inside workerd: the job state machine,
+// assets from real bytes, progress, cancel, lost jobs, fault handling and a restart mid-job.
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import type { ComfyGraph } from "../../src/comfy/types";
+import type { JobView, SubmitRequest } from "../../src/studio/records";
+import type { WatchEvent } from "../../src/studio/studio";
+import { discoverParams, randomSeed, renderGraph } from "../../src/workflows/params";
+import generateImage from "../../workflows/generate_image.json";
+
+const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
+const TEMPLATE = generateImage as ComfyGraph;
+const PARAMS = discoverParams(TEMPLATE);
+
+function newStudio(name = `test-${crypto.randomUUID()}`) {
+  return env.STUDIO.get(env.STUDIO.idFromName(name));
+}
+
+function request(overrides: Record<string, unknown> = {}): SubmitRequest {
+  const values = {
+    seed: randomSeed(), steps: 4, cfg: 7, sampler_name: "euler", scheduler: "normal", denoise: 1,
+    model: "v1-5-pruned-emaonly.ckpt", width: 320, height: 192, prompt: "a lighthouse", negative_prompt: "blurry",
+    ...overrides,
+  };
+  const graph = renderGraph(TEMPLATE, PARAMS, values);
+  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"] };
+}
+
+async function fake(path: string, body?: unknown) {
+  const response = await fetch(`${fakeUrl}/__fake/${path}`, { method: "POST", body: JSON.stringify(body ?? {}), headers: { "Content-Type": "application/json" } });
+  expect(response.ok).toBe(true);
+}
+
+/** Reads a watch stream to its final line, collecting progress events on the way. */
+async function watchToEnd(stream: ReadableStream<Uint8Array>) {
+  const text = await new Response(stream).text();
+  const events = text.trim().split("\n").map((line) => JSON.parse(line) as WatchEvent);
+  const final = events.at(-1);
+  return { events, job: final?.type === "final" ? final.job : undefined };
+}
+
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const isOpen = (job: JobView | undefined) => !!job && ["submitting", "queued", "running"].includes(job.status);
+
+afterEach(async () => {
+  await fake("faults", { dropSocketsAfterEvents: null, refuseWebSocket: false, slowMs: 0, http500: false, accessRedirect: false, accessHtml200: false, failNodeClass: null });
+});
+
+describe("studio jobs", () => {
+  it("completes a job from WebSocket events, registering the asset with its real size and streaming progress", async () => {
+    const studio = newStudio();
+    const submitted = await studio.submit(request({ steps: 40 }));
+    expect(submitted.ok).toBe(true);
+    const { events, job } = await watchToEnd(await studio.watch(submitted.ok ? submitted.job.job_id : ""));
+    expect(job?.status).toBe("completed");
+    expect(job?.assets).toHaveLength(1);
+    expect(job?.assets[0]).toMatchObject({ kind: "image", mime_type: "image/png", width: 320, height: 192, folder_type: "output" });
+    expect(job?.assets[0]?.bytes_size).toBeGreaterThan(1000);
+    const fractions = events.flatMap((e) => (e.type === "progress" ? [e.progress.fraction] : []));
+    expect(fractions.length).toBeGreaterThan(3);
+    expect(events.some((e) => e.type === "progress" && /step \d+\/40/.test(e.progress.message))).toBe(true);
+  });
+
+  it("rejects a missing checkpoint with ComfyUI's validation error, readable (fake mirrors POST_prompt__error_missing_checkpoint.json)", async () => {
+    const studio = newStudio();
+    const outcome = await studio.submit(request({ model: "nope.safetensors" }));
+    expect(outcome.ok).toBe(false);
+    if (outcome.ok) return;
+    expect(outcome.error.kind).toBe("validation");
+    expect(outcome.error.message).toMatch(/node 4 \(CheckpointLoaderSimple\): ckpt_name: 'nope.safetensors' not in \[/);
+  });
+
+  it("reports a node failure as failed with ComfyUI's message (execution_error)", async () => {
+    await fake("faults", { failNodeClass: "KSampler" });
+    const studio = newStudio();
+    const outcome = await studio.submit(request());
+    const { job } = await watchToEnd(await studio.watch(outcome.ok ? outcome.job.job_id : ""));
+    expect(job?.status).toBe("failed");
+    expect(job?.error?.message).toMatch(/node 3 \(KSampler\).*out of memory/i);
+    expect(job?.error?.message).toMatch(/smaller width\/height/);
+  });
+
+  it("completes every job when the WebSocket drops mid-job (reconnect + /history reconciliation)", async () => {
+    await fake("faults", { dropSocketsAfterEvents: 4 });
+    const studio = newStudio();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const outcome = await studio.submit(request({ steps: 20 }));
+      expect(outcome.ok).toBe(true);
+      if (outcome.ok) ids.push(outcome.job.job_id);
+    }
+    for (const id of ids) {
+      const job = await until(() => studio.getJob(id), (j) => !isOpen(j));
+      expect(job?.status).toBe("completed");
+      expect(job?.assets).toHaveLength(1);
+    }
+  });
+
+  it("a studio restarted mid-job completes the job after the restart, registering it once", async () => {
+    const name = `test-${crypto.randomUUID()}`;
+    const studio = newStudio(name);
+    const outcome = await studio.submit(request({ steps: 120 }));
+    expect(outcome.ok).toBe(true);
+    const id = outcome.ok ? outcome.job.job_id : "";
+    await until(() => studio.getJob(id), (j) => j?.status === "running");
+    // Reset the object: in-memory socket, trackers and watchers are gone; SQLite and the alarm stay.
+    // abort() outside the test's own call, so only the object (not this RPC) is torn down.
+    await runInDurableObject(studio, (_instance, state) => {
+      setTimeout(() => state.abort("restart drill"), 0);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A stub to an aborted object stays broken; a new stub reaches the restarted object.
+    const restarted = newStudio(name);
+    const job = await until(
+      async () => {
+        await runDurableObjectAlarm(restarted);
+        return runInDurableObject(restarted, async (instance) => (instance as unknown as { view(id: string): JobView }).view(id));
+      },
+      (j) => j !== undefined && !isOpen(j),
+    );
+    expect(job?.status).toBe("completed");
+    expect(job?.assets).toHaveLength(1);
+    await runDurableObjectAlarm(restarted);
+    expect((await restarted.getJob(id))?.assets).toHaveLength(1);
+  });
+
+  it("marks a job lost when ComfyUI restarts and forgets it, and new jobs still work", async () => {
+    const studio = newStudio();
+    const outcome = await studio.submit(request({ steps: 400 }));
+    const id = outcome.ok ? outcome.job.job_id : "";
+    await until(() => studio.getJob(id), (j) => j?.status === "running");
+    await fake("restart");
+    const job = await until(() => studio.getJob(id), (j) => !isOpen(j));
+    expect(job?.status).toBe("lost");
+    expect(job?.error?.message).toMatch(/restarted/);
+    const next = await studio.submit(request());
+    const { job: done } = await watchToEnd(await studio.watch(next.ok ? next.job.job_id : ""));
+    expect(done?.status).toBe("completed");
+  });
+});
+
+describe("cancel", () => {
+  it("deletes a pending job and interrupts a running one (empty-body 200s, POST_queue__delete.json / POST_interrupt__prompt_id.json)", async () => {
+    const studio = newStudio();
+    const first = await studio.submit(request({ steps: 400 }));
+    const second = await studio.submit(request({ steps: 4 }));
+    const runningId = first.ok ? first.job.job_id : "";
+    const pendingId = second.ok ? second.job.job_id : "";
+    await until(() => studio.getJob(runningId), (j) => j?.status === "running");
+
+    const pending = await studio.cancel(pendingId);
+    expect(pending?.ok && pending.job.status).toBe("cancelled");
+    const queue = (await (await fetch(`${fakeUrl}/queue`)).json()) as { queue_pending: unknown[][] };
+    expect(queue.queue_pending.some((item) => item[1] === pendingId)).toBe(false);
+
+    const running = await studio.cancel(runningId);
+    expect(running?.ok && running.job.status).toBe("cancelled");
+    expect(running?.ok && running.job.error?.kind).toBe("interrupted");
+    expect(await studio.cancel("no-such-job")).toBeUndefined();
+  });
+});
+
+describe("ComfyUI misbehaving", () => {
+  it("names Cloudflare Access when a 302 login page answers instead of ComfyUI", async () => {
+    await fake("faults", { accessRedirect: true });
+    const outcome = await newStudio().submit(request());
+    expect(outcome.ok).toBe(false);
+    if (!outcome.ok) {
+      expect(outcome.error.kind).toBe("access_misconfigured");
+      expect(outcome.error.message).toMatch(/Cloudflare Access.*COMFYUI_ACCESS_CLIENT_ID/s);
+    }
+  });
+
+  it("reports a 500 as a ComfyUI failure, without its body's internals", async () => {
+    await fake("faults", { http500: true });
+    const outcome = await newStudio().submit(request());
+    expect(outcome.ok).toBe(false);
+    if (!outcome.ok) expect(outcome.error.message).toMatch(/HTTP 500/);
+  });
+});

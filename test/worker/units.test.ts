@@ -1,0 +1,158 @@
+// Pure units, run inside workerd: the PARAM_* grammar, output collection, header probing and
+// error rendering, each checked against recorded ComfyUI 0.3.64 data where one exists.
+import { describe, expect, it } from "vitest";
+import { executionError, validationError } from "../../src/comfy/errors";
+import { probeDimensions } from "../../src/comfy/media";
+import { collectOutputs, mimeTypeOf } from "../../src/comfy/outputs";
+import type { ComfyGraph, HistoryEntry } from "../../src/comfy/types";
+import { resolveDefaults } from "../../src/tools/defaults";
+import { coerce, discoverParams, parsePlaceholder, randomSeed, renderGraph } from "../../src/workflows/params";
+import generateImage from "../../workflows/generate_image.json";
+import executionErrorSample from "../fixtures/execution_error.json";
+import historyBasic from "../fixtures/history/history.json";
+import historyAudio from "../fixtures/history/history__audio_flac.json";
+import historyPreview from "../fixtures/history/history__preview_image.json";
+import historyText from "../fixtures/history/history__text_preview_any.json";
+import historyVideo from "../fixtures/history/history__video_mp4.json";
+import historyWebm from "../fixtures/history/history__webm_vp9.json";
+import media from "../fixtures/media.json";
+import missingCheckpoint from "../fixtures/prompt-errors/missing_checkpoint.json";
+import missingInput from "../fixtures/prompt-errors/missing_input.json";
+import unknownClass from "../fixtures/prompt-errors/unknown_class.json";
+import wrongType from "../fixtures/prompt-errors/wrong_type.json";
+
+const entryOf = (fixture: { body: Record<string, unknown> }) => Object.values(fixture.body)[0] as HistoryEntry;
+const bytes = (base64: string) => Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+
+describe("PARAM_* grammar (original-server.md §4.2)", () => {
+  it("parses types and normalises names", () => {
+    expect(parsePlaceholder("PARAM_INT_SEED")).toEqual({ name: "seed", type: "int" });
+    expect(parsePlaceholder("PARAM_PROMPT")).toEqual({ name: "prompt", type: "str" });
+    expect(parsePlaceholder("PARAM_TEXT_MY-Thing")).toEqual({ name: "my_thing", type: "str" });
+    expect(parsePlaceholder("PARAM_int_seed")).toEqual({ name: "seed", type: "int" });
+    expect(parsePlaceholder("PARAM_FOO_BAR")).toEqual({ name: "foo_bar", type: "str" });
+    expect(parsePlaceholder("param_int_x")).toBeUndefined();
+  });
+
+  it("discovers generate_image's parameters in node order with their bindings", () => {
+    const params = discoverParams(generateImage as ComfyGraph);
+    expect(params.map((p) => `${p.name}:${p.type}`)).toEqual([
+      "seed:int", "steps:int", "cfg:float", "sampler_name:str", "scheduler:str", "denoise:float",
+      "model:str", "width:int", "height:int", "prompt:str", "negative_prompt:str",
+    ]);
+    expect(params.find((p) => p.name === "prompt")!.bindings).toEqual([{ node_id: "6", input: "text" }]);
+    expect(params.find((p) => p.name === "negative_prompt")!.bindings).toEqual([{ node_id: "7", input: "text" }]);
+  });
+
+  it("renders through bindings and never leaves a placeholder behind", () => {
+    const template = generateImage as ComfyGraph;
+    const params = discoverParams(template);
+    const values = { seed: 7, steps: "12", cfg: 6.5, sampler_name: "euler", scheduler: "normal", denoise: 1, model: "m.ckpt", width: 512, height: 768, prompt: "a fox", negative_prompt: "blurry" };
+    const graph = renderGraph(template, params, values);
+    expect(graph["6"]!.inputs.text).toBe("a fox");
+    expect(graph["7"]!.inputs.text).toBe("blurry");
+    expect(graph["3"]!.inputs.steps).toBe(12);
+    expect(graph["5"]!.inputs.height).toBe(768);
+    expect(JSON.stringify(graph)).not.toContain("PARAM_");
+    expect(JSON.stringify(template)).toContain("PARAM_PROMPT"); // the template is untouched
+    const { prompt: _omitted, ...withoutPrompt } = values;
+    expect(() => renderGraph(template, params, withoutPrompt)).toThrow(/prompt/);
+  });
+
+  it("coerces strictly", () => {
+    expect(coerce({ name: "w", type: "int" }, "640")).toBe(640);
+    expect(() => coerce({ name: "w", type: "int" }, 640.7)).toThrow(/integer/);
+    expect(() => coerce({ name: "w", type: "int" }, "abc")).toThrow(/integer/);
+    expect(coerce({ name: "b", type: "bool" }, "yes")).toBe(true);
+  });
+
+  it("random seeds stay exact in JSON (<= 2^53-1) and differ", () => {
+    const seeds = Array.from({ length: 200 }, randomSeed);
+    for (const seed of seeds) expect(Number.isSafeInteger(seed) && seed >= 0).toBe(true);
+    expect(new Set(seeds).size).toBeGreaterThan(195);
+  });
+});
+
+describe("output collection (comfyui-api.md §10.1)", () => {
+  it("reads images from the basic history sample (GET_history_prompt_id.json)", () => {
+    const items = collectOutputs(entryOf(historyBasic).outputs);
+    expect(items).toMatchObject([{ filename: "gw_test_00001_.png", type: "output", kind: "image", mime_type: "image/png", node_id: "2" }]);
+  });
+
+  it("finds video under `images` with `animated` (GET_history_prompt_id__video_mp4.json, __webm_vp9.json)", () => {
+    expect(collectOutputs(entryOf(historyVideo).outputs)).toMatchObject([{ filename: "gw_video_00001_.mp4", subfolder: "video", kind: "video", mime_type: "video/mp4", animated: true }]);
+    expect(collectOutputs(entryOf(historyWebm).outputs)).toMatchObject([{ kind: "video", mime_type: "video/webm" }]);
+  });
+
+  it("finds audio under `audio` (GET_history_prompt_id__audio_flac.json)", () => {
+    expect(collectOutputs(entryOf(historyAudio).outputs)).toMatchObject([{ subfolder: "audio", kind: "audio", mime_type: "audio/flac" }]);
+  });
+
+  it("keeps every item of a batch, temp previews as temp (GET_history_prompt_id__preview_image.json)", () => {
+    const items = collectOutputs(entryOf(historyPreview).outputs);
+    expect(items.map((i) => [i.filename, i.type])).toEqual([
+      ["ComfyUI_temp_mlaqf_00001_.png", "temp"],
+      ["ComfyUI_temp_mlaqf_00002_.png", "temp"],
+    ]);
+  });
+
+  it("ignores text-only outputs (GET_history_prompt_id__text_preview_any.json)", () => {
+    expect(collectOutputs(entryOf(historyText).outputs)).toEqual([]);
+  });
+
+  it("takes mime types from the file name", () => {
+    expect(mimeTypeOf("x.MP3")).toBe("audio/mpeg");
+    expect(mimeTypeOf("x.opus")).toBe("audio/ogg");
+    expect(mimeTypeOf("x.latent")).toBe("application/octet-stream");
+  });
+});
+
+describe("dimensions from the bytes", () => {
+  it("reads PNG IHDR of a recorded 512x512 output (files/gw_test_00001_.png)", () => {
+    expect(probeDimensions(bytes(media.png_512))).toEqual({ width: 512, height: 512 });
+  });
+  it("reads an animated WebP's VP8X canvas (files/animated_webp__gw_anim_00001_.webp)", () => {
+    expect(probeDimensions(bytes(media.webp_animated))).toEqual({ width: 128, height: 128 });
+  });
+  it("reads a JPEG SOF0 after an APP0 segment", () => {
+    const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x01, 0x2c, 0x02, 0x58, 0x03, 0, 0, 0, 0, 0, 0]);
+    expect(probeDimensions(jpeg)).toEqual({ width: 600, height: 300 });
+  });
+  it("says nothing about non-images", () => {
+    expect(probeDimensions(new TextEncoder().encode("not an image at all, no header here"))).toBeUndefined();
+  });
+});
+
+describe("ComfyUI errors read like instructions", () => {
+  it("names the node, class and input of a missing checkpoint (POST_prompt__error_missing_checkpoint.json)", () => {
+    const error = validationError(missingCheckpoint.body);
+    expect(error.kind).toBe("validation");
+    expect(error.message).toContain("node 1 (CheckpointLoaderSimple)");
+    expect(error.message).toContain("ckpt_name: 'sd15.safetensors' not in []");
+    expect(error.message).toContain("nothing of this kind is installed");
+  });
+  it("renders a missing input and a wrong type (…__error_missing_input.json, …__error_wrong_type.json)", () => {
+    expect(validationError(missingInput.body).message).toMatch(/node 1 \(EmptyImage\): required input 'width' is missing/);
+    expect(validationError(wrongType.body).message).toMatch(/width: Failed to convert an input value to a INT value/);
+  });
+  it("keeps the top-level message when no node is to blame (…__error_unknown_class.json)", () => {
+    expect(validationError(unknownClass.body).message).toBe("Cannot execute because node NoSuchNode does not exist.: Node ID '#1' (invalid_prompt)");
+  });
+  it("summarises an execution error without the traceback (WS_ws__execution_error.json)", () => {
+    const error = executionError(executionErrorSample.payload);
+    expect(error.message).toBe("ComfyUI failed while running node 2 (ImageToMask): [IndexError] index 3 is out of bounds for dimension 3 with size 3");
+    expect(error.message).not.toContain("/opt/ComfyUI");
+  });
+});
+
+describe("defaults", () => {
+  it("layers COMFY_MCP_DEFAULT_IMAGE_<KEY> over built-ins and rejects mistyped values", () => {
+    const env = { COMFY_MCP_DEFAULT_IMAGE_STEPS: "30", COMFY_MCP_DEFAULT_IMAGE_CFG: "6.5", COMFY_MCP_DEFAULT_IMAGE_WIDTH: "7.5" } as unknown as Env;
+    const resolved = resolveDefaults(env, "image");
+    expect(resolved.values.steps).toBe(30);
+    expect(resolved.sources.steps).toBe("env");
+    expect(resolved.values.cfg).toBe(6.5);
+    expect(resolved.values.width).toBe(512);
+    expect(resolved.invalid).toEqual(['COMFY_MCP_DEFAULT_IMAGE_WIDTH="7.5" is not a valid number']);
+  });
+});
