@@ -49,10 +49,10 @@ app.all("/mcp", async (c) => {
     studio: c.env.STUDIO.get(c.env.STUDIO.idFromName(principal)),
     principal,
   };
-  const handler = createMcpHandler(() => buildMcpServer(tools), {
-    route: "/mcp",
-    allowedHostnames: [new URL(config.publicUrl).hostname, ...LOOPBACK],
-  });
+  // DNS-rebinding protection: only our own hostname (and loopback names locally) in Host, and
+  // only those as a browser Origin.
+  const hostnames = [new URL(config.publicUrl).hostname, ...LOOPBACK];
+  const handler = createMcpHandler(() => buildMcpServer(tools), { route: "/mcp", allowedHostnames: hostnames, allowedOriginHostnames: hostnames });
   return handler(c.req.raw, c.env, c.executionCtx as ExecutionContext);
 });
 

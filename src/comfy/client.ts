@@ -4,7 +4,7 @@
  * a ComfyError with a message an agent can act on.
  */
 import type { ComfyConnection } from "../config";
-import { ComfyError, accessMisconfigured, timedOut, unauthorized, unreachable, validationError } from "./errors";
+import { ComfyError, accessMisconfigured, describeTarget, timedOut, unauthorized, unreachable, validationError } from "./errors";
 import type { ComfyGraph, HistoryEntry, PromptAccepted, QueueState } from "./types";
 
 export interface CallOptions {
@@ -157,7 +157,7 @@ export class ComfyClient {
       await response.body?.cancel();
       throw new ComfyError(
         "unreachable",
-        `The tunnel answered HTTP ${response.status}: ComfyUI (or cloudflared) is not running behind ${this.connection.baseUrl}. Start it and retry.`,
+        `The tunnel answered HTTP ${response.status}: ComfyUI (or cloudflared) is not running behind ${describeTarget(this.connection.baseUrl)}. Start it and retry.`,
         { status: response.status },
       );
     }

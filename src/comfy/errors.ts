@@ -31,9 +31,23 @@ export function unreachable(baseUrl: string, cause: unknown): ComfyError {
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new ComfyError(
     "unreachable",
-    `ComfyUI is not reachable at ${baseUrl} (${reason}). Check that ComfyUI is running and that ` +
+    `ComfyUI is not reachable at ${describeTarget(baseUrl)} (${reason}). Check that ComfyUI is running and that ` +
       "COMFYUI_URL points at it (for a remote GPU, the Cloudflare Tunnel hostname), then retry.",
   );
+}
+
+/**
+ * Where ComfyUI is, as far as a client may know: a local address helps a developer, but a tunnel
+ * hostname is a private detail that must not reach remote clients (comfyui-api.md §17.2).
+ */
+export function describeTarget(baseUrl: string): string {
+  try {
+    const host = new URL(baseUrl).hostname;
+    const local = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+|172\.(1[6-9]|2\d|3[01])\.\d+\.\d+)$/.test(host);
+    return local ? baseUrl : "the configured COMFYUI_URL";
+  } catch {
+    return "the configured COMFYUI_URL";
+  }
 }
 
 export function timedOut(path: string, ms: number): ComfyError {

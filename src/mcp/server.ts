@@ -5,6 +5,7 @@
  */
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../config";
+import { registerAssetResources } from "../tools/assets";
 import { registerConfigurationTools } from "../tools/configuration";
 import type { ToolContext } from "../tools/context";
 import { registerGenerationTools } from "../tools/generation";
@@ -22,5 +23,6 @@ export function buildMcpServer(tools: ToolContext): McpServer {
   registerConfigurationTools(server, tools);
   registerGenerationTools(server, tools);
   registerJobTools(server, tools);
+  registerAssetResources(server, tools);
   return server;
 }

@@ -2,6 +2,7 @@
  * Turns ComfyUI's per-prompt events into one progress figure per job: nodes done out of nodes to
  * run, refined by the sampler's step value/max inside the current node (comfyui-api.md §8.2-8.3).
  */
+import type { BinaryFrame } from "../comfy/frames";
 import type { ComfyEvent } from "../comfy/types";
 import type { JobProgress } from "./records";
 
@@ -13,6 +14,8 @@ export class ProgressTracker {
   private steps: number | undefined;
   private queueRemaining: number | undefined;
   private started = false;
+  private nodeText: string | undefined;
+  private previews = 0;
 
   constructor(
     private readonly nodeCount: number,
@@ -41,6 +44,7 @@ export class ProgressTracker {
         this.started = true;
         this.currentNode = data.node;
         this.step = this.steps = undefined;
+        this.nodeText = undefined;
         return this.snapshot();
       }
       case "progress":
@@ -52,6 +56,24 @@ export class ProgressTracker {
       default:
         return undefined;
     }
+  }
+
+  /** Binary frames: a node's progress text (type 3) or a sampler preview (types 1 and 4). */
+  applyFrame(frame: BinaryFrame): JobProgress | undefined {
+    if (frame.kind === "text" && frame.node_id === this.currentNode && frame.text.trim()) {
+      this.nodeText = frame.text.trim().slice(0, 120);
+      return this.snapshot();
+    }
+    if (frame.kind === "preview") {
+      this.previews++;
+      return this.snapshot();
+    }
+    return undefined;
+  }
+
+  /** The node currently running, to attribute frames that carry no prompt id. */
+  get runningNode(): string | undefined {
+    return this.started ? this.currentNode : undefined;
   }
 
   snapshot(): JobProgress {
@@ -69,15 +91,17 @@ export class ProgressTracker {
     const nodeIndex = Math.min(toRun, this.nodesDone + 1);
     const nodeClass = this.currentNode ? this.classOf(this.currentNode) : undefined;
     const stepText = this.steps ? `, step ${this.step}/${this.steps}` : "";
+    const text = this.nodeText ? `: ${this.nodeText}` : "";
     return {
       fraction,
-      message: this.currentNode ? `running node ${nodeIndex}/${toRun} (${nodeClass ?? this.currentNode})${stepText}` : "started",
+      message: this.currentNode ? `running node ${nodeIndex}/${toRun} (${nodeClass ?? this.currentNode})${stepText}${text}` : "started",
       node: this.currentNode,
       node_class: nodeClass,
       node_index: nodeIndex,
       node_count: toRun,
       step: this.step,
       steps: this.steps,
+      previews: this.previews,
     };
   }
 }

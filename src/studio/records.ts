@@ -26,6 +26,8 @@ export interface JobProgress {
   node_count?: number;
   step?: number;
   steps?: number;
+  /** Sampler preview frames seen so far (only with a ComfyUI preview method enabled). */
+  previews?: number;
 }
 
 export interface AssetView {

@@ -5,6 +5,7 @@
  * flapping ComfyUI never sees a reconnect storm.
  */
 import type { ComfyClient } from "../comfy/client";
+import { parseBinaryFrame, type BinaryFrame } from "../comfy/frames";
 import type { ComfyEvent } from "../comfy/types";
 
 const KEEPALIVE_MS = 30_000;
@@ -14,6 +15,8 @@ const BACKOFF_MAX_MS = 30_000;
 
 export interface SocketHooks {
   onEvent(event: ComfyEvent): void;
+  /** Binary frames: sampler previews and progress text from nodes. */
+  onFrame(frame: BinaryFrame): void;
   /** Called after every (re)connect: events may have been lost while disconnected. */
   onConnected(): void;
   /** Whether a reconnect is still wanted (jobs are pending). */
@@ -83,7 +86,11 @@ export class ComfySocket {
   }
 
   private receive(data: unknown): void {
-    // Binary frames are previews and node text (comfyui-api.md §8.5); job tracking needs only JSON.
+    if (data instanceof ArrayBuffer) {
+      const frame = parseBinaryFrame(data);
+      if (frame) this.hooks.onFrame(frame);
+      return;
+    }
     if (typeof data !== "string") return;
     let event: ComfyEvent;
     try {

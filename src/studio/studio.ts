@@ -8,6 +8,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { ComfyClient } from "../comfy/client";
 import { ComfyError, executionError, validationError } from "../comfy/errors";
+import type { BinaryFrame } from "../comfy/frames";
 import { PROBE_BYTES, probeDimensions } from "../comfy/media";
 import { collectOutputs, type OutputItem } from "../comfy/outputs";
 import type { ComfyEvent, ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../comfy/types";
@@ -18,7 +19,9 @@ import {
   assetView,
   jobView,
   type AssetRow,
+  type AssetView,
   type JobError,
+  type JobProgress,
   type JobRow,
   type JobStatus,
   type Scalar,
@@ -63,6 +66,7 @@ export class Studio extends DurableObject<Env> {
     this.reconcileMs = readConfig(env).reconcileMs;
     this.socket = new ComfySocket(this.client, {
       onEvent: (event) => this.onEvent(event),
+      onFrame: (frame) => this.onFrame(frame),
       // Events may have been missed while disconnected: check open jobs against history at once.
       onConnected: () => void this.ctx.waitUntil(this.reconcileOpenJobs()),
       wantsConnection: () => this.openJobCount() > 0,
@@ -167,6 +171,16 @@ export class Studio extends DurableObject<Env> {
     }
   }
 
+  getAsset(assetId: string): AssetView | undefined {
+    const row = this.sql.exec<AssetRow>("SELECT * FROM assets WHERE id = ?", assetId).toArray()[0];
+    return row ? assetView(row) : undefined;
+  }
+
+  /** Newest first. */
+  listAssets(limit: number): AssetView[] {
+    return this.sql.exec<AssetRow>("SELECT * FROM assets ORDER BY created_at DESC, id LIMIT ?", limit).toArray().map(assetView);
+  }
+
   /** Which of these ComfyUI prompt ids are this user's jobs (queue views hide everyone else's). */
   ownedJobs(promptIds: string[]): string[] {
     return promptIds.filter((id) => this.jobRow(id) !== undefined);
@@ -207,9 +221,20 @@ export class Studio extends DurableObject<Env> {
     this.publishProgress(promptId, event);
   }
 
+  /** Type 4 previews name their prompt; other frames belong to whichever job is running. */
+  private onFrame(frame: BinaryFrame): void {
+    for (const [jobId, tracker] of this.trackers) {
+      const mine = frame.kind === "preview" && frame.prompt_id ? frame.prompt_id === jobId : tracker.runningNode !== undefined;
+      if (mine) this.broadcast(jobId, tracker.applyFrame(frame));
+    }
+  }
+
   private publishProgress(jobId: string, event: ComfyEvent): void {
     const tracker = this.trackers.get(jobId) ?? this.restoreTracker(jobId);
-    const progress = tracker?.apply(event);
+    this.broadcast(jobId, tracker?.apply(event));
+  }
+
+  private broadcast(jobId: string, progress: JobProgress | undefined): void {
     if (!progress) return;
     for (const writer of this.watchers.get(jobId) ?? []) this.write(writer, { type: "progress", progress });
   }

@@ -28,7 +28,10 @@ export interface ResolvedModel {
 
 /** The caller's model must be installed; a missing default falls back to an installed checkpoint. */
 export async function resolveCheckpoint(tools: ToolContext, requested: string | undefined, signal?: AbortSignal): Promise<ResolvedModel> {
-  const installed = await listCheckpoints(tools.comfy, signal);
+  return chooseCheckpoint(tools.env, await listCheckpoints(tools.comfy, signal), requested);
+}
+
+export function chooseCheckpoint(env: Env, installed: string[], requested: string | undefined): ResolvedModel {
   const shown = (list: string[]) => `${list.slice(0, 10).join(", ")}${list.length > 10 ? `, … (${list.length} in all)` : ""}`;
   if (requested !== undefined) {
     if (installed.includes(requested)) return { model: requested };
@@ -38,7 +41,7 @@ export async function resolveCheckpoint(tools: ToolContext, requested: string | 
       available: installed.slice(0, 50),
     });
   }
-  const defaults = resolveDefaults(tools.env, "image");
+  const defaults = resolveDefaults(env, "image");
   const preferred = String(defaults.values.model);
   if (installed.includes(preferred)) return { model: preferred };
   const fallback = installed[0];
@@ -71,8 +74,7 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
         const folder = kind ?? "checkpoints";
         const signal = ctx.mcpReq.signal;
         const models = folder === "checkpoints" ? await listCheckpoints(tools.comfy, signal) : ((await tools.comfy.models(folder, { signal })) ?? []);
-        let fallback: string | null = null;
-        if (folder === "checkpoints" && models.length > 0) fallback = (await resolveCheckpoint(tools, undefined, signal)).model;
+        const fallback = folder === "checkpoints" && models.length > 0 ? chooseCheckpoint(tools.env, models, undefined).model : null;
         return { kind: folder, models, count: models.length, default: fallback };
       }),
   );

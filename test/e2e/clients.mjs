@@ -5,7 +5,7 @@ import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as TransportV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 /**
- * @typedef {{ era: string, call: (name: string, args?: object, options?: { onprogress?: (p: any) => void, timeout?: number, signal?: AbortSignal }) => Promise<any>, listTools: () => Promise<any[]>, close: () => Promise<void> }} TestClient
+ * @typedef {{ era: string, readResource: (uri: string) => Promise<any>, call: (name: string, args?: object, options?: { onprogress?: (p: any) => void, timeout?: number, signal?: AbortSignal }) => Promise<any>, listTools: () => Promise<any[]>, close: () => Promise<void> }} TestClient
  */
 
 /** @returns {Promise<TestClient>} */
@@ -16,6 +16,7 @@ export async function connectV1(mcpUrl, headers = {}) {
     era: "2025-11-25 (SDK v1)",
     call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, undefined, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
+    readResource: (uri) => client.readResource({ uri }),
     close: () => client.close(),
   };
 }
@@ -28,6 +29,7 @@ export async function connectV2(mcpUrl, headers = {}) {
     era: "2026-07-28 (SDK v2)",
     call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
+    readResource: (uri) => client.readResource({ uri }),
     close: () => client.close(),
   };
 }

@@ -54,6 +54,12 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     const asset = data.assets[0];
     const view = `${fake.url}/view?filename=${encodeURIComponent(asset.filename)}&subfolder=${encodeURIComponent(asset.subfolder)}&type=${asset.folder_type}`;
     expect(await pngSize(view)).toEqual({ width: 384, height: 256 });
+    // The resource_link resolves: the asset's bytes, read through the gateway.
+    const resource = await client.readResource(`comfy://assets/${data.asset_id}`);
+    const blob = Buffer.from(resource.contents[0].blob, "base64");
+    expect(resource.contents[0].mimeType).toBe("image/png");
+    expect(blob.length).toBe(asset.bytes_size);
+    expect([blob.readUInt32BE(16), blob.readUInt32BE(20)]).toEqual([384, 256]);
     // Progress: several notifications, strictly increasing, ending at 100, with sampler steps.
     expect(progress.length).toBeGreaterThan(3);
     for (let i = 1; i < progress.length; i++) expect(progress[i].progress).toBeGreaterThan(progress[i - 1].progress);

@@ -2,6 +2,7 @@
 // error rendering, each checked against recorded ComfyUI 0.3.64 data where one exists.
 import { describe, expect, it } from "vitest";
 import { executionError, validationError } from "../../src/comfy/errors";
+import { parseBinaryFrame } from "../../src/comfy/frames";
 import { probeDimensions } from "../../src/comfy/media";
 import { collectOutputs, mimeTypeOf } from "../../src/comfy/outputs";
 import type { ComfyGraph, HistoryEntry } from "../../src/comfy/types";
@@ -154,5 +155,41 @@ describe("defaults", () => {
     expect(resolved.values.cfg).toBe(6.5);
     expect(resolved.values.width).toBe(512);
     expect(resolved.invalid).toEqual(['COMFY_MCP_DEFAULT_IMAGE_WIDTH="7.5" is not a valid number']);
+  });
+});
+
+describe("binary WebSocket frames (comfyui-api.md §8.5)", () => {
+  const frame = (type: number, ...parts: Uint8Array[]) => {
+    const header = new Uint8Array(4);
+    new DataView(header.buffer).setUint32(0, type);
+    const all = [header, ...parts];
+    const out = new Uint8Array(all.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of all) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out.buffer;
+  };
+  const u32 = (n: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n);
+    return b;
+  };
+  const utf8 = (s: string) => new TextEncoder().encode(s);
+
+  it("reads a type 1 preview: format at byte 4, image from byte 8", () => {
+    expect(parseBinaryFrame(frame(1, u32(2), new Uint8Array(100)))).toEqual({ kind: "preview", mime: "image/png", bytes: 100 });
+  });
+  it("reads type 3 node text", () => {
+    expect(parseBinaryFrame(frame(3, u32(2), utf8("12"), utf8("loading model 40%")))).toEqual({ kind: "text", node_id: "12", text: "loading model 40%" });
+  });
+  it("reads a type 4 preview with its prompt id", () => {
+    const meta = utf8(JSON.stringify({ node_id: "3", prompt_id: "p1", image_type: "image/jpeg" }));
+    expect(parseBinaryFrame(frame(4, u32(meta.length), meta, new Uint8Array(10)))).toEqual({ kind: "preview", mime: "image/jpeg", bytes: 10, prompt_id: "p1", node_id: "3" });
+  });
+  it("rejects truncated frames instead of throwing", () => {
+    expect(parseBinaryFrame(frame(3, u32(50), utf8("x")))).toBeUndefined();
+    expect(parseBinaryFrame(new ArrayBuffer(3))).toBeUndefined();
   });
 });
