@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Run the fake ComfyUI as its own process:
+//   node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 50]
+//                                  [--node-delay-ms 1] [--checkpoints a.ckpt,b.safetensors]
+// Prints exactly one line once listening (tests parse it):
+//   fake ComfyUI listening on http://127.0.0.1:PORT
+// Control it over HTTP: POST /__fake/faults, /__fake/restart, /__fake/drop-sockets (see README.md).
+import { parseArgs } from "node:util";
+import { startFakeComfy } from "./server.mjs";
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: "8188" },
+    host: { type: "string", default: "127.0.0.1" },
+    "step-delay-ms": { type: "string" },
+    "node-delay-ms": { type: "string" },
+    checkpoints: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  console.log("usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b]");
+  process.exit(0);
+}
+
+const fake = await startFakeComfy({
+  port: Number(values.port),
+  host: values.host,
+  ...(values["step-delay-ms"] !== undefined && { stepDelayMs: Number(values["step-delay-ms"]) }),
+  ...(values["node-delay-ms"] !== undefined && { nodeDelayMs: Number(values["node-delay-ms"]) }),
+  ...(values.checkpoints !== undefined && { checkpoints: values.checkpoints.split(",").map((s) => s.trim()).filter(Boolean) }),
+});
+console.log(`fake ComfyUI listening on ${fake.url}`);
+
+let stopping = false;
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, async () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    await fake.close();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,711 @@
+// Fake ComfyUI 0.3.64: HTTP routes, WebSocket, queue/worker, history and fault injection.
+// Spec: /work/shared/reference/comfyui-api.md §18; every shape comes from a recorded sample
+// (cited as [SAMPLE.json], files of comfyui-samples/). Nothing here reads /work/shared: the
+// recorded bodies it needs were copied into ./samples/ (see samples/SOURCES.md).
+import http from "node:http";
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { randomUUID } from "node:crypto";
+import { pyDumps, PyFloat, pyStr } from "./pyjson.mjs";
+import { validatePrompt } from "./validate.mjs";
+import { executePrompt, Aborted } from "./executor.mjs";
+import { FileStore, mimeFor, normpath, subfolderInside } from "./files.mjs";
+
+// A plain `import { WebSocketServer } from "ws"` breaks under vitest 4/5; require it instead.
+const { WebSocketServer } = createRequire(import.meta.url)("ws");
+
+const sample = (name) => JSON.parse(readFileSync(fileURLToPath(new URL(`./samples/${name}`, import.meta.url)), "utf8"));
+const OBJECT_INFO = sample("object_info.json"); // [GET_object_info.json]
+const SYSTEM_STATS = sample("system_stats.json"); // [GET_system_stats.json]
+const FEATURES = sample("features.json"); // [GET_features.json]; also the WS feature_flags reply
+const MODEL_FOLDERS = sample("models.json"); // [GET_models.json]
+const KEY_ERROR_TB = sample("error_payloads.json").validationKeyErrorTraceback; // [POST_prompt__error_bad_link.json]
+
+const SERVER_HEADER = "Python/3.11 aiohttp/3.8.4"; // as recorded
+const ERROR_500 = "500 Internal Server Error\n\nServer got itself in trouble"; // [POST_prompt__error_invalid_json.json]
+const SENSITIVE_KEYS = ["auth_token_comfy_org", "api_key_comfy_org"]; // stripped from queue/history
+const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
+
+/**
+ * @typedef {object} Faults
+ * @property {number|null} dropSocketsAfterEvents  one-shot: terminate every WebSocket after n more per-prompt events
+ * @property {boolean} refuseWebSocket              answer the WS upgrade with 403
+ * @property {number} slowMs                        delay every (non-/__fake) HTTP answer and WS upgrade
+ * @property {boolean} http500                      every non-/__fake route answers 500 text/plain
+ * @property {boolean} accessRedirect               misconfigured Cloudflare Access: 302 to the login page (WS too)
+ * @property {boolean} accessHtml200                Cloudflare Access login page as an HTML 200
+ * @property {string|null} failNodeClass            that class fails with a CUDA OOM execution_error
+ */
+const DEFAULT_FAULTS = () => /** @type {Faults} */ ({
+  dropSocketsAfterEvents: null, refuseWebSocket: false, slowMs: 0, http500: false,
+  accessRedirect: false, accessHtml200: false, failNodeClass: null,
+});
+
+/**
+ * @typedef {object} PromptRecord
+ * @property {string} prompt_id
+ * @property {number} number
+ * @property {string|null} client_id
+ * @property {Record<string, any>} prompt
+ * @property {"pending"|"running"|"success"|"error"|"interrupted"|"deleted"|"lost"} status
+ * @property {number} submittedAt   ms epoch
+ * @property {number} [startedAt]
+ * @property {number} [finishedAt]
+ */
+
+/**
+ * @typedef {object} FakeComfy
+ * @property {number} port
+ * @property {string} url                      http://host:port
+ * @property {() => Promise<void>} close
+ * @property {() => void} restart              forget queue, history, counter, cache, temp files, running job; drop sockets
+ * @property {(partial: Partial<Faults>) => Faults} setFaults
+ * @property {Faults} faults                   live object
+ * @property {Map<string, number>} finishTimes  prompt_id → performance.timeOrigin + performance.now() when the job finished
+ * @property {Map<string, PromptRecord>} prompts every accepted prompt
+ * @property {() => number} dropSockets        terminate every WebSocket now; returns how many
+ * @property {FileStore} files
+ */
+
+/**
+ * Start a fake ComfyUI.
+ * @param {{port?: number, host?: string, checkpoints?: string[], stepDelayMs?: number, nodeDelayMs?: number}} [options]
+ * @returns {Promise<FakeComfy>}
+ */
+export async function startFakeComfy(options = {}) {
+  const {
+    port = 0, host = "127.0.0.1",
+    checkpoints = ["v1-5-pruned-emaonly.ckpt", "sd_xl_base_1.0.safetensors"],
+    stepDelayMs = 5, nodeDelayMs = 1,
+  } = options;
+
+  const faults = DEFAULT_FAULTS();
+  let dropCountdown = /** @type {number|null} */ (null);
+  let dropping = false;
+  const files = new FileStore();
+  /** @type {Map<string, PromptRecord>} */
+  const prompts = new Map();
+  /** @type {Map<string, number>} */
+  const finishTimes = new Map();
+  /** @type {Map<string, import("ws").WebSocket>} */
+  const sockets = new Map();
+  const allSockets = new Set();
+
+  // Mutable server state; restart() resets it.
+  let counter = 0;
+  /** @type {import("./executor.mjs").QueueItem[]} */
+  let queue = []; // a binary heap exactly like Python's heapq (GET /queue shows the raw array)
+  /** @type {import("./executor.mjs").QueueItem | null} */
+  let running = null;
+  /** @type {Map<string, object>} */
+  let history = new Map();
+  let runningClientId = /** @type {string|null} */ (null);
+  let wake = /** @type {null | (() => void)} */ (null);
+  let closed = false;
+
+  /** @type {import("./executor.mjs").Hub} */
+  const hub = {
+    send, files, cache: new Map(), objectInfo: patchedObjectInfo(), options: { stepDelayMs, nodeDelayMs },
+    faults, interruptFlag: false, generation: 0, lastNodeId: null,
+  };
+  let objectInfoBody = /** @type {string|null} */ (null);
+
+  /** /object_info with the configured checkpoints and the uploaded input images as combos. */
+  function patchedObjectInfo() {
+    const info = structuredClone(OBJECT_INFO);
+    info.CheckpointLoaderSimple.input.required.ckpt_name[0] = [...checkpoints].sort();
+    if (info.LoadImage) info.LoadImage.input.required.image[0] = files.names("input", "").filter((n) => IMAGE_EXT.test(n)).sort();
+    return info;
+  }
+  function inputsChanged() { hub.objectInfo = patchedObjectInfo(); objectInfoBody = null; }
+
+  // ---- queue (heapq on (number, prompt_id)) --------------------------------------------------
+  const less = (a, b) => (a.number !== b.number ? a.number < b.number : a.prompt_id < b.prompt_id);
+  function siftDown(h, start, pos) {
+    const item = h[pos];
+    while (pos > start) {
+      const parent = (pos - 1) >> 1;
+      if (!less(item, h[parent])) break;
+      h[pos] = h[parent]; pos = parent;
+    }
+    h[pos] = item;
+  }
+  function siftUp(h, pos) {
+    const end = h.length, start = pos, item = h[pos];
+    let child = 2 * pos + 1;
+    while (child < end) {
+      const right = child + 1;
+      if (right < end && !less(h[child], h[right])) child = right;
+      h[pos] = h[child]; pos = child; child = 2 * pos + 1;
+    }
+    h[pos] = item;
+    siftDown(h, start, pos);
+  }
+  const heappush = (h, x) => { h.push(x); siftDown(h, 0, h.length - 1); };
+  const heappop = (h) => { const last = h.pop(); if (h.length === 0) return last; const top = h[0]; h[0] = last; siftUp(h, 0); return top; };
+  const heapify = (h) => { for (let i = (h.length >> 1) - 1; i >= 0; i--) siftUp(h, i); };
+
+  const queueRemaining = () => queue.length + (running ? 1 : 0);
+  const statusData = () => ({ status: { exec_info: { queue_remaining: queueRemaining() } } });
+  /** `status` broadcast on every queue change: enqueue, dequeue, finish, clear, delete (§8.2). */
+  const queueUpdated = () => send("status", statusData(), null);
+  const tuple = (it) => [it.numberOut, it.prompt_id, it.prompt, it.extra_data, it.outputs];
+
+  function put(item) {
+    heappush(queue, item);
+    queueUpdated();
+    if (wake) { const w = wake; wake = null; w(); }
+  }
+
+  // ---- WebSocket messaging ------------------------------------------------------------------
+  /**
+   * send_sync: sid null broadcasts, otherwise only the socket registered under that id (if any).
+   * @param {string} event @param {object} data @param {string|null} sid
+   */
+  function send(event, data, sid) {
+    if (dropping) return;
+    const text = pyDumps({ type: event, data });
+    const targets = sid === null ? [...sockets.values()] : sockets.has(sid) ? [sockets.get(sid)] : [];
+    const open = targets.filter((ws) => ws && ws.readyState === 1);
+    const perPrompt = "prompt_id" in data;
+    const last = perPrompt && open.length > 0 && dropCountdown !== null && --dropCountdown <= 0;
+    if (last) { dropping = true; dropCountdown = null; faults.dropSocketsAfterEvents = null; }
+    let pending = open.length;
+    for (const ws of open) {
+      ws.send(text, () => {
+        // Drop only once the n-th event is on the wire, so the client really sees exactly n.
+        if (last && --pending === 0) { dropSockets(); dropping = false; }
+      });
+    }
+  }
+
+  function dropSockets() {
+    let n = 0;
+    for (const ws of allSockets) { ws.terminate(); n++; }
+    allSockets.clear();
+    sockets.clear();
+    return n;
+  }
+
+  // ---- worker -------------------------------------------------------------------------------
+  async function nextItem(gen) {
+    while (queue.length === 0) {
+      await new Promise((r) => (wake = r));
+      if (closed || hub.generation !== gen) return null;
+    }
+    const item = heappop(queue);
+    running = item;
+    queueUpdated(); // the recorded second `status` with the same queue_remaining [WS_ws.json]
+    return item;
+  }
+
+  async function workerLoop(gen) {
+    while (!closed && hub.generation === gen) {
+      const item = await nextItem(gen);
+      if (!item) return;
+      const rec = prompts.get(item.prompt_id);
+      if (rec) { rec.status = "running"; rec.startedAt = Date.now(); }
+      runningClientId = item.extra_data.client_id ?? null;
+      let result;
+      try {
+        result = await executePrompt(hub, item);
+      } catch (ex) {
+        if (ex instanceof Aborted) return; // restart() threw this job away
+        console.error("[fake-comfyui] executor bug:", ex);
+        result = { success: false, messages: [], outputs: new Map(), meta: new Map() };
+      }
+      if (hub.generation !== gen) return;
+      // task_done: write history, broadcast status, then the canonical "done" signal (§8.3).
+      running = null;
+      const last = result.messages.at(-1)?.[0];
+      history.set(item.prompt_id, {
+        prompt: tuple(item), outputs: result.outputs,
+        status: { status_str: result.success ? "success" : "error", completed: result.success, messages: result.messages },
+        meta: result.meta,
+      });
+      queueUpdated();
+      finishTimes.set(item.prompt_id, performance.timeOrigin + performance.now());
+      if (rec) { rec.status = result.success ? "success" : last === "execution_interrupted" ? "interrupted" : "error"; rec.finishedAt = Date.now(); }
+      if (runningClientId !== null) send("executing", { node: null, prompt_id: item.prompt_id }, runningClientId);
+      runningClientId = null;
+    }
+  }
+
+  // ---- HTTP ---------------------------------------------------------------------------------
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      if (!res.headersSent) {
+        if (err instanceof BadJson && err.status !== 500) sendText(res, err.status, `${err.status}: ${err.message}`);
+        else sendText(res, 500, ERROR_500);
+      }
+      else res.destroy();
+      if (!(err instanceof BadJson)) console.error("[fake-comfyui]", err);
+    });
+  });
+
+  async function handle(req, res) {
+    const url = new URL(req.url ?? "/", "http://x");
+    if (url.pathname.startsWith("/__fake/")) return control(req, res, url);
+    if (faults.slowMs > 0) await sleep(faults.slowMs);
+    if (accessFault(res, req)) return;
+    if (faults.http500) return sendText(res, 500, ERROR_500);
+    // Every route is served at its bare path and under /api [GET_api_system_stats.json].
+    const path = url.pathname.startsWith("/api/") ? url.pathname.slice(4) : url.pathname;
+    const method = req.method === "HEAD" ? "GET" : req.method;
+    const q = url.searchParams;
+    let m;
+
+    if (path === "/prompt" && method === "POST") return postPrompt(res, await readBody(req));
+    if (path === "/prompt" && method === "GET") return sendJson(res, 200, { exec_info: { queue_remaining: queueRemaining() } }); // [GET_prompt.json]
+    if (path === "/queue" && method === "GET") {
+      return sendJson(res, 200, { queue_running: running ? [tuple(running)] : [], queue_pending: queue.map(tuple) }); // [GET_queue__running.json]
+    }
+    if (path === "/queue" && method === "POST") {
+      const body = parseJson(await readBody(req));
+      if (body && typeof body === "object" && !Array.isArray(body)) {
+        if ("clear" in body && body.clear) {
+          for (const it of queue) markDeleted(it.prompt_id);
+          queue = [];
+          queueUpdated();
+        }
+        for (const id of "delete" in body ? iter(body.delete) : []) {
+          const i = queue.findIndex((it) => it.prompt_id === id); // pending only [POST_queue__delete.json]
+          if (i >= 0) { queue.splice(i, 1); heapify(queue); markDeleted(id); queueUpdated(); }
+        }
+      } else if (!Array.isArray(body) && typeof body !== "string") throw new BadJson();
+      return sendEmpty(res);
+    }
+    if (path === "/interrupt" && method === "POST") {
+      const raw = await readBody(req);
+      let body = {};
+      try { body = raw.length ? JSON.parse(raw.toString("utf8")) : {}; } catch { body = {}; }
+      if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadJson(); // `[].get` → 500
+      // Targeted interrupt only hits the running prompt [POST_interrupt__not_running.json]; else global.
+      if (body.prompt_id) { if (running && running.prompt_id === body.prompt_id) hub.interruptFlag = true; }
+      else hub.interruptFlag = true;
+      return sendEmpty(res); // [POST_interrupt.json]
+    }
+    if (path === "/free" && method === "POST") { parseJson(await readBody(req)); return sendEmpty(res); } // [POST_free.json]
+    if (path === "/history" && method === "GET") return sendJson(res, 200, historySlice(q));
+    if ((m = /^\/history\/(.+)$/.exec(path)) && method === "GET") {
+      const id = decodeURIComponent(m[1]);
+      return sendJson(res, 200, history.has(id) ? { [id]: history.get(id) } : {}); // {} until finished [GET_history_prompt_id__pending.json]
+    }
+    if (path === "/history" && method === "POST") {
+      const body = parseJson(await readBody(req));
+      if (body && typeof body === "object") {
+        if ("clear" in body && body.clear) history.clear();
+        for (const id of "delete" in body ? iter(body.delete) : []) history.delete(id);
+      }
+      return sendEmpty(res); // [POST_history__delete.json]
+    }
+    if (path === "/view" && method === "GET") return view(req, res, q);
+    if (path === "/object_info" && method === "GET") {
+      objectInfoBody ??= pyDumps(hub.objectInfo);
+      return sendRaw(res, 200, "application/json; charset=utf-8", objectInfoBody);
+    }
+    if ((m = /^\/object_info\/(.+)$/.exec(path)) && method === "GET") {
+      const cls = decodeURIComponent(m[1]);
+      return sendJson(res, 200, cls in hub.objectInfo ? { [cls]: hub.objectInfo[cls] } : {}); // [GET_object_info_NoSuchNode.json]
+    }
+    if (path === "/models" && method === "GET") return sendJson(res, 200, MODEL_FOLDERS);
+    if ((m = /^\/models\/([^/]+)$/.exec(path)) && method === "GET") {
+      const folder = decodeURIComponent(m[1]);
+      if (folder === "checkpoints") return sendJson(res, 200, [...checkpoints].sort());
+      if (MODEL_FOLDERS.includes(folder)) return sendJson(res, 200, []);
+      return sendEmpty(res, 404); // [GET_models_nosuchfolder.json]
+    }
+    if (path === "/embeddings" && method === "GET") return sendJson(res, 200, []); // [GET_embeddings.json]
+    if (path === "/system_stats" && method === "GET") return sendJson(res, 200, SYSTEM_STATS);
+    if (path === "/features" && method === "GET") return sendJson(res, 200, FEATURES);
+    if (path === "/upload/image" && method === "POST") return upload(req, res, await readBody(req));
+    if (path === "/ws" && method === "GET") return sendText(res, 400, "400: Bad Request"); // plain GET without Upgrade
+    const known = ["/prompt", "/queue", "/interrupt", "/free", "/history", "/view", "/object_info", "/models", "/embeddings", "/system_stats", "/features", "/upload/image"];
+    if (known.includes(path)) return sendText(res, 405, "405: Method Not Allowed");
+    return sendText(res, 404, "404: Not Found");
+  }
+
+  /** POST /prompt, a port of server.py's post_prompt (0.3.64). */
+  function postPrompt(res, raw) {
+    const body = parseJson(raw);
+    if (body === null || typeof body === "number" || typeof body === "boolean") throw new BadJson(); // `"x" in 5` → TypeError → 500
+    const isObj = typeof body === "object" && !Array.isArray(body);
+    let number, numberOut;
+    if (isObj && "number" in body) {
+      // float(json_data['number']); explicit numbers do not advance the counter (server.py).
+      const n = body.number;
+      if (typeof n === "number") number = n;
+      else if (typeof n === "boolean") number = Number(n);
+      else if (typeof n === "string" && /^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(n)) number = Number(n);
+      else throw new BadJson();
+      numberOut = new PyFloat(number);
+    } else {
+      number = numberOut = isObj && body.front ? -counter : counter;
+      counter += 1;
+    }
+    if (!isObj || !("prompt" in body)) {
+      return sendJson(res, 400, { error: { type: "no_prompt", message: "No prompt provided", details: "No prompt provided", extra_info: {} }, node_errors: {} });
+    }
+    const prompt = body.prompt;
+    if (prompt === null || typeof prompt !== "object" || Array.isArray(prompt)) throw new BadJson();
+    const promptId = "prompt_id" in body ? pyStr(body.prompt_id) : randomUUID();
+    const v = validatePrompt(prompt, hub.objectInfo, {
+      partialTargets: body.partial_execution_targets ?? null,
+      inputFileExists: (name) => inputExists(name),
+      keyErrorTraceback: KEY_ERROR_TB,
+    });
+    let extra = "extra_data" in body ? body.extra_data : {};
+    if ("client_id" in body) {
+      if (extra === null || typeof extra !== "object") throw new BadJson();
+      extra.client_id = body.client_id;
+    }
+    if (!v.ok) return sendJson(res, 400, { error: v.error, node_errors: v.nodeErrors });
+    extra = { ...extra };
+    for (const k of SENSITIVE_KEYS) delete extra[k];
+    const item = { number, numberOut, prompt_id: promptId, prompt, extra_data: extra, outputs: v.outputs };
+    prompts.set(promptId, { prompt_id: promptId, number, client_id: extra.client_id ?? null, prompt, status: "pending", submittedAt: Date.now() });
+    put(item);
+    return sendJson(res, 200, { prompt_id: promptId, number: numberOut, node_errors: v.nodeErrors }); // [POST_prompt.json]
+  }
+
+  function markDeleted(id) { const r = prompts.get(id); if (r) r.status = "deleted"; }
+
+  /** GET /history?max_items=N&offset=K (non-integers → 500). */
+  function historySlice(q) {
+    const toInt = (s) => { if (!/^\s*[+-]?\d+\s*$/.test(s)) throw new BadJson(); return Number(s); };
+    const maxItems = q.has("max_items") ? toInt(q.get("max_items")) : null;
+    let offset = q.has("offset") ? toInt(q.get("offset")) : -1;
+    if (offset < 0 && maxItems !== null) offset = history.size - maxItems;
+    const out = {};
+    let i = 0, n = 0;
+    for (const [k, v] of history) {
+      if (i >= offset) { out[k] = v; n++; if (maxItems !== null && n >= maxItems) break; }
+      i++;
+    }
+    return out;
+  }
+
+  function inputExists(name) {
+    const s = String(name);
+    const ann = /^(.*) \[(input|output|temp)\]$/.exec(s);
+    const [path, type] = ann ? [ann[1], ann[2]] : [s, "input"];
+    const slash = path.lastIndexOf("/");
+    return files.has(type, slash >= 0 ? path.slice(0, slash) : "", path.slice(slash + 1));
+  }
+
+  /** GET /view with the §11 status rules and aiohttp FileResponse headers [GET_view.json]. */
+  function view(req, res, q) {
+    if (!q.has("filename")) return sendEmpty(res, 404);
+    let filename = q.get("filename") ?? "";
+    let type = null;
+    // folder_paths.annotated_filepath: "x.png [output]" overrides type (strips len+1 chars).
+    for (const t of ["output", "input", "temp"]) {
+      if (filename.endsWith(`[${t}]`)) { filename = filename.slice(0, -(t.length + 3)); type = t; break; }
+    }
+    if (!filename || filename.startsWith("/") || filename.includes("..")) return sendEmpty(res, 400); // [GET_view__traversal.json]
+    type ??= q.get("type") ?? "output";
+    if (!["output", "input", "temp"].includes(type)) return sendEmpty(res, 400);
+    let sub = "";
+    if (q.has("subfolder")) {
+      sub = q.get("subfolder") ?? "";
+      if (!subfolderInside(sub)) return sendEmpty(res, 403);
+      sub = normpath(sub) === "." ? "" : normpath(sub);
+    }
+    filename = filename.split("/").pop() ?? ""; // basename: "a/b.png" silently drops "a/"
+    const f = files.get(/** @type {any} */ (type), sub, filename);
+    if (!f) return sendEmpty(res, 404); // [GET_view__404.json]
+
+    const size = f.bytes.length;
+    const etag = `"${f.mtimeNs.toString(16)}-${size.toString(16)}"`;
+    const lastModified = new Date(Math.floor(f.mtimeMs / 1000) * 1000).toUTCString();
+    const base = { "Content-Disposition": `filename="${filename}"`, "Content-Type": mimeFor(filename), Etag: etag, "Last-Modified": lastModified };
+    if (req.headers["if-none-match"] && req.headers["if-none-match"].split(",").map((s) => s.trim()).includes(etag)) {
+      res.writeHead(304, { Etag: etag, "Last-Modified": lastModified, Server: SERVER_HEADER }); return res.end();
+    }
+    const range = req.headers.range;
+    if (range) {
+      const r = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+      let start = NaN, end = size - 1;
+      if (r && r[1] !== "") { start = Number(r[1]); if (r[2] !== "") end = Math.min(Number(r[2]), size - 1); }
+      else if (r && r[2] !== "") { start = Math.max(0, size - Number(r[2])); }
+      if (!r || !(start <= end) || start >= size) {
+        res.writeHead(416, { "Content-Range": `bytes */${size}`, "Content-Length": "0", "Content-Type": "application/octet-stream", Server: SERVER_HEADER });
+        return res.end();
+      }
+      const chunk = f.bytes.subarray(start, end + 1);
+      res.writeHead(206, { ...base, "Content-Range": `bytes ${start}-${end}/${size}`, "Content-Length": String(chunk.length), "Accept-Ranges": "bytes", Server: SERVER_HEADER });
+      return res.end(chunk);
+    }
+    res.writeHead(200, { ...base, "Content-Length": String(size), "Accept-Ranges": "bytes", Server: SERVER_HEADER });
+    return res.end(f.bytes);
+  }
+
+  /** POST /upload/image (multipart): " (1)" rename unless identical bytes or overwrite [POST_upload_image.json]. */
+  function upload(req, res, raw) {
+    const form = parseMultipart(req.headers["content-type"] ?? "", raw);
+    const image = form.get("image");
+    const uploadType = form.has("type") ? form.get("type").text : "input";
+    if (!["input", "temp", "output"].includes(uploadType)) throw new BadJson(); // unset variable → 500
+    if (!image || image.filename === undefined) return sendEmpty(res, 400);
+    let filename = image.filename;
+    if (!filename) return sendEmpty(res, 400);
+    const subfolder = form.has("subfolder") ? form.get("subfolder").text : "";
+    const rel = normpath(`${subfolder ? normpath(subfolder) : "."}/${filename}`);
+    if (rel.startsWith("/") || rel === ".." || rel.startsWith("../")) return sendEmpty(res, 400);
+    const dir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+    const overwrite = form.get("overwrite")?.text;
+    let base = rel.slice(rel.lastIndexOf("/") + 1);
+    if (!(overwrite === "true" || overwrite === "1")) {
+      const dot = base.lastIndexOf(".");
+      const [stem, ext] = dot > 0 && base.slice(0, dot).replace(/^\.+/, "") ? [base.slice(0, dot), base.slice(dot)] : [base, ""];
+      for (let i = 1; files.has(uploadType, dir, base); i++) {
+        if (files.get(uploadType, dir, base)?.bytes.equals(image.data)) return sendJson(res, 200, { name: base, subfolder, type: uploadType });
+        base = `${stem} (${i})${ext}`;
+        filename = base;
+      }
+    }
+    files.put(/** @type {any} */ (uploadType), dir, base, image.data);
+    if (uploadType === "input") inputsChanged();
+    return sendJson(res, 200, { name: filename === image.filename ? image.filename : base, subfolder, type: uploadType });
+  }
+
+  // ---- fault helpers and control routes -----------------------------------------------------
+  function accessFault(res, req) {
+    if (faults.accessRedirect) {
+      const { status, headers, body } = accessRedirectResponse(req);
+      res.writeHead(status, headers);
+      res.end(body);
+      return true;
+    }
+    if (faults.accessHtml200) {
+      res.writeHead(200, { "Content-Type": "text/html; charset=UTF-8", "Content-Length": String(Buffer.byteLength(ACCESS_LOGIN_HTML)), Server: "cloudflare", "CF-RAY": cfRay() });
+      res.end(ACCESS_LOGIN_HTML);
+      return true;
+    }
+    return false;
+  }
+
+  async function control(req, res, url) {
+    const p = url.pathname;
+    if (p === "/__fake/faults" && req.method === "POST") {
+      const body = JSON.parse((await readBody(req)).toString("utf8") || "{}");
+      if (body.reset) setFaults(DEFAULT_FAULTS());
+      const { reset, ...rest } = body;
+      return sendJson(res, 200, setFaults(rest));
+    }
+    if (p === "/__fake/faults" && req.method === "GET") return sendJson(res, 200, faults);
+    if (p === "/__fake/restart" && req.method === "POST") { restart(); return sendJson(res, 200, { ok: true }); }
+    if (p === "/__fake/drop-sockets" && req.method === "POST") return sendJson(res, 200, { dropped: dropSockets() });
+    if (p === "/__fake/finish-times" && req.method === "GET") return sendJson(res, 200, Object.fromEntries(finishTimes));
+    if (p === "/__fake/state" && req.method === "GET") {
+      return sendJson(res, 200, {
+        counter, running: running?.prompt_id ?? null, pending: [...queue].sort((a, b) => (less(a, b) ? -1 : 1)).map((i) => i.prompt_id),
+        history: [...history.keys()], sockets: [...sockets.keys()], faults, files: files.list(),
+        prompts: Object.fromEntries([...prompts].map(([k, r]) => [k, { status: r.status, number: r.number, client_id: r.client_id }])),
+      });
+    }
+    return sendText(res, 404, "404: Not Found");
+  }
+
+  /** @param {Partial<Faults>} partial */
+  function setFaults(partial) {
+    for (const [k, v] of Object.entries(partial ?? {})) {
+      if (!(k in faults)) throw new Error(`unknown fault ${k}`);
+      /** @type {any} */ (faults)[k] = v;
+    }
+    if ("dropSocketsAfterEvents" in (partial ?? {})) dropCountdown = partial.dropSocketsAfterEvents ?? null;
+    return faults;
+  }
+
+  function restart() {
+    hub.generation++;
+    queue = []; running = null; history = new Map(); counter = 0; runningClientId = null;
+    hub.cache.clear(); hub.interruptFlag = false; hub.lastNodeId = null;
+    files.clearType("temp");
+    for (const r of prompts.values()) if (r.status === "pending" || r.status === "running") r.status = "lost";
+    dropSockets();
+    dropping = false;
+    if (wake) { const w = wake; wake = null; w(); }
+    startWorker();
+  }
+  function startWorker() { workerLoop(hub.generation).catch((e) => console.error("[fake-comfyui] worker:", e)); }
+
+  // ---- WebSocket ----------------------------------------------------------------------------
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+
+  server.on("upgrade", async (req, socket, head) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const rawAnswer = (status, reason, headers, body = "") => {
+      const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries({ ...headers, "Content-Length": Buffer.byteLength(body), Connection: "close" }).map(([k, v]) => `${k}: ${v}`)];
+      socket.end(lines.join("\r\n") + "\r\n\r\n" + body);
+    };
+    socket.on("error", () => {});
+    if (faults.slowMs > 0) await sleep(faults.slowMs);
+    if (closed) return socket.destroy();
+    if (faults.accessRedirect) { const r = accessRedirectResponse(req); return rawAnswer(r.status, "Found", r.headers, r.body); }
+    if (faults.accessHtml200) return rawAnswer(200, "OK", { "Content-Type": "text/html; charset=UTF-8", Server: "cloudflare" }, ACCESS_LOGIN_HTML);
+    if (faults.http500) return rawAnswer(500, "Internal Server Error", { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER }, ERROR_500);
+    if (url.pathname !== "/ws" && url.pathname !== "/api/ws") return rawAnswer(404, "Not Found", { "Content-Type": "text/plain; charset=utf-8" }, "404: Not Found");
+    if (faults.refuseWebSocket) return rawAnswer(403, "Forbidden", { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER }, "403: Forbidden");
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, url.searchParams.get("clientId") ?? ""));
+  });
+
+  /** server.py websocket_handler (0.3.64). */
+  function onConnection(ws, clientId) {
+    const sid = clientId || randomUUID().replaceAll("-", ""); // uuid4().hex [WS_ws__connect_no_client_id.json]
+    sockets.delete(sid); // reusing a clientId replaces the old registration (the old socket stays open)
+    sockets.set(sid, ws);
+    allSockets.add(ws);
+    ws.send(pyDumps({ type: "status", data: { ...statusData(), sid } }));
+    if (runningClientId === sid && hub.lastNodeId !== null) ws.send(pyDumps({ type: "executing", data: { node: hub.lastNodeId } }));
+    let first = true;
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return;
+      let msg;
+      try { msg = JSON.parse(data.toString()); } catch { return; } // invalid JSON: logged and ignored
+      if (first && msg && msg.type === "feature_flags") ws.send(pyDumps({ type: "feature_flags", data: FEATURES })); // [WS_ws__connect_feature_flags.json]
+      first = false; // later messages (e.g. {"type":"ping"}) are ignored
+    });
+    ws.on("error", () => {});
+    ws.on("close", () => {
+      allSockets.delete(ws);
+      // ComfyUI pops the sid on close even if a newer socket took it over (§8.1 caveat); emulated.
+      sockets.delete(sid);
+    });
+  }
+
+  // ---- start --------------------------------------------------------------------------------
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => { server.off("error", reject); resolve(undefined); });
+  });
+  startWorker();
+  const addr = /** @type {import("node:net").AddressInfo} */ (server.address());
+  const urlHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+
+  /** @type {FakeComfy} */
+  const fake = {
+    port: addr.port,
+    url: `http://${urlHost}:${addr.port}`,
+    faults, finishTimes, prompts, files,
+    setFaults, restart, dropSockets,
+    async close() {
+      if (closed) return;
+      closed = true;
+      hub.generation++;
+      if (wake) { const w = wake; wake = null; w(); }
+      dropSockets();
+      wss.close();
+      await new Promise((r) => { server.close(() => r(undefined)); server.closeAllConnections?.(); });
+    },
+  };
+  return fake;
+}
+
+// ---- small helpers ------------------------------------------------------------------------------
+
+/** A request that real ComfyUI would answer with aiohttp's plain-text 500. */
+class BadJson extends Error {
+  constructor(status = 500, reason = "Internal Server Error") { super(reason); this.status = status; }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const iter = (v) => (Array.isArray(v) ? v : typeof v === "string" ? [...v] : []);
+
+/** request.json(): non-JSON (or empty) → 500 text/plain [POST_prompt__error_invalid_json.json]. */
+function parseJson(raw) {
+  try { return JSON.parse(raw.toString("utf8")); } catch { throw new BadJson(); }
+}
+
+/** @param {import("node:http").IncomingMessage} req @returns {Promise<Buffer>} */
+async function readBody(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const c of req) {
+    size += c.length;
+    if (size > 100 * 1024 * 1024) throw new BadJson(413, "Request Entity Too Large"); // --max-upload-size 100 MB
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+function sendRaw(res, status, contentType, body) {
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body, "utf8");
+  res.writeHead(status, { "Content-Type": contentType, "Content-Length": String(buf.length), Server: SERVER_HEADER });
+  res.end(buf);
+}
+/** aiohttp json_response: Python json.dumps bytes, `application/json; charset=utf-8`. */
+const sendJson = (res, status, obj) => sendRaw(res, status, "application/json; charset=utf-8", pyDumps(obj));
+const sendText = (res, status, text) => sendRaw(res, status, "text/plain; charset=utf-8", text);
+/** web.Response(): empty body, octet-stream, Content-Length 0 [POST_queue__delete.json]. */
+function sendEmpty(res, status = 200) {
+  res.writeHead(status, { "Content-Length": "0", "Content-Type": "application/octet-stream", Server: SERVER_HEADER });
+  res.end();
+}
+
+/**
+ * Minimal multipart/form-data parser.
+ * @returns {Map<string, {data: Buffer, text: string, filename?: string}>}
+ */
+function parseMultipart(contentType, body) {
+  const out = new Map();
+  const bm = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType);
+  if (!bm) return out;
+  const delim = Buffer.from(`--${bm[1] ?? bm[2]}`);
+  let pos = body.indexOf(delim);
+  while (pos >= 0) {
+    const start = pos + delim.length;
+    if (body.subarray(start, start + 2).toString() === "--") break;
+    const next = body.indexOf(delim, start);
+    if (next < 0) break;
+    const part = body.subarray(start + 2, next - 2); // skip CRLF after delimiter and before the next
+    const sep = part.indexOf("\r\n\r\n");
+    if (sep >= 0) {
+      const head = part.subarray(0, sep).toString("utf8");
+      const data = part.subarray(sep + 4);
+      const name = /name="([^"]*)"/i.exec(head)?.[1];
+      const fn = /filename="([^"]*)"/i.exec(head)?.[1];
+      if (name !== undefined) out.set(name, { data: Buffer.from(data), text: data.toString("utf8"), filename: fn });
+    }
+    pos = next;
+  }
+  return out;
+}
+
+const cfRay = () => randomUUID().replaceAll("-", "").slice(0, 16) + "-SJC";
+
+/** What Cloudflare Access answers when the policy is not "Service Auth" (§17.2). */
+function accessRedirectResponse(req) {
+  const host = (req.headers.host ?? "comfy.example.com").replace(/:\d+$/, "");
+  const kid = "4c5a3b1e9f0d2c7a8b6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a";
+  const location = `https://team.cloudflareaccess.com/cdn-cgi/access/login/${host}?kid=${kid}&redirect_url=${encodeURIComponent(req.url ?? "/")}`;
+  const body = "<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n";
+  return {
+    status: 302, body,
+    headers: { Location: location, "Content-Type": "text/html", "Content-Length": String(Buffer.byteLength(body)), Server: "cloudflare", "CF-RAY": cfRay(),
+      "Cache-Control": "private, max-age=0, no-store, no-cache, must-revalidate, post-check=0, pre-check=0", Expires: "Thu, 01 Jan 1970 00:00:01 GMT" },
+  };
+}
+
+const ACCESS_LOGIN_HTML = `<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Sign in ・ Cloudflare Access</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <div class="AuthBox">
+    <h1>Sign in</h1>
+    <p>to continue to <strong>comfy.example.com</strong></p>
+    <form method="post" action="https://team.cloudflareaccess.com/cdn-cgi/access/login">
+      <label for="email">Email</label>
+      <input id="email" name="email" type="email" autocomplete="email">
+      <button type="submit">Send me a code</button>
+    </form>
+    <p class="Footer">Powered by Cloudflare Access</p>
+  </div>
+</body>
+</html>
+`;
