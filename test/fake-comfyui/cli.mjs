@@ -2,6 +2,7 @@
 // Run the fake ComfyUI as its own process:
 //   node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 50]
 //                                  [--node-delay-ms 1] [--checkpoints a.ckpt,b.safetensors]
+//                                  [--models diffusion_models=a.safetensors,b.safetensors] (repeatable; empty list: "vae=")
 // Prints exactly one line once listening (tests parse it):
 //   fake ComfyUI listening on http://127.0.0.1:PORT
 // Control it over HTTP: POST /__fake/faults, /__fake/restart, /__fake/drop-sockets (see README.md).
@@ -15,12 +16,22 @@ const { values } = parseArgs({
     "step-delay-ms": { type: "string" },
     "node-delay-ms": { type: "string" },
     checkpoints: { type: "string" },
+    models: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
-  console.log("usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b]");
+  console.log("usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b] [--models folder=a,b ...]");
   process.exit(0);
+}
+
+const list = (v) => v.split(",").map((s) => s.trim()).filter(Boolean);
+/** @type {Record<string, string[]>} */
+const models = {};
+for (const spec of values.models ?? []) {
+  const eqAt = spec.indexOf("=");
+  if (eqAt <= 0) { console.error(`--models expects folder=file,file (got '${spec}')`); process.exit(2); }
+  models[spec.slice(0, eqAt).trim()] = list(spec.slice(eqAt + 1));
 }
 
 const fake = await startFakeComfy({
@@ -28,7 +39,8 @@ const fake = await startFakeComfy({
   host: values.host,
   ...(values["step-delay-ms"] !== undefined && { stepDelayMs: Number(values["step-delay-ms"]) }),
   ...(values["node-delay-ms"] !== undefined && { nodeDelayMs: Number(values["node-delay-ms"]) }),
-  ...(values.checkpoints !== undefined && { checkpoints: values.checkpoints.split(",").map((s) => s.trim()).filter(Boolean) }),
+  ...(values.checkpoints !== undefined && { checkpoints: list(values.checkpoints) }),
+  models,
 });
 console.log(`fake ComfyUI listening on ${fake.url}`);
 

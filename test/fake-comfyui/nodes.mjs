@@ -31,7 +31,9 @@ export function fnv1a(s) {
 /**
  * @typedef {import("./png.mjs").PixelSource} PixelSource
  * @typedef {{kind: "IMAGE", width: number, height: number, batch: number, src: PixelSource, invert: boolean}} ImageVal
- * @typedef {{kind: "LATENT", width: number, height: number, batch: number, hash: number | null}} LatentVal
+ * @typedef {{kind: "LATENT", media?: "image"|"video"|"audio", width: number, height: number, batch: number, hash: number | null,
+ *            length?: number, seconds?: number}} LatentVal
+ *   media "video": `length` frames of width×height per batch item; "audio": `seconds` long (width/height 0)
  * @typedef {{kind: "MASK", width: number, height: number, batch: number, value: number}} MaskVal
  * @typedef {{kind: "AUDIO", duration: number, sampleRate: number, channels: number}} AudioVal
  */
@@ -100,8 +102,25 @@ const solid = (color) => /** @type {PixelSource} */ ({ type: "solid", rgb: [(col
 /** @type {Record<string, (ctx: NodeContext) => NodeResult | Promise<NodeResult>>} */
 export const NODES = {
   CheckpointLoaderSimple: ({ inputs }) => ({ outputs: ["MODEL", "CLIP", "VAE"].map((kind) => ({ kind, ckpt: inputs.ckpt_name })) }),
+  // Split loaders (Wan, Flux, …): the file name plays the checkpoint's part in the sampler hash.
+  UNETLoader: ({ inputs }) => ({ outputs: [{ kind: "MODEL", ckpt: inputs.unet_name }] }),
+  CLIPLoader: ({ inputs }) => ({ outputs: [{ kind: "CLIP", ckpt: inputs.clip_name }] }),
+  VAELoader: ({ inputs }) => ({ outputs: [{ kind: "VAE", ckpt: inputs.vae_name }] }),
+  ModelSamplingSD3: ({ inputs }) => ({ outputs: [inputs.model] }),
   CLIPTextEncode: ({ inputs }) => ({ outputs: [{ kind: "CONDITIONING", text: inputs.text }] }),
-  EmptyLatentImage: ({ inputs }) => ({ outputs: [{ kind: "LATENT", width: inputs.width, height: inputs.height, batch: inputs.batch_size, hash: null }] }),
+  TextEncodeAceStepAudio: ({ inputs }) => ({ outputs: [{ kind: "CONDITIONING", text: `${inputs.tags}\n${inputs.lyrics}\n${num(inputs.lyrics_strength)}` }] }),
+  ConditioningZeroOut: ({ inputs }) => ({ outputs: [{ ...inputs.conditioning, text: "" }] }),
+  EmptyLatentImage: ({ inputs }) => ({ outputs: [{ kind: "LATENT", media: "image", width: inputs.width, height: inputs.height, batch: inputs.batch_size, hash: null }] }),
+  EmptyAceStepLatentAudio: ({ inputs }) => ({ outputs: [{ kind: "LATENT", media: "audio", width: 0, height: 0, seconds: num(inputs.seconds), batch: inputs.batch_size, hash: null }] }),
+  EmptyHunyuanLatentVideo: ({ inputs }) => ({
+    outputs: [{ kind: "LATENT", media: "video", width: inputs.width, height: inputs.height, length: inputs.length, batch: inputs.batch_size, hash: null }],
+  }),
+  // Crops to a multiple of 8 like vae_encode_crop_pixels; the latent remembers the picture.
+  VAEEncode: ({ inputs }) => {
+    const img = /** @type {ImageVal} */ (inputs.pixels);
+    const hash = fnv1a(JSON.stringify([img.src, img.invert]));
+    return { outputs: [{ kind: "LATENT", media: "image", width: Math.floor(img.width / 8) * 8, height: Math.floor(img.height / 8) * 8, batch: img.batch, hash }] };
+  },
   KSampler: (ctx) => sample(ctx, { seed: ctx.inputs.seed, steps: ctx.inputs.steps }),
   KSamplerAdvanced: (ctx) => sample(ctx, { seed: ctx.inputs.noise_seed, steps: ctx.inputs.steps, startAt: ctx.inputs.start_at_step, endAt: ctx.inputs.end_at_step }),
   VAEDecode: ({ inputs }) => {
@@ -109,7 +128,15 @@ export const NODES = {
     // Latents are 1/8 of the pixel size, so odd sizes round down to a multiple of 8.
     const w = Math.max(8, Math.floor(l.width / 8) * 8), h = Math.max(8, Math.floor(l.height / 8) * 8);
     const src = l.hash === null ? solid(0x6f6253) : { type: "pattern", hash: l.hash };
-    return { outputs: [{ kind: "IMAGE", width: w, height: h, batch: l.batch, src, invert: false }] };
+    // Video latents hold ((length-1)//4)+1 latent frames (Wan/Hunyuan): decoding gives back
+    // 1 + 4k frames, i.e. `length` for the usual 1+4k lengths; frames of all batch items in one batch.
+    const frames = l.media === "video" ? Math.floor(((l.length ?? 1) - 1) / 4) * 4 + 1 : 1;
+    return { outputs: [{ kind: "IMAGE", width: w, height: h, batch: l.batch * frames, src, invert: false }] };
+  },
+  // ACE-Step's VAE decodes to 44.1 kHz stereo of the latent's length.
+  VAEDecodeAudio: ({ inputs }) => {
+    const l = /** @type {LatentVal} */ (inputs.samples);
+    return { outputs: [{ kind: "AUDIO", duration: l.seconds ?? 1, sampleRate: 44100, channels: 2 }] };
   },
   EmptyImage: ({ inputs }) => ({ outputs: [{ kind: "IMAGE", width: inputs.width, height: inputs.height, batch: inputs.batch_size, src: solid(inputs.color), invert: false }] }),
   ImageInvert: ({ inputs }) => ({ outputs: [{ ...inputs.image, invert: !inputs.image.invert }] }),

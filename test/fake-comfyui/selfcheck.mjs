@@ -26,6 +26,9 @@ const sdGraph = ({ seed = 123, steps = 20, width = 512, height = 512, batch = 1,
   9: { class_type: "SaveImage", inputs: { filename_prefix: prefix, images: ["8", 0] } },
 });
 
+/** The default checkpoint list, sorted like ComfyUI's get_filename_list. */
+const CKPTS = ["ace_step_v1_3.5b.safetensors", "sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.ckpt"];
+
 let failures = 0;
 async function check(name, fn) {
   try {
@@ -91,6 +94,62 @@ function upgradeStatus(base, path = "/ws?clientId=x") {
   });
 }
 
+// ---- bundled workflows (workflows/*.json + *.meta.json) ------------------------------------------
+const WF_DIR = new URL("../../workflows/", import.meta.url);
+const WORKFLOWS = ["generate_image", "generate_song", "generate_video", "image_to_image"];
+const PARAM_TYPES = { STR: "str", STRING: "str", TEXT: "str", INT: "int", FLOAT: "float", BOOL: "bool", IMAGE: "image", AUDIO: "audio", VIDEO: "video" };
+const readJson = (url) => JSON.parse(readFileSync(url, "utf8"));
+
+/** The PARAM_* grammar: `PARAM_[TYPE_]NAME`, TYPE only before the first "_", name normalised. */
+function parsePlaceholder(v) {
+  if (typeof v !== "string" || !v.startsWith("PARAM_")) return null;
+  const token = v.slice("PARAM_".length);
+  const i = token.indexOf("_");
+  const typed = i >= 0 && token.slice(0, i).toUpperCase() in PARAM_TYPES;
+  const type = typed ? PARAM_TYPES[token.slice(0, i).toUpperCase()] : "str";
+  const name = (typed ? token.slice(i + 1) : token).trim().toLowerCase().replace(/[^a-z0-9]/g, "_").replace(/^_+|_+$/g, "") || "param";
+  return { name, type };
+}
+
+/** Placeholders of a workflow: name → {type, bindings: [[node, input]]}, in discovery order. */
+function placeholders(graph) {
+  /** @type {Map<string, {type: string, bindings: [string, string][]}>} */
+  const out = new Map();
+  for (const [id, node] of Object.entries(graph)) {
+    for (const [input, v] of Object.entries(node.inputs ?? {})) {
+      const p = parsePlaceholder(v);
+      if (!p) continue;
+      if (!out.has(p.name)) out.set(p.name, { type: p.type, bindings: [] });
+      out.get(p.name)?.bindings.push([id, input]);
+    }
+  }
+  return out;
+}
+
+/** Load a bundled workflow and fill every placeholder from `values`, else its sidecar default. */
+function filledWorkflow(stem, values = {}) {
+  const graph = readJson(new URL(`${stem}.json`, WF_DIR));
+  const meta = readJson(new URL(`${stem}.meta.json`, WF_DIR));
+  for (const [name, { type, bindings }] of placeholders(graph)) {
+    const raw = name in values ? values[name] : meta.parameters?.[name]?.default;
+    assert(raw !== undefined, `${stem}: no value and no sidecar default for '${name}'`);
+    const v = type === "int" ? Math.trunc(Number(raw)) : type === "float" ? Number(raw) : type === "bool" ? Boolean(raw) : String(raw);
+    for (const [id, input] of bindings) graph[id].inputs[input] = v;
+  }
+  return graph;
+}
+
+/** Run a prompt to completion on the shared socket and return its history outputs. */
+async function runToHistory(base, s, graph) {
+  const pid = randomUUID();
+  const r = await postPrompt(base, graph, clientId, { prompt_id: pid });
+  eq([r.status, r.json?.node_errors], [200, {}], "POST /prompt validates");
+  await s.done(pid, 20000);
+  const e = (await http(base, "GET", `/history/${pid}`)).json[pid];
+  eq([e.status.status_str, e.status.messages.at(-1)[0]], ["success", "execution_success"], "history status");
+  return { pid, outputs: e.outputs };
+}
+
 const postPrompt = (base, prompt, clientId, extra = {}) =>
   http(base, "POST", "/prompt", { prompt, ...(clientId !== undefined && { client_id: clientId }), ...extra });
 const types = (msgs) => msgs.map((m) => m.type);
@@ -111,12 +170,12 @@ await check("discovery routes: /system_stats (+/api alias), /features, /models, 
   eq(s.json.system.comfyui_version, "0.3.64", "version");
   eq((await http(B, "GET", "/features")).text, '{"supports_preview_metadata": true, "max_upload_size": 104857600}', "features");
   eq((await http(B, "GET", "/models")).json.length, 20, "20 model folders [GET_models.json]");
-  eq((await http(B, "GET", "/models/checkpoints")).json, ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.ckpt"], "checkpoints (sorted)");
+  eq((await http(B, "GET", "/models/checkpoints")).json, CKPTS, "checkpoints (sorted)");
   const none = await http(B, "GET", "/models/nosuchfolder");
   eq([none.status, none.bytes.length, none.headers.get("content-type")], [404, 0, "application/octet-stream"], "unknown folder");
   eq((await http(B, "GET", "/object_info/NoSuchNode")).json, {}, "unknown class → {}");
   const ck = (await http(B, "GET", "/object_info/CheckpointLoaderSimple")).json;
-  eq(ck.CheckpointLoaderSimple.input.required.ckpt_name[0], ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.ckpt"], "ckpt_name[0]");
+  eq(ck.CheckpointLoaderSimple.input.required.ckpt_name[0], CKPTS, "ckpt_name[0]");
   const all = (await http(B, "GET", "/object_info")).json;
   assert(Object.keys(all).length === 376, "376 node classes", Object.keys(all).length);
   eq(all.SaveVideo.input.required.format[0], "COMBO", "V3 combo form present");
@@ -224,7 +283,8 @@ await check("requested size and batch: 640×384 batch 2 → _00002_/_00003_, new
 });
 
 await check("recorded 400 bodies replayed byte for byte (fake with no checkpoints, like the recording)", async () => {
-  const bare = await startFakeComfy({ checkpoints: [] });
+  // No model files at all, as on the recording box (also exercises the older `checkpoints` option).
+  const bare = await startFakeComfy({ checkpoints: [], models: { diffusion_models: [], text_encoders: [], vae: [] } });
   try {
     for (const ex of REC.prompt_errors) {
       const r = await http(bare.url, "POST", "/prompt", ex.request);
@@ -245,8 +305,8 @@ await check("missing checkpoint (configured list) and missing required input: 40
   eq(r.json, {
     error: { type: "prompt_outputs_failed_validation", message: "Prompt outputs failed validation", details: "", extra_info: {} },
     node_errors: { 4: { errors: [{ type: "value_not_in_list", message: "Value not in list",
-      details: "ckpt_name: 'sd15.safetensors' not in ['sd_xl_base_1.0.safetensors', 'v1-5-pruned-emaonly.ckpt']",
-      extra_info: { input_name: "ckpt_name", input_config: [["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.ckpt"], { tooltip: "The name of the checkpoint (model) to load." }], received_value: "sd15.safetensors" } }],
+      details: "ckpt_name: 'sd15.safetensors' not in ['ace_step_v1_3.5b.safetensors', 'sd_xl_base_1.0.safetensors', 'v1-5-pruned-emaonly.ckpt']",
+      extra_info: { input_name: "ckpt_name", input_config: [CKPTS, { tooltip: "The name of the checkpoint (model) to load." }], received_value: "sd15.safetensors" } }],
     dependent_outputs: ["9"], class_type: "CheckpointLoaderSimple" } },
   }, "missing checkpoint [POST_prompt__error_missing_checkpoint.json shape]");
   const g = sdGraph();
@@ -424,6 +484,122 @@ await check("upload: name kept, identical bytes reuse the name, different bytes 
   eq(readPngSize(v.bytes), { width: 40, height: 30 }, "loaded size kept");
   const bad = await postPrompt(B, { 1: { class_type: "LoadImage", inputs: { image: "nope.png" } }, 2: { class_type: "PreviewImage", inputs: { images: ["1", 0] } } }, clientId);
   eq(bad.json.node_errors[1].errors[0].details, "image - Invalid image file: nope.png", "custom_validation_failed");
+});
+
+await check("model folders: defaults in /models/{folder} and the loader combos; VAELoader keeps pixel_space", async () => {
+  eq((await http(B, "GET", "/models/diffusion_models")).json, ["wan2.1_t2v_1.3B_fp16.safetensors"], "diffusion_models");
+  eq((await http(B, "GET", "/models/text_encoders")).json, ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "text_encoders");
+  eq((await http(B, "GET", "/models/vae")).json, ["wan_2.1_vae.safetensors"], "vae");
+  eq((await http(B, "GET", "/models/loras")).json, [], "loras");
+  const all = (await http(B, "GET", "/object_info")).json;
+  eq(all.UNETLoader.input.required.unet_name[0], ["wan2.1_t2v_1.3B_fp16.safetensors"], "UNETLoader.unet_name");
+  eq(all.CLIPLoader.input.required.clip_name[0], ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "CLIPLoader.clip_name");
+  eq(all.VAELoader.input.required.vae_name[0], ["wan_2.1_vae.safetensors", "pixel_space"], "VAELoader.vae_name (files, then recorded extras)");
+  eq(all.LoraLoader.input.required.lora_name[0], [], "LoraLoader.lora_name");
+  const custom = await startFakeComfy({ checkpoints: ["old-option.ckpt"], models: { diffusion_models: ["z.safetensors", "sub/a.safetensors"], vae: ["taesd_decoder.pth"], loras: ["l.safetensors"] } });
+  try {
+    eq((await http(custom.url, "GET", "/models/checkpoints")).json, ["old-option.ckpt"], "legacy checkpoints option still works");
+    eq((await http(custom.url, "GET", "/models/diffusion_models")).json, ["sub/a.safetensors", "z.safetensors"], "configured + sorted");
+    eq((await http(custom.url, "GET", "/models/text_encoders")).json, ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "unset folder keeps its default");
+    const oi = (await http(custom.url, "GET", "/object_info")).json;
+    eq([oi.UNETLoader.input.required.unet_name[0], oi.VAELoader.input.required.vae_name[0], oi.LoraLoader.input.required.lora_name[0], oi.LoraLoaderModelOnly.input.required.lora_name[0]],
+      [["sub/a.safetensors", "z.safetensors"], ["taesd_decoder.pth", "pixel_space"], ["l.safetensors"], ["l.safetensors"]], "combos follow options.models");
+    const both = await startFakeComfy({ checkpoints: ["legacy.ckpt"], models: { checkpoints: ["new.safetensors"] } });
+    eq((await http(both.url, "GET", "/object_info/CheckpointLoaderSimple")).json.CheckpointLoaderSimple.input.required.ckpt_name[0], ["new.safetensors"], "models.checkpoints wins");
+    await both.close();
+  } finally { await custom.close(); }
+});
+
+await check("bundled workflows: every PARAM_* placeholder has a sidecar entry; optional ones have in-range defaults", async () => {
+  for (const stem of WORKFLOWS) {
+    const ph = placeholders(readJson(new URL(`${stem}.json`, WF_DIR)));
+    const meta = readJson(new URL(`${stem}.meta.json`, WF_DIR));
+    assert(typeof meta.name === "string" && typeof meta.description === "string" && ["image", "audio", "video"].includes(meta.namespace), `${stem}: name/description/namespace`, meta);
+    eq(Object.keys(meta.parameters).sort(), [...ph.keys()].sort(), `${stem}: sidecar parameters = placeholders`);
+    for (const [name, p] of Object.entries(meta.parameters)) {
+      assert(typeof p.description === "string" && p.description.length >= 10, `${stem}.${name}: description`);
+      if (p.required || name === "seed") { assert(!("default" in p), `${stem}.${name}: required/seed has no default`); continue; }
+      assert("default" in p, `${stem}.${name}: optional parameter needs a default`);
+      const d = p.default;
+      if (typeof d === "number") {
+        assert((p.min ?? -Infinity) <= d && d <= (p.max ?? Infinity), `${stem}.${name}: default within min/max`, p);
+        if (p.step) assert(Number.isInteger(d / p.step), `${stem}.${name}: default a multiple of step`, p);
+      }
+      if (p.enum) assert(p.enum.includes(d), `${stem}.${name}: default in enum`, p);
+    }
+    for (const req of ["prompt", "tags", "lyrics", "image"]) if (ph.has(req)) eq(meta.parameters[req].required, true, `${stem}.${req} required`);
+  }
+  eq(placeholders(readJson(new URL("image_to_image.json", WF_DIR))).get("image"), { type: "image", bindings: [["10", "image"]] }, "PARAM_IMAGE_IMAGE → image (media type)");
+});
+
+await check("workflows/generate_image.json with sidecar defaults → one 512×512 PNG", async () => {
+  const { outputs } = await runToHistory(B, sock, filledWorkflow("generate_image", { prompt: "a lighthouse at dusk", seed: 11 }));
+  const items = outputs[9].images;
+  eq([items.length, items[0].subfolder, items[0].type, /^ComfyUI_\d{5}_\.png$/.test(items[0].filename)], [1, "", "output", true], "one PNG item");
+  const v = await http(B, "GET", `/view?filename=${items[0].filename}&type=output`);
+  eq([v.headers.get("content-type"), readPngSize(v.bytes)], ["image/png", { width: 512, height: 512 }], "PNG 512×512");
+});
+
+await check("workflows/generate_song.json with sidecar defaults → MP3 under audio in audio/, 50 sampler steps", async () => {
+  const n = sock.msgs.length;
+  const { pid, outputs } = await runToHistory(B, sock, filledWorkflow("generate_song", { tags: "funk, slap bass, 120 bpm", lyrics: "[verse]\nhello gateway", seed: 12 }));
+  eq(outputs, { 8: { audio: [{ filename: "ComfyUI_00001_.mp3", subfolder: "audio", type: "output" }] } }, "outputs [GET_history_prompt_id__audio_mp3.json shape]");
+  const prog = sock.msgs.slice(n).filter((m) => m.type === "progress" && m.data.prompt_id === pid);
+  eq([prog.length, prog.at(-1)?.data.max, prog.at(-1)?.data.node], [50, 50, "6"], "50 progress steps on the KSampler");
+  const v = await http(B, "GET", "/view?filename=ComfyUI_00001_.mp3&subfolder=audio&type=output");
+  eq([v.status, v.headers.get("content-type")], [200, "audio/mpeg"], "mp3 served");
+});
+
+await check("workflows/generate_video.json with sidecar defaults → MP4 under images + animated in video/", async () => {
+  const { outputs } = await runToHistory(B, sock, filledWorkflow("generate_video", { prompt: "a paper boat drifting on a pond", seed: 13 }));
+  eq(outputs, { 50: { images: [{ filename: "ComfyUI_00001_.mp4", subfolder: "video", type: "output" }], animated: [true] } }, "outputs [GET_history_prompt_id__video_mp4.json shape]");
+  const v = await http(B, "GET", "/view?filename=ComfyUI_00001_.mp4&subfolder=video&type=output");
+  eq([v.status, v.headers.get("content-type")], [200, "video/mp4"], "mp4 served");
+  // The decoded video has `length` frames of width×height: save them as PNGs instead to count them.
+  const g = filledWorkflow("generate_video", { prompt: "frames", seed: 14, width: 64, height: 48, length: 9, steps: 2 });
+  delete g[49]; delete g[50];
+  g[51] = { class_type: "SaveImage", inputs: { images: ["8", 0], filename_prefix: "gw_frames" } };
+  const frames = (await runToHistory(B, sock, g)).outputs[51].images;
+  eq(frames.length, 9, "VAEDecode of a 9-frame video latent gives 9 images");
+  eq(readPngSize((await http(B, "GET", `/view?filename=${frames[8].filename}`)).bytes), { width: 64, height: 48 }, "frame size");
+});
+
+await check("workflows/image_to_image.json with an uploaded 96×64 PNG → 96×64 PNG; denoise changes the result", async () => {
+  const fd = new FormData();
+  fd.append("image", new Blob([encodePng(96, 64, { type: "pattern", hash: 42 })], { type: "image/png" }), "gw_i2i.png");
+  fd.append("type", "input");
+  fd.append("overwrite", "true");
+  const up = await (await fetch(B + "/upload/image", { method: "POST", body: fd })).json();
+  eq(up, { name: "gw_i2i.png", subfolder: "", type: "input" }, "upload");
+  const run = async (extra) => {
+    const { outputs } = await runToHistory(B, sock, filledWorkflow("image_to_image", { image: up.name, prompt: "as a watercolour", seed: 15, ...extra }));
+    eq(outputs[9].images.length, 1, "one image");
+    return (await http(B, "GET", `/view?filename=${outputs[9].images[0].filename}&type=output`)).bytes;
+  };
+  const a = await run({});
+  eq(readPngSize(a), { width: 96, height: 64 }, "output has the input's size");
+  assert(checkPngChunks(a).ok, "valid PNG");
+  const b = await run({ denoise: 0.3 });
+  assert(!a.equals(b), "a different denoise gives different bytes");
+  const missing = await postPrompt(B, filledWorkflow("image_to_image", { image: "not_uploaded.png", prompt: "x", seed: 1 }), clientId);
+  eq([missing.status, missing.json.node_errors[10]?.errors[0].type], [400, "custom_validation_failed"], "image not uploaded → LoadImage custom_validation_failed");
+});
+
+await check("unknown unet_name → 400 value_not_in_list (recorded shape), other loaders too", async () => {
+  const r = await postPrompt(B, filledWorkflow("generate_video", { prompt: "x", seed: 1, model: "wan2.2_nope.safetensors" }), clientId);
+  eq([r.status, r.json], [400, {
+    error: { type: "prompt_outputs_failed_validation", message: "Prompt outputs failed validation", details: "", extra_info: {} },
+    node_errors: { 37: { errors: [{ type: "value_not_in_list", message: "Value not in list",
+      details: "unet_name: 'wan2.2_nope.safetensors' not in ['wan2.1_t2v_1.3B_fp16.safetensors']",
+      extra_info: { input_name: "unet_name", input_config: [["wan2.1_t2v_1.3B_fp16.safetensors"], {}], received_value: "wan2.2_nope.safetensors" } }],
+    dependent_outputs: ["50"], class_type: "UNETLoader" } },
+  }], "body");
+  const r2 = await postPrompt(B, filledWorkflow("generate_video", { prompt: "x", seed: 1, text_encoder: "t5xxl.safetensors", vae: "nope_vae.safetensors" }), clientId);
+  eq(Object.entries(r2.json.node_errors).map(([id, e]) => [id, e.class_type, e.errors[0].type]).sort(),
+    [["38", "CLIPLoader", "value_not_in_list"], ["39", "VAELoader", "value_not_in_list"]], "CLIPLoader and VAELoader checked too");
+  eq(r2.json.node_errors[39].errors[0].details, "vae_name: 'nope_vae.safetensors' not in ['wan_2.1_vae.safetensors', 'pixel_space']", "VAELoader list in the message");
+  const r3 = await postPrompt(B, filledWorkflow("generate_song", { tags: "x", lyrics: "y", seed: 1, model: "ace_step_v2.safetensors" }), clientId);
+  eq([r3.status, r3.json.node_errors[1]?.errors[0].type], [400, "value_not_in_list"], "song checkpoint checked");
 });
 
 await check("restart(): forgets history, queue and counter; same port; sockets closed", async () => {

@@ -66,19 +66,54 @@ const DEFAULT_FAULTS = () => /** @type {Faults} */ ({
  * @property {Map<string, PromptRecord>} prompts every accepted prompt
  * @property {() => number} dropSockets        terminate every WebSocket now; returns how many
  * @property {FileStore} files
+ * @property {Readonly<Record<string, string[]>>} models  model files per folder, sorted (what /models/{folder} serves)
  */
+
+/** Model files "installed" per folder unless `options.models` / `options.checkpoints` say otherwise. */
+export const DEFAULT_MODELS = Object.freeze({
+  checkpoints: ["v1-5-pruned-emaonly.ckpt", "sd_xl_base_1.0.safetensors", "ace_step_v1_3.5b.safetensors"],
+  diffusion_models: ["wan2.1_t2v_1.3B_fp16.safetensors"],
+  text_encoders: ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
+  vae: ["wan_2.1_vae.safetensors"],
+  loras: [],
+});
+
+/**
+ * Loader combos fed from a model folder (`folder_paths.get_filename_list(folder)`), as
+ * [class_type, input name, folder]. VAELoader also keeps the recorded non-file entries.
+ */
+const MODEL_COMBOS = [
+  ["CheckpointLoaderSimple", "ckpt_name", "checkpoints"], ["CheckpointLoader", "ckpt_name", "checkpoints"],
+  ["unCLIPCheckpointLoader", "ckpt_name", "checkpoints"], ["ImageOnlyCheckpointLoader", "ckpt_name", "checkpoints"],
+  ["CreateHookModelAsLora", "ckpt_name", "checkpoints"], ["CreateHookModelAsLoraModelOnly", "ckpt_name", "checkpoints"],
+  ["UNETLoader", "unet_name", "diffusion_models"],
+  ["CLIPLoader", "clip_name", "text_encoders"], ["DualCLIPLoader", "clip_name1", "text_encoders"], ["DualCLIPLoader", "clip_name2", "text_encoders"],
+  ["TripleCLIPLoader", "clip_name1", "text_encoders"], ["TripleCLIPLoader", "clip_name2", "text_encoders"], ["TripleCLIPLoader", "clip_name3", "text_encoders"],
+  ["VAELoader", "vae_name", "vae"],
+  ["LoraLoader", "lora_name", "loras"], ["LoraLoaderModelOnly", "lora_name", "loras"],
+  ["CreateHookLora", "lora_name", "loras"], ["CreateHookLoraModelOnly", "lora_name", "loras"],
+];
 
 /**
  * Start a fake ComfyUI.
- * @param {{port?: number, host?: string, checkpoints?: string[], stepDelayMs?: number, nodeDelayMs?: number}} [options]
+ * @param {{port?: number, host?: string, checkpoints?: string[], models?: Partial<Record<string, string[]>>,
+ *          stepDelayMs?: number, nodeDelayMs?: number}} [options]
+ *   `models`: files per model folder (`checkpoints`, `diffusion_models`, `text_encoders`, `vae`, `loras`, or any
+ *   other folder of GET /models); a folder not given keeps its DEFAULT_MODELS entry (others are empty).
+ *   `checkpoints` is the older spelling of `models.checkpoints` (`models.checkpoints` wins when both are set).
  * @returns {Promise<FakeComfy>}
  */
 export async function startFakeComfy(options = {}) {
   const {
     port = 0, host = "127.0.0.1",
-    checkpoints = ["v1-5-pruned-emaonly.ckpt", "sd_xl_base_1.0.safetensors"],
     stepDelayMs = 5, nodeDelayMs = 1,
   } = options;
+  /** @type {Record<string, string[]>} folder → sorted file list (ComfyUI sorts get_filename_list) */
+  const models = {};
+  for (const folder of MODEL_FOLDERS) {
+    const given = options.models?.[folder] ?? (folder === "checkpoints" ? options.checkpoints : undefined);
+    models[folder] = [...(given ?? DEFAULT_MODELS[folder] ?? [])].sort();
+  }
 
   const faults = DEFAULT_FAULTS();
   let dropCountdown = /** @type {number|null} */ (null);
@@ -111,10 +146,16 @@ export async function startFakeComfy(options = {}) {
   };
   let objectInfoBody = /** @type {string|null} */ (null);
 
-  /** /object_info with the configured checkpoints and the uploaded input images as combos. */
+  /** /object_info with the configured model files and the uploaded input images as combos. */
   function patchedObjectInfo() {
     const info = structuredClone(OBJECT_INFO);
-    info.CheckpointLoaderSimple.input.required.ckpt_name[0] = [...checkpoints].sort();
+    for (const [cls, name, folder] of MODEL_COMBOS) {
+      const spec = info[cls]?.input?.required?.[name] ?? info[cls]?.input?.optional?.[name];
+      if (!spec || !Array.isArray(spec[0])) continue;
+      // VAELoader.vae_list: the vae files, then taesd*/pixel_space entries (kept as recorded).
+      const extras = cls === "VAELoader" ? spec[0].filter((n) => !models[folder].includes(n)) : [];
+      spec[0] = [...models[folder], ...extras];
+    }
     if (info.LoadImage) info.LoadImage.input.required.image[0] = files.names("input", "").filter((n) => IMAGE_EXT.test(n)).sort();
     return info;
   }
@@ -312,8 +353,7 @@ export async function startFakeComfy(options = {}) {
     if (path === "/models" && method === "GET") return sendJson(res, 200, MODEL_FOLDERS);
     if ((m = /^\/models\/([^/]+)$/.exec(path)) && method === "GET") {
       const folder = decodeURIComponent(m[1]);
-      if (folder === "checkpoints") return sendJson(res, 200, [...checkpoints].sort());
-      if (MODEL_FOLDERS.includes(folder)) return sendJson(res, 200, []);
+      if (MODEL_FOLDERS.includes(folder)) return sendJson(res, 200, models[folder]);
       return sendEmpty(res, 404); // [GET_models_nosuchfolder.json]
     }
     if (path === "/embeddings" && method === "GET") return sendJson(res, 200, []); // [GET_embeddings.json]
@@ -588,7 +628,7 @@ export async function startFakeComfy(options = {}) {
   const fake = {
     port: addr.port,
     url: `http://${urlHost}:${addr.port}`,
-    faults, finishTimes, prompts, files,
+    faults, finishTimes, prompts, files, models,
     setFaults, restart, dropSockets,
     async close() {
       if (closed) return;
