@@ -68,6 +68,23 @@ export class ComfyClient {
     return response;
   }
 
+  /**
+   * Uploads an input file (`POST /upload/image`, multipart; any file type, comfyui-api.md §12.1).
+   * Returns the name to put in a LoadImage-style input: `subfolder/name`.
+   */
+  async uploadInput(bytes: Uint8Array, filename: string, mime: string, subfolder: string, options?: CallOptions): Promise<string> {
+    const form = new FormData();
+    form.append("image", new Blob([bytes], { type: mime }), filename);
+    form.append("type", "input");
+    form.append("subfolder", subfolder);
+    // Names are content hashes, so overwriting only ever rewrites identical bytes.
+    form.append("overwrite", "true");
+    const response = await this.request("POST", "/upload/image", form, { timeoutMs: 60_000, ...options });
+    const body = await this.expectJson<{ name?: unknown; subfolder?: unknown }>(response, "/upload/image");
+    if (typeof body.name !== "string") throw new ComfyError("bad_response", "ComfyUI accepted the upload but did not say where it stored it.");
+    return typeof body.subfolder === "string" && body.subfolder ? `${body.subfolder}/${body.name}` : body.name;
+  }
+
   async objectInfo(nodeClass: string, options?: CallOptions): Promise<Record<string, unknown>> {
     return this.json("GET", `/object_info/${encodeURIComponent(nodeClass)}`, undefined, options);
   }
@@ -118,13 +135,14 @@ export class ComfyClient {
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     const headers: Record<string, string> = { ...this.connection.headers, ...extraHeaders };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const form = body instanceof FormData;
+    if (body !== undefined && !form) headers["Content-Type"] = "application/json";
     let response: Response;
     try {
       response = await fetch(`${this.connection.baseUrl}${path}`, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? undefined : form ? body : JSON.stringify(body),
         signal,
         // A redirect is Access's login page, never ComfyUI: see it instead of following it.
         redirect: "manual",

@@ -1,27 +1,38 @@
 /**
  * Builds the MCP server for one request: a fresh SDK v2 McpServer whose tools are bound to the
  * caller's studio. Stateless by design (MCP 2026-07-28): all cross-call state lives in the studio
- * behind explicit handles (job_id, asset_id).
+ * behind explicit handles (job_id, asset_id). Tools are registered in the original server's order,
+ * with one tool per workflow file in the middle.
  */
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../config";
 import { registerAssetResources } from "../tools/assets";
 import { registerConfigurationTools } from "../tools/configuration";
 import type { ToolContext } from "../tools/context";
-import { registerGenerationTools } from "../tools/generation";
 import { registerJobTools } from "../tools/jobs";
 import { registerModelTools } from "../tools/models";
+import { registerCatalogueTools, registerWorkflowTools } from "../tools/workflows";
+import { loadCatalogue } from "../workflows/registry";
 
 const INSTRUCTIONS =
-  "Generates images on the user's own ComfyUI. Call generate_image with a prompt; it waits for the result while reporting progress. " +
-  "If it returns a running job instead, call get_job(prompt_id) (optionally with wait_seconds) until it completes. " +
-  "list_models shows installed checkpoints; get_queue_status shows how busy the GPU is; cancel_job stops a job.";
+  "Generates images, audio and video on the user's own ComfyUI. Each workflow is a tool (generate_image, generate_song, generate_video, " +
+  "image_to_image, …; list_workflows shows them all with their parameters). A generation waits for its result while reporting progress; " +
+  "if it returns a running job instead, call get_job(prompt_id, wait_seconds) until it completes. regenerate(asset_id) replays a result " +
+  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is; cancel_job stops a job.";
 
-export function buildMcpServer(tools: ToolContext): McpServer {
+/** Names of the fixed tools: a workflow file cannot take them. */
+export const FIXED_TOOLS: ReadonlySet<string> = new Set([
+  "list_models", "get_defaults", "set_defaults", "list_workflows", "run_workflow", "view_image", "regenerate", "get_queue_status",
+  "get_job", "list_assets", "get_asset_metadata", "cancel_job", "get_publish_info", "publish_asset", "list_published", "unpublish",
+]);
+
+export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
+  const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
   const server = new McpServer({ name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION }, { instructions: INSTRUCTIONS });
   registerModelTools(server, tools);
   registerConfigurationTools(server, tools);
-  registerGenerationTools(server, tools);
+  registerCatalogueTools(server, tools, catalogue);
+  registerWorkflowTools(server, tools, catalogue);
   registerJobTools(server, tools);
   registerAssetResources(server, tools);
   return server;

@@ -171,6 +171,11 @@ export class Studio extends DurableObject<Env> {
     }
   }
 
+  /** The exact graph a job submitted (for replaying it when its workflow file is gone). */
+  jobGraph(jobId: string): string | undefined {
+    return this.jobRow(jobId)?.graph;
+  }
+
   getAsset(assetId: string): AssetView | undefined {
     const row = this.sql.exec<AssetRow>("SELECT * FROM assets WHERE id = ?", assetId).toArray()[0];
     return row ? assetView(row) : undefined;

@@ -62,6 +62,12 @@ export const jobResultSchema = z.object({
   width: z.number().int().nullable().optional(),
   height: z.number().int().nullable().optional(),
   bytes_size: z.number().int().nullable().optional(),
+  param_sources: z
+    .record(z.string(), z.enum(["call", "env", "workflow", "built-in", "random", "replayed"]))
+    .optional()
+    .describe("Where each parameter value came from: your call, an environment default, the workflow's default, a built-in default, a random seed, or replayed by regenerate."),
+  ignored_overrides: z.record(z.string(), z.string()).optional().describe("run_workflow: overrides the workflow has no parameter for, and why."),
+  regenerated_from: z.string().optional().describe("regenerate: the asset this result replays."),
 });
 
 export function assetUri(asset: Pick<AssetView, "asset_id">): string {

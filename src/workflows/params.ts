@@ -6,7 +6,8 @@
  */
 import type { ComfyGraph } from "../comfy/types";
 
-export type ParamType = "str" | "int" | "float" | "bool";
+/** `image`, `audio` and `video` are our extension: an input file the gateway uploads to ComfyUI. */
+export type ParamType = "str" | "int" | "float" | "bool" | "image" | "audio" | "video";
 
 export interface ParamBinding {
   node_id: string;
@@ -20,7 +21,10 @@ export interface WorkflowParam {
   bindings: ParamBinding[];
 }
 
-const TYPE_PREFIXES: Record<string, ParamType> = { str: "str", string: "str", text: "str", int: "int", float: "float", bool: "bool" };
+const TYPE_PREFIXES: Record<string, ParamType> = {
+  str: "str", string: "str", text: "str", int: "int", float: "float", bool: "bool",
+  image: "image", audio: "audio", video: "video",
+};
 
 export function normaliseName(raw: string): string {
   const name = raw.trim().toLowerCase().replace(/[^a-z0-9]/g, "_").replace(/^_+|_+$/g, "");
@@ -79,6 +83,9 @@ export function renderGraph(template: ComfyGraph, params: WorkflowParam[], value
 export function coerce(param: Pick<WorkflowParam, "name" | "type">, value: unknown): string | number | boolean {
   switch (param.type) {
     case "str":
+    case "image":
+    case "audio":
+    case "video":
       return String(value);
     case "int": {
       const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;

@@ -109,10 +109,10 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     expect(after.structuredContent.status).toBe("cancelled");
   });
 
-  it("a ComfyUI validation error comes back readable (node, class, input)", async () => {
+  it("a value ComfyUI would reject is caught first, listing the valid ones from its live /object_info", async () => {
     const result = await client.call("generate_image", { prompt: "x", sampler_name: "not_a_sampler", width: 64, height: 64 });
     expect(result.isError).toBe(true);
-    expect(text(result)).toMatch(/node 3 \(KSampler\): sampler_name: 'not_a_sampler' not in \[/);
+    expect(text(result)).toMatch(/'not_a_sampler' is not a valid sampler_name \(KSampler\.sampler_name\)\. Valid values: euler, /);
   });
 
   it("an unknown model is named, with the installed ones", async () => {

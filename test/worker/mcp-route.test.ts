@@ -65,7 +65,10 @@ describe("tool surface", () => {
   it("gives every tool a title, annotations, described inputs and an output schema", async () => {
     const { json } = await modern("tools/list");
     const tools = json.result.tools as Array<Record<string, any>>;
-    expect(tools.map((t) => t.name).sort()).toEqual(["cancel_job", "generate_image", "get_defaults", "get_job", "get_queue_status", "list_models"]);
+    expect(tools.map((t) => t.name).sort()).toEqual([
+      "cancel_job", "generate_image", "generate_song", "generate_video", "get_defaults", "get_job", "get_queue_status",
+      "image_to_image", "list_models", "list_workflows", "regenerate", "run_workflow",
+    ]);
     for (const tool of tools) {
       expect(tool.title, tool.name).toBeTruthy();
       expect(tool.annotations, tool.name).toBeTruthy();

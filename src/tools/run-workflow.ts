@@ -1,0 +1,151 @@
+/**
+ * Running a workflow, whichever tool asked: fill every parameter (call > environment default >
+ * the workflow's sidecar default > built-in namespace default; a fresh seed), upload input media,
+ * check values against ComfyUI's live combo lists, render through the PARAM_* bindings (never a
+ * literal placeholder to ComfyUI), submit to the studio, wait with progress, answer.
+ */
+import type { CallToolResult, ServerContext } from "@modelcontextprotocol/server";
+import type { ComfyGraph } from "../comfy/types";
+import { failure, success, ToolFailure } from "../mcp/results";
+import type { Scalar } from "../studio/records";
+import { checkValue, type ParamSpec, type WorkflowDefinition } from "../workflows/definition.ts";
+import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
+import { resolveMedia } from "../workflows/media";
+import { randomSeed, RenderError, renderGraph } from "../workflows/params.ts";
+import type { ToolContext } from "./context";
+import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
+import { assetLinks, describeJob, jobResult } from "./schemas";
+import { waitForJob } from "./wait";
+
+export type ValueSource = "call" | "env" | "workflow" | "built-in" | "random" | "replayed";
+
+export interface RunRequest {
+  workflow: WorkflowDefinition;
+  /** Tool name recorded on the job and its assets. */
+  tool: string;
+  /** Values given by the caller (already schema-checked), by parameter name. */
+  values: Record<string, unknown>;
+  /** Values to reuse as if given (regenerate), below the caller's. */
+  replayed?: Record<string, Scalar>;
+  waitSeconds?: number;
+  /** Extra fields for the structured result (e.g. ignored overrides). */
+  extra?: Record<string, unknown>;
+}
+
+export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: ServerContext): Promise<CallToolResult> {
+  const { workflow } = request;
+  const promptId = crypto.randomUUID();
+  const { values, sources, notes } = await fillParameters(tools, request, ctx.mcpReq.signal);
+  let graph: ComfyGraph;
+  try {
+    graph = renderGraph(workflow.graph, workflow.params, values);
+  } catch (error) {
+    if (error instanceof RenderError) throw new ToolFailure(error.message);
+    throw error;
+  }
+  // A unique prefix keeps this job's files together in ComfyUI's output/ and easy to prune
+  // (unless the workflow lets the caller choose it through a parameter).
+  const boundPrefixes = new Set(workflow.params.flatMap((param) => param.bindings.filter((b) => b.input === "filename_prefix").map((b) => b.node_id)));
+  for (const [nodeId, node] of Object.entries(graph)) {
+    if (typeof node.inputs.filename_prefix === "string" && !boundPrefixes.has(nodeId)) node.inputs.filename_prefix = `mcp/${promptId.slice(0, 8)}`;
+  }
+  const params = Object.fromEntries(workflow.params.map((param) => [param.name, values[param.name] as Scalar]));
+  const submitted = await tools.studio.submit({ prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params });
+  if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
+
+  const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
+  const { job } = await waitForJob(tools, ctx, promptId, waitMs);
+  const current = job ?? submitted.job;
+  const message = [describeJob(current), ...notes].join(" ");
+  if (current.status === "failed" || current.status === "lost" || current.status === "cancelled") {
+    return failure(message, { job_id: current.job_id, status: current.status, error: current.error });
+  }
+  return success({ ...jobResult(current, message), param_sources: sources, ...request.extra }, assetLinks(current));
+}
+
+interface Filled {
+  values: Record<string, unknown>;
+  sources: Record<string, ValueSource>;
+  notes: string[];
+}
+
+async function fillParameters(tools: ToolContext, request: RunRequest, signal: AbortSignal): Promise<Filled> {
+  const { workflow } = request;
+  const env = resolveDefaults(tools.env, workflow.namespace);
+  const builtIn = BUILT_IN_DEFAULTS[workflow.namespace];
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, ValueSource> = {};
+  const notes: string[] = [];
+  const missing: ParamSpec[] = [];
+
+  for (const param of workflow.params) {
+    const given = request.values[param.name];
+    if (given !== undefined && given !== null) [values[param.name], sources[param.name]] = [given, "call"];
+    else if (request.replayed?.[param.name] !== undefined) [values[param.name], sources[param.name]] = [request.replayed[param.name], "replayed"];
+    else if (env.sources[param.name] === "env") [values[param.name], sources[param.name]] = [env.values[param.name], "env"];
+    else if (param.default !== undefined) [values[param.name], sources[param.name]] = [param.default, "workflow"];
+    else if (/seed$/.test(param.name) && param.type === "int") [values[param.name], sources[param.name]] = [randomSeed(), "random"];
+    else if (builtIn[param.name] !== undefined) [values[param.name], sources[param.name]] = [builtIn[param.name], "built-in"];
+    else missing.push(param);
+  }
+  if (missing.length > 0) {
+    const list = missing.map((param) => `${param.name} (${param.type}: ${param.description})`).join("; ");
+    throw new ToolFailure(`Missing value for parameter(s) of workflow '${workflow.id}': ${list}. Pass them as arguments.`);
+  }
+
+  for (const param of workflow.params) {
+    const value = values[param.name];
+    // Defaults from the environment or built-ins are checked like the caller's values.
+    if (sources[param.name] !== "call" && !["image", "audio", "video"].includes(param.type)) {
+      const problem = checkValue(param, value);
+      if (problem) throw new ToolFailure(`The ${sources[param.name]} default of '${param.name}' (${JSON.stringify(value)}) ${problem}. Fix the default or pass '${param.name}'.`);
+    }
+    if (param.type === "image" || param.type === "audio" || param.type === "video") {
+      if (sources[param.name] === "replayed") continue; // already a file ComfyUI has
+      const classes = param.bindings.map((binding) => workflow.graph[binding.node_id]?.class_type ?? "");
+      values[param.name] = await resolveMedia({ comfy: tools.comfy, getAsset: (id) => tools.studio.getAsset(id), signal }, param, String(value), classes);
+      continue;
+    }
+    const note = await checkCombos(tools, workflow, param, values, sources[param.name]!, signal);
+    if (note) notes.push(note);
+  }
+  return { values, sources, notes };
+}
+
+/**
+ * Where a parameter feeds a combo input, its value must be one ComfyUI offers. A model default
+ * that is not installed falls back to the first installed file (and says so); anything else is
+ * an error listing the valid values.
+ */
+async function checkCombos(
+  tools: ToolContext,
+  workflow: WorkflowDefinition,
+  param: ParamSpec,
+  values: Record<string, unknown>,
+  source: ValueSource,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  for (const binding of param.bindings) {
+    const classType = workflow.graph[binding.node_id]?.class_type;
+    if (!classType) continue;
+    let options = await comboOptions(tools.comfy, classType, binding.input, signal);
+    if (!options || options.includes(String(values[param.name]))) continue;
+    forgetCombos(tools.comfy, classType); // maybe just installed: look again before refusing
+    options = await comboOptions(tools.comfy, classType, binding.input, signal);
+    if (!options || options.includes(String(values[param.name]))) continue;
+    const folder = MODEL_FOLDER_OF[`${classType}.${binding.input}`];
+    const value = String(values[param.name]);
+    if (folder && options.length === 0) {
+      throw new ToolFailure(`ComfyUI has no ${folder} models installed, so '${param.name}' cannot be '${value}'. Put the model file in ComfyUI's models/${folder} folder, then retry.`);
+    }
+    if (folder && source !== "call" && source !== "replayed") {
+      values[param.name] = options[0];
+      return `The default ${param.name} '${value}' (${source}) is not installed; used '${options[0]}'. Pass '${param.name}' or set COMFY_MCP_DEFAULT_${workflow.namespace.toUpperCase()}_${param.name.toUpperCase()} to choose.`;
+    }
+    const shown = options.slice(0, 25).join(", ") + (options.length > 25 ? `, … (${options.length} in all)` : "");
+    const hint = folder ? ` Call list_models with kind='${folder}' to see them all.` : "";
+    const what = folder ? `Model '${value}' is not installed in ComfyUI` : `'${value}' is not a valid ${param.name}`;
+    throw new ToolFailure(`${what} (${classType}.${binding.input}). Valid values: ${shown}.${hint}`, { parameter: param.name, value, valid: options.slice(0, 100) });
+  }
+  return undefined;
+}

@@ -1,0 +1,223 @@
+/**
+ * Every workflow is a tool: one MCP tool per workflow file (bundled or in R2), plus
+ * list_workflows (the catalogue), run_workflow (any workflow by id, with overrides) and
+ * regenerate (replay an asset's workflow with typed overrides through its PARAM_* bindings).
+ */
+import type { McpServer, ServerContext } from "@modelcontextprotocol/server";
+import * as z from "zod/v4";
+import type { ComfyGraph } from "../comfy/types";
+import { failure, ToolFailure } from "../mcp/results";
+import type { AssetView, JobView, Scalar } from "../studio/records";
+import type { ParamSpec } from "../workflows/definition.ts";
+import { randomSeed } from "../workflows/params.ts";
+import type { RegisteredWorkflow, WorkflowCatalogue } from "../workflows/registry";
+import { describeParam, paramField } from "../workflows/schema";
+import type { ToolContext } from "./context";
+import { runTool } from "./run";
+import { runWorkflow } from "./run-workflow";
+import { jobResultSchema, waitSecondsArg } from "./schemas";
+
+const WRITE = { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false } as const;
+
+/** Input nodes whose seeds regenerate may change when a workflow has no seed parameter. */
+const SEED_INPUTS = ["seed", "noise_seed"];
+
+export function workflowInputSchema(workflow: RegisteredWorkflow) {
+  const shape: Record<string, z.ZodType> = {};
+  for (const param of workflow.params) shape[param.name] = paramField(param);
+  shape.wait_seconds = waitSecondsArg;
+  return z.object(shape);
+}
+
+/** One tool per workflow, named after its file. */
+export function registerWorkflowTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
+  for (const workflow of catalogue.workflows) {
+    server.registerTool(
+      workflow.tool,
+      {
+        title: workflow.title,
+        description: `${workflow.description} Waits up to wait_seconds (streaming progress) and returns the ${workflow.output === "unknown" ? "output" : workflow.output} asset(s), or a job_id to pass to get_job if still running.`,
+        inputSchema: workflowInputSchema(workflow),
+        outputSchema: jobResultSchema,
+        annotations: WRITE,
+      },
+      (args: Record<string, unknown>, ctx) =>
+        runTool(() => {
+          const { wait_seconds, ...values } = args;
+          return runWorkflow(tools, { workflow, tool: workflow.tool, values, waitSeconds: wait_seconds as number | undefined }, ctx);
+        }),
+    );
+  }
+}
+
+export function registerCatalogueTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
+  server.registerTool(
+    "list_workflows",
+    {
+      title: "List workflows",
+      description: "The workflows this gateway can run (bundled files and any in the R2 bucket under workflows/), each with its tool name, what it outputs and its parameters (type, required, default, constraints). Also lists files that were rejected and why.",
+      inputSchema: z.object({}),
+      outputSchema: z.object({
+        workflows: z.array(
+          z.object({
+            id: z.string(),
+            tool: z.string(),
+            title: z.string(),
+            description: z.string(),
+            output: z.string().describe("image, audio, video, mixed or unknown"),
+            namespace: z.string(),
+            source: z.enum(["bundled", "r2"]),
+            inputs: z.array(z.looseObject({ name: z.string(), type: z.string(), required: z.boolean(), description: z.string() })),
+          }),
+        ),
+        count: z.number().int(),
+        rejected: z.array(z.object({ file: z.string(), problem: z.string() })),
+      }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    () =>
+      runTool(async () => ({
+        workflows: catalogue.workflows.map((workflow) => ({
+          id: workflow.id,
+          tool: workflow.tool,
+          title: workflow.title,
+          description: workflow.description,
+          output: workflow.output,
+          namespace: workflow.namespace,
+          source: workflow.source,
+          inputs: workflow.params.map(describeInput),
+        })),
+        count: catalogue.workflows.length,
+        rejected: catalogue.rejected,
+      })),
+  );
+
+  server.registerTool(
+    "run_workflow",
+    {
+      title: "Run a workflow by id",
+      description:
+        "Run any workflow from list_workflows with parameter overrides (by parameter name, typed and checked like the workflow's own tool). " +
+        "Missing required parameters are an error; overrides the workflow has no parameter for are reported back, not silently dropped.",
+      inputSchema: z.object({
+        workflow_id: z.string().min(1).max(200).describe("Workflow id (file stem) or its tool name, from list_workflows."),
+        overrides: z.record(z.string(), z.unknown()).optional().describe("Parameter values by name, e.g. {\"prompt\": \"a fox\", \"steps\": 30}."),
+        options: z.record(z.string(), z.unknown()).optional().describe("Reserved; accepted for compatibility with the original server and ignored (reported back)."),
+        wait_seconds: waitSecondsArg,
+      }),
+      outputSchema: jobResultSchema,
+      annotations: WRITE,
+    },
+    ({ workflow_id, overrides, options, wait_seconds }, ctx) =>
+      runTool(async () => {
+        const workflow = findWorkflow(catalogue, workflow_id);
+        const { values, ignored } = checkOverrides(workflow, overrides ?? {});
+        if (options && Object.keys(options).length > 0) ignored.options = "run_workflow has no options yet; ignored";
+        return runWorkflow(tools, { workflow, tool: "run_workflow", values, waitSeconds: wait_seconds, extra: Object.keys(ignored).length ? { ignored_overrides: ignored } : {} }, ctx);
+      }),
+  );
+
+  server.registerTool(
+    "regenerate",
+    {
+      title: "Regenerate an asset with changes",
+      description:
+        "Run the workflow that produced an asset again, with the same parameters except the ones you override (through the workflow's own parameters, " +
+        "so a prompt override never touches the negative prompt). seed: omitted = a new random seed, -1 = keep the original, a number = use it.",
+      inputSchema: z.object({
+        asset_id: z.string().min(1).max(200).describe("An asset_id from a previous result."),
+        seed: z.number().int().min(-1).max(Number.MAX_SAFE_INTEGER).optional().describe("Omit for a new random seed, -1 to keep the original seed, or a seed to use."),
+        param_overrides: z.record(z.string(), z.unknown()).optional().describe("Parameters to change by name, e.g. {\"steps\": 30, \"prompt\": \"…\"}; typed and checked."),
+        wait_seconds: waitSecondsArg,
+      }),
+      outputSchema: jobResultSchema,
+      annotations: WRITE,
+    },
+    ({ asset_id, seed, param_overrides, wait_seconds }, ctx) => runTool(() => regenerate(tools, catalogue, { asset_id, seed, param_overrides, wait_seconds }, ctx)),
+  );
+}
+
+function describeInput(param: ParamSpec) {
+  return {
+    name: param.name,
+    type: param.type,
+    required: param.required,
+    description: describeParam(param),
+    ...(param.default !== undefined && { default: param.default }),
+    ...(param.enum && { enum: param.enum }),
+    ...(param.min !== undefined && { min: param.min }),
+    ...(param.max !== undefined && { max: param.max }),
+    ...(param.step !== undefined && { step: param.step }),
+  };
+}
+
+function findWorkflow(catalogue: WorkflowCatalogue, id: string): RegisteredWorkflow {
+  const wanted = id.trim().replace(/\.json$/, "");
+  const workflow = catalogue.workflows.find((w) => w.id === wanted) ?? catalogue.workflows.find((w) => w.tool === wanted);
+  if (workflow) return workflow;
+  const rejected = catalogue.rejected.find((r) => r.file.endsWith(`/${wanted}.json`));
+  if (rejected) throw new ToolFailure(`Workflow '${wanted}' exists but was rejected: ${rejected.problem}.`);
+  throw new ToolFailure(`Workflow '${wanted}' not found. Available: ${catalogue.workflows.map((w) => w.id).join(", ") || "none"}. Call list_workflows for details.`);
+}
+
+/** Typed like the workflow's own tool; names it has no parameter for are reported, not sent. */
+function checkOverrides(workflow: RegisteredWorkflow, overrides: Record<string, unknown>): { values: Record<string, unknown>; ignored: Record<string, string> } {
+  const ignored: Record<string, string> = {};
+  const known: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(overrides)) {
+    if (workflow.params.some((param) => param.name === name)) known[name] = value;
+    else ignored[name] = `workflow '${workflow.id}' has no parameter '${name}' (it has: ${workflow.params.map((p) => p.name).join(", ") || "none"})`;
+  }
+  const shape = Object.fromEntries(workflow.params.filter((param) => param.name in known).map((param) => [param.name, paramField({ ...param, required: false })]));
+  const parsed = z.object(shape).safeParse(known);
+  if (!parsed.success) {
+    throw new ToolFailure(`Invalid override(s) for workflow '${workflow.id}': ${parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")}.`);
+  }
+  return { values: parsed.data, ignored };
+}
+
+async function regenerate(
+  tools: ToolContext,
+  catalogue: WorkflowCatalogue,
+  args: { asset_id: string; seed?: number; param_overrides?: Record<string, unknown>; wait_seconds?: number },
+  ctx: ServerContext,
+) {
+  const asset: AssetView | undefined = await tools.studio.getAsset(args.asset_id.trim());
+  if (!asset) return failure(`No asset '${args.asset_id}' in your studio. Pass an asset_id from a previous result (list them through the comfy://assets resources).`);
+  const job: JobView | undefined = await tools.studio.getJob(asset.job_id);
+  if (!job) return failure(`The job that produced asset '${args.asset_id}' is gone; generate a new asset instead.`);
+  const workflow = catalogue.workflows.find((w) => w.id === job.workflow_id);
+  if (!workflow) throw new ToolFailure(`Workflow '${job.workflow_id}' that produced this asset no longer exists, so it cannot be replayed with changes. Available: ${catalogue.workflows.map((w) => w.id).join(", ")}.`);
+
+  const { values, ignored } = checkOverrides(workflow, args.param_overrides ?? {});
+  const unknown = Object.keys(ignored);
+  if (unknown.length > 0) throw new ToolFailure(`Cannot override ${unknown.join(", ")}: ${Object.values(ignored).join("; ")}.`);
+  if ("seed" in values && args.seed !== undefined) throw new ToolFailure("Give the seed either as 'seed' or inside 'param_overrides', not both.");
+
+  const replayed: Record<string, Scalar> = { ...job.params };
+  const seedParams = workflow.params.filter((param) => /seed$/.test(param.name) && param.type === "int");
+  for (const param of seedParams) {
+    if (args.seed === undefined) delete replayed[param.name]; // a fresh random seed
+    else if (args.seed >= 0) values[param.name] ??= args.seed; // -1 keeps the replayed one
+  }
+  return runWorkflow(
+    tools,
+    { workflow: seedParams.length > 0 ? workflow : withLiteralSeeds(workflow, args.seed), tool: "regenerate", values, replayed, waitSeconds: args.wait_seconds, extra: { regenerated_from: asset.asset_id } },
+    ctx,
+  );
+}
+
+/**
+ * A workflow without a seed parameter still has seeds in its samplers (KSampler.seed,
+ * KSamplerAdvanced/RandomNoise/SamplerCustom.noise_seed): set them in a copy of the template.
+ */
+function withLiteralSeeds(workflow: RegisteredWorkflow, seed: number | undefined): RegisteredWorkflow {
+  if (seed === -1) return workflow;
+  const graph: ComfyGraph = structuredClone(workflow.graph);
+  for (const node of Object.values(graph)) {
+    for (const input of SEED_INPUTS) {
+      if (typeof node.inputs[input] === "number") node.inputs[input] = seed ?? randomSeed();
+    }
+  }
+  return { ...workflow, graph };
+}

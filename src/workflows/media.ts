@@ -1,0 +1,172 @@
+/**
+ * Input media for `PARAM_IMAGE_*` (and AUDIO/VIDEO) parameters: an asset of this studio, an https
+ * URL, or base64 data. The bytes are checked (size, type) and uploaded to ComfyUI's input folder
+ * under a content-hash name; the parameter gets the name ComfyUI will load.
+ */
+import type { ComfyClient } from "../comfy/client";
+import { probeDimensions } from "../comfy/media";
+import { ToolFailure } from "../mcp/results";
+import type { AssetView } from "../studio/records";
+import type { ParamSpec } from "./definition.ts";
+
+export const MAX_MEDIA_BYTES = 20 * 1024 * 1024;
+const FETCH_TIMEOUT_MS = 20_000;
+const MAX_REDIRECTS = 3;
+
+export interface MediaContext {
+  comfy: ComfyClient;
+  getAsset(id: string): Promise<AssetView | undefined>;
+  signal?: AbortSignal;
+}
+
+interface LoadedMedia {
+  bytes: Uint8Array;
+  mime: string;
+}
+
+/** Resolves a media reference to the file name ComfyUI should load for this parameter. */
+export async function resolveMedia(context: MediaContext, spec: ParamSpec, reference: string, bindingClasses: string[]): Promise<string> {
+  const value = reference.trim();
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) {
+    const asset = await context.getAsset(value.toLowerCase());
+    if (!asset) throw new ToolFailure(`'${spec.name}': no asset '${value}' in your studio. Pass an asset_id from one of your results, an https URL or base64 data.`);
+    if (asset.kind !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type}, but asset ${value} is ${article(asset.kind)} ${asset.kind}.`);
+    // LoadImage reads annotated paths from ComfyUI's output/temp folders directly: no copy needed.
+    if (spec.type === "image" && bindingClasses.every((c) => c === "LoadImage")) {
+      return `${asset.subfolder ? `${asset.subfolder}/` : ""}${asset.filename} [${asset.folder_type}]`;
+    }
+    const response = await context.comfy.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: context.signal });
+    return upload(context, spec, { bytes: await readLimited(response, spec), mime: asset.mime_type });
+  }
+  if (/^https?:\/\//i.test(value)) return upload(context, spec, await download(context, spec, value));
+  return upload(context, spec, decodeInline(spec, value));
+}
+
+async function upload(context: MediaContext, spec: ParamSpec, media: LoadedMedia): Promise<string> {
+  const extension = checkType(spec, media);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", media.bytes));
+  const hash = [...digest.slice(0, 12)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return context.comfy.uploadInput(media.bytes, `${hash}.${extension}`, media.mime, "mcp", { signal: context.signal });
+}
+
+/** The media must be what the parameter expects; returns the file extension to store it under. */
+function checkType(spec: ParamSpec, media: LoadedMedia): string {
+  if (spec.type === "image") {
+    if (!probeDimensions(media.bytes.subarray(0, 65_536))) throw new ToolFailure(`'${spec.name}' is not a PNG, JPEG, WebP or GIF image (${media.bytes.length} bytes of ${media.mime || "unknown type"}).`);
+    const sniffed = sniffImage(media.bytes);
+    return sniffed;
+  }
+  const [major, minor] = media.mime.split("/");
+  if (major !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type} file, got ${media.mime || "an unknown type"}.`);
+  return (minor ?? "bin").replace(/[^a-z0-9]/gi, "").slice(0, 8) || "bin";
+}
+
+function sniffImage(bytes: Uint8Array): string {
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) return "png";
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return "jpg";
+  if (bytes[0] === 0x47 && bytes[1] === 0x49) return "gif";
+  return "webp";
+}
+
+async function download(context: MediaContext, spec: ParamSpec, url: string): Promise<LoadedMedia> {
+  let current = url;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    checkPublicUrl(spec, current);
+    let response: Response;
+    try {
+      const timeout = AbortSignal.timeout(FETCH_TIMEOUT_MS);
+      response = await fetch(current, { redirect: "manual", signal: context.signal ? AbortSignal.any([context.signal, timeout]) : timeout });
+    } catch (error) {
+      throw new ToolFailure(`'${spec.name}': could not download ${current} (${error instanceof Error ? error.message : String(error)}).`);
+    }
+    if (response.status >= 300 && response.status < 400 && response.headers.get("Location")) {
+      await response.body?.cancel();
+      current = new URL(response.headers.get("Location")!, current).toString();
+      continue;
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new ToolFailure(`'${spec.name}': downloading ${current} failed with HTTP ${response.status}.`);
+    }
+    return { bytes: await readLimited(response, spec), mime: (response.headers.get("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase() };
+  }
+  throw new ToolFailure(`'${spec.name}': ${url} redirects too many times.`);
+}
+
+/** Only public https hosts: no tool argument may make the gateway fetch a private address. */
+function checkPublicUrl(spec: ParamSpec, url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ToolFailure(`'${spec.name}': '${url}' is not a valid URL.`);
+  }
+  if (parsed.protocol !== "https:") throw new ToolFailure(`'${spec.name}': only https URLs are accepted (got ${parsed.protocol}).`);
+  const host = parsed.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const privateHost =
+    host === "localhost" || host.endsWith(".localhost") || host.endsWith(".internal") || host.endsWith(".local") ||
+    /^(127|10|0)\./.test(host) || /^192\.168\./.test(host) || /^172\.(1[6-9]|2\d|3[01])\./.test(host) || /^169\.254\./.test(host) ||
+    /^(::1?|f[cd][0-9a-f]{2}:.*|fe80:.*)$/.test(host) || /^\d+$/.test(host);
+  if (privateHost) throw new ToolFailure(`'${spec.name}': ${parsed.hostname} is a private or local address; the gateway only fetches public https URLs.`);
+}
+
+async function readLimited(response: Response, spec: ParamSpec): Promise<Uint8Array> {
+  const declared = Number(response.headers.get("Content-Length") ?? "0");
+  if (declared > MAX_MEDIA_BYTES) {
+    await response.body?.cancel();
+    throw tooLarge(spec, declared);
+  }
+  const reader = response.body?.getReader();
+  if (!reader) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > MAX_MEDIA_BYTES) {
+      await reader.cancel();
+      throw tooLarge(spec, total);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+function decodeInline(spec: ParamSpec, value: string): LoadedMedia {
+  const match = /^data:([^;,]+)?(;base64)?,(.*)$/s.exec(value);
+  const mime = match ? (match[1] ?? "").toLowerCase() : "";
+  if (match && !match[2]) throw new ToolFailure(`'${spec.name}': only base64 data: URLs are accepted.`);
+  const payload = (match ? match[3]! : value).replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(payload) || payload.length < 8) {
+    throw new ToolFailure(`'${spec.name}' must be an asset_id from your studio, an https URL, or base64 data (a data: URL or raw base64).`);
+  }
+  let binary: string;
+  try {
+    binary = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+  } catch {
+    throw new ToolFailure(`'${spec.name}' is not valid base64.`);
+  }
+  if (binary.length > MAX_MEDIA_BYTES) throw tooLarge(spec, binary.length);
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  return { bytes, mime: mime || guessMime(spec, bytes) };
+}
+
+function guessMime(spec: ParamSpec, bytes: Uint8Array): string {
+  if (spec.type === "image") return `image/${sniffImage(bytes).replace("jpg", "jpeg")}`;
+  return `${spec.type}/octet-stream`;
+}
+
+function tooLarge(spec: ParamSpec, bytes: number): ToolFailure {
+  return new ToolFailure(`'${spec.name}' is too large (${Math.round(bytes / 1024 / 1024)} MB; at most ${MAX_MEDIA_BYTES / 1024 / 1024} MB).`);
+}
+
+function article(word: string): string {
+  return /^[aeiou]/.test(word) ? "an" : "a";
+}
