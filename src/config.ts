@@ -10,8 +10,6 @@ declare global {
     COMFYUI_ACCESS_CLIENT_SECRET?: string;
     /** Bearer token for an authenticating proxy in front of ComfyUI (secret). */
     COMFYUI_BEARER_TOKEN?: string;
-    /** Built-in image defaults can be overridden per key: COMFY_MCP_DEFAULT_IMAGE_<KEY>. */
-    [key: `COMFY_MCP_DEFAULT_${string}`]: string | undefined;
   }
 }
 
