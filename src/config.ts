@@ -29,6 +29,10 @@ export interface GatewayConfig {
   waitMs: number;
   reconcileMs: number;
   allowUnauthenticatedLocal: boolean;
+  /** How long assets stay in the registry; null = until deleted (ASSET_TTL_HOURS=0). */
+  assetTtlMs: number | null;
+  /** Lifetime of signed download URLs in tool results. */
+  downloadTtlSeconds: number;
 }
 
 /** A client-side cap of about 60 s is common; never block longer than this. */
@@ -41,7 +45,16 @@ export function readConfig(env: Env): GatewayConfig {
     waitMs: clampSeconds(env.COMFY_MCP_WAIT_SECONDS, 45, 0, MAX_WAIT_SECONDS) * 1000,
     reconcileMs: clampSeconds(env.COMFY_MCP_RECONCILE_SECONDS, 5, 0.2, 300) * 1000,
     allowUnauthenticatedLocal: (env.ALLOW_UNAUTHENTICATED_LOCAL ?? "false").toLowerCase() === "true",
+    assetTtlMs: assetTtl(env.ASSET_TTL_HOURS),
+    downloadTtlSeconds: clampSeconds(env.DOWNLOAD_URL_TTL_SECONDS, 3600, 60, 7 * 24 * 3600),
   };
+}
+
+/** Hours, fractions allowed (the original crashed on them); 0 keeps assets; nonsense → 24. */
+function assetTtl(raw: string | undefined): number | null {
+  const hours = raw === undefined || raw.trim() === "" ? 24 : Number(raw);
+  if (!Number.isFinite(hours) || hours < 0) return 24 * 3_600_000;
+  return hours === 0 ? null : hours * 3_600_000;
 }
 
 export function comfyConnection(env: Env): ComfyConnection {

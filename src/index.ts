@@ -5,6 +5,7 @@
  */
 import { createMcpHandler } from "agents/mcp/server";
 import { Hono } from "hono";
+import { streamAsset, verifyDownload } from "./assets/downloads";
 import { ComfyClient } from "./comfy/client";
 import { VERSION, comfyConnection, readConfig } from "./config";
 import { buildMcpServer } from "./mcp/server";
@@ -25,6 +26,17 @@ app.get("/healthz", async (c) => {
   } catch (error) {
     return c.json({ ok: true, version: VERSION, comfyui: { reachable: false, error: error instanceof Error ? error.message : String(error) } });
   }
+});
+
+/** Full-size downloads behind signed, expiring URLs (tool results carry them). */
+app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
+  const id = c.req.param("id");
+  const check = await verifyDownload(c.env, id, new URL(c.req.url).searchParams);
+  if (!check.ok) return c.json({ error: "forbidden", message: check.message }, check.status);
+  const studio = c.env.STUDIO.get(c.env.STUDIO.idFromName(check.principal));
+  const asset = await studio.getAsset(id);
+  if (!asset) return c.json({ error: "not_found", message: `Asset ${id} no longer exists (assets are kept ASSET_TTL_HOURS).` }, 404);
+  return streamAsset(new ComfyClient(comfyConnection(c.env)), asset, c.req.raw);
 });
 
 app.all("/mcp", async (c) => {
@@ -48,6 +60,7 @@ app.all("/mcp", async (c) => {
     comfy: new ComfyClient(config.comfy),
     studio: c.env.STUDIO.get(c.env.STUDIO.idFromName(principal)),
     principal,
+    session: sessionTag(c.req.raw.headers),
   };
   // DNS-rebinding protection: only our own hostname (and loopback names locally) in Host, and
   // only those as a browser Origin.
@@ -55,6 +68,12 @@ app.all("/mcp", async (c) => {
   const handler = createMcpHandler(() => buildMcpServer(tools), { route: "/mcp", allowedHostnames: hostnames, allowedOriginHostnames: hostnames });
   return handler(c.req.raw, c.env, c.executionCtx as ExecutionContext);
 });
+
+/** A client-chosen label, bounded and printable; the stateless protocol has no session of its own. */
+function sessionTag(headers: Headers): string | null {
+  const tag = (headers.get("X-Session-Tag") ?? headers.get("Mcp-Session-Id") ?? "").trim();
+  return /^[\x21-\x7e]{1,128}$/.test(tag) ? tag : null;
+}
 
 app.notFound((c) => c.json({ error: "not_found", message: `No route ${c.req.method} ${new URL(c.req.url).pathname}. MCP is served at /mcp.` }, 404));
 

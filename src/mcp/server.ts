@@ -6,7 +6,7 @@
  */
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../config";
-import { registerAssetResources } from "../tools/assets";
+import { registerAssetResources, registerAssetTools } from "../tools/assets";
 import { registerConfigurationTools } from "../tools/configuration";
 import type { ToolContext } from "../tools/context";
 import { registerJobTools } from "../tools/jobs";
@@ -30,10 +30,11 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
   const server = new McpServer({ name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION }, { instructions: INSTRUCTIONS });
   registerModelTools(server, tools);
-  registerConfigurationTools(server, tools);
+  registerConfigurationTools(server, tools, catalogue);
   registerCatalogueTools(server, tools, catalogue);
   registerWorkflowTools(server, tools, catalogue);
   registerJobTools(server, tools);
+  registerAssetTools(server, tools);
   registerAssetResources(server, tools);
   return server;
 }

@@ -48,6 +48,12 @@ export interface AssetView {
   workflow_id: string;
   tool: string;
   created_at: string;
+  /** When the registry forgets it (ASSET_TTL_HOURS); null = kept. The file stays in ComfyUI. */
+  expires_at: string | null;
+  /** Seconds, for audio and video when the file's header tells. */
+  duration: number | null;
+  /** The client session or tag it was made in, when the client gave one. */
+  session: string | null;
 }
 
 export interface JobView {
@@ -73,6 +79,7 @@ export interface SubmitRequest {
   tool: string;
   graph: ComfyGraph;
   params: Record<string, Scalar>;
+  session: string | null;
 }
 
 export interface JobRow extends Record<string, SqlStorageValue> {
@@ -90,6 +97,8 @@ export interface JobRow extends Record<string, SqlStorageValue> {
   started_at: number | null;
   finished_at: number | null;
   updated_at: number;
+  history: string | null;
+  session: string | null;
 }
 
 export interface AssetRow extends Record<string, SqlStorageValue> {
@@ -109,6 +118,9 @@ export interface AssetRow extends Record<string, SqlStorageValue> {
   workflow_id: string;
   tool: string;
   created_at: number;
+  expires_at: number | null;
+  duration: number | null;
+  session: string | null;
 }
 
 export function assetView(row: AssetRow): AssetView {
@@ -130,6 +142,9 @@ export function assetView(row: AssetRow): AssetView {
     workflow_id: row.workflow_id,
     tool: row.tool,
     created_at: iso(row.created_at),
+    expires_at: row.expires_at === null ? null : iso(row.expires_at),
+    duration: row.duration,
+    session: row.session,
   };
 }
 

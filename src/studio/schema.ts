@@ -45,6 +45,20 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX assets_by_job ON assets(job_id);
    CREATE INDEX assets_by_time ON assets(created_at DESC);`,
+  // 2: provenance (ComfyUI's history entry), sessions, retention, durations, layered defaults.
+  `ALTER TABLE jobs ADD COLUMN history TEXT;
+   ALTER TABLE jobs ADD COLUMN session TEXT;
+   ALTER TABLE assets ADD COLUMN expires_at INTEGER;
+   ALTER TABLE assets ADD COLUMN duration REAL;
+   ALTER TABLE assets ADD COLUMN session TEXT;
+   CREATE INDEX assets_by_expiry ON assets(expires_at) WHERE expires_at IS NOT NULL;
+   CREATE TABLE defaults (
+     namespace TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL,           -- JSON scalar
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (namespace, key)
+   );`,
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -9,16 +9,17 @@ import { DurableObject } from "cloudflare:workers";
 import { ComfyClient } from "../comfy/client";
 import { ComfyError, executionError, validationError } from "../comfy/errors";
 import type { BinaryFrame } from "../comfy/frames";
+import { probeDuration } from "../comfy/duration";
 import { PROBE_BYTES, probeDimensions } from "../comfy/media";
 import { collectOutputs, type OutputItem } from "../comfy/outputs";
 import type { ComfyEvent, ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../comfy/types";
 import { comfyConnection, readConfig } from "../config";
+import { AssetStore, decodeCursor, type AssetPage, type AssetQuery, type ProbedOutput } from "./assets";
+import { DefaultsStore, type DefaultsLayers } from "./defaults";
 import { ProgressTracker } from "./progress";
 import {
   TERMINAL,
-  assetView,
   jobView,
-  type AssetRow,
   type AssetView,
   type JobError,
   type JobProgress,
@@ -50,6 +51,8 @@ export class Studio extends DurableObject<Env> {
   private readonly client: ComfyClient;
   private readonly socket: ComfySocket;
   private readonly reconcileMs: number;
+  private readonly assets: AssetStore;
+  private readonly defaults: DefaultsStore;
   private readonly trackers = new Map<string, ProgressTracker>();
   private readonly watchers = new Map<string, Set<WritableStreamDefaultWriter<Uint8Array>>>();
   private readonly settled = new Map<string, Array<() => void>>();
@@ -63,7 +66,10 @@ export class Studio extends DurableObject<Env> {
     this.sql = ctx.storage.sql;
     migrate(this.sql);
     this.client = new ComfyClient(comfyConnection(env));
-    this.reconcileMs = readConfig(env).reconcileMs;
+    const config = readConfig(env);
+    this.reconcileMs = config.reconcileMs;
+    this.assets = new AssetStore(this.sql, config.assetTtlMs);
+    this.defaults = new DefaultsStore(this.sql);
     this.socket = new ComfySocket(this.client, {
       onEvent: (event) => this.onEvent(event),
       onFrame: (frame) => this.onFrame(frame),
@@ -91,9 +97,9 @@ export class Studio extends DurableObject<Env> {
     const clientId = await this.socket.connect().catch(() => crypto.randomUUID().replaceAll("-", ""));
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
     this.sql.exec(
-      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, created_at, updated_at)
-       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?)`,
-      request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, now, now,
+      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at)
+       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?)`,
+      request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, request.session, now, now,
     );
     this.trackerFor(request.prompt_id, request.graph);
     try {
@@ -109,7 +115,7 @@ export class Studio extends DurableObject<Env> {
       this.settle(request.prompt_id, "failed", jobError);
       return { ok: false, error: jobError };
     }
-    await this.ensureAlarm();
+    await this.scheduleAlarm();
     return { ok: true, job: this.view(request.prompt_id)! };
   }
 
@@ -177,13 +183,30 @@ export class Studio extends DurableObject<Env> {
   }
 
   getAsset(assetId: string): AssetView | undefined {
-    const row = this.sql.exec<AssetRow>("SELECT * FROM assets WHERE id = ?", assetId).toArray()[0];
-    return row ? assetView(row) : undefined;
+    return this.assets.get(assetId, Date.now());
   }
 
-  /** Newest first. */
-  listAssets(limit: number): AssetView[] {
-    return this.sql.exec<AssetRow>("SELECT * FROM assets ORDER BY created_at DESC, id LIMIT ?", limit).toArray().map(assetView);
+  /** Newest first, filtered, paged; `undefined` when the cursor is not one of ours. */
+  listAssets(query: AssetQuery): AssetPage | undefined {
+    if (query.cursor && !decodeCursor(query.cursor)) return undefined;
+    return this.assets.list(query, Date.now());
+  }
+
+  /** Everything known about how an asset was made: the job's parameters, graph and ComfyUI history. */
+  assetProvenance(assetId: string): { asset: AssetView; job: JobView; graph: string; history: string | null } | undefined {
+    const asset = this.assets.get(assetId, Date.now());
+    const row = asset && this.jobRow(asset.job_id);
+    if (!asset || !row) return undefined;
+    return { asset, job: this.view(row.id)!, graph: row.graph, history: row.history };
+  }
+
+  defaultsLayers(): DefaultsLayers {
+    return this.defaults.layers();
+  }
+
+  setDefaults(namespace: string, values: Record<string, Scalar | null>, persist: boolean): DefaultsLayers {
+    this.defaults.set(namespace, values, persist);
+    return this.defaults.layers();
   }
 
   /** Which of these ComfyUI prompt ids are this user's jobs (queue views hide everyone else's). */
@@ -197,7 +220,9 @@ export class Studio extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.assets.purgeExpired(Date.now());
     await this.reconcile();
+    await this.scheduleAlarm();
   }
 
   // --- events ---------------------------------------------------------------------------------
@@ -283,31 +308,25 @@ export class Studio extends DurableObject<Env> {
       error = { kind: "no_outputs", message: "ComfyUI finished the job but it produced no output files. Does the workflow end in a Save node?" };
     }
     this.ctx.storage.transactionSync(() => {
-      const now = Date.now();
-      for (const item of probed) {
-        this.sql.exec(
-          `INSERT INTO assets (id, job_id, node_id, filename, subfolder, folder_type, output_key, mime_type, kind, animated,
-                               width, height, bytes_size, workflow_id, tool, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (job_id, folder_type, subfolder, filename) DO NOTHING`,
-          crypto.randomUUID(), jobId, item.node_id, item.filename, item.subfolder, item.type, item.key, item.mime_type, item.kind,
-          item.animated ? 1 : 0, item.width, item.height, item.bytes, row.workflow_id, row.tool, now,
-        );
-      }
+      this.assets.insert(row, probed, Date.now());
+      this.sql.exec("UPDATE jobs SET history = ? WHERE id = ?", JSON.stringify(entry), jobId);
       this.settle(jobId, status, error);
     });
+    await this.scheduleAlarm();
   }
 
-  /** Size from the file's own header, total bytes from Content-Range: one small ranged GET. */
-  private async probe(item: OutputItem): Promise<OutputItem & { width: number | null; height: number | null; bytes: number | null }> {
+  /** Size and duration from the file's own header, total bytes from Content-Range: one small ranged GET. */
+  private async probe(item: OutputItem): Promise<ProbedOutput> {
     try {
       const response = await this.client.view(item, { range: `bytes=0-${PROBE_BYTES - 1}`, timeoutMs: 10_000 });
       const head = new Uint8Array(await response.arrayBuffer());
       const total = Number(response.headers.get("Content-Range")?.split("/")[1] ?? response.headers.get("Content-Length") ?? head.length);
-      const size = item.kind === "image" ? probeDimensions(head) : undefined;
-      return { ...item, width: size?.width ?? null, height: size?.height ?? null, bytes: Number.isFinite(total) ? total : null };
+      const bytes = Number.isFinite(total) ? total : null;
+      const size = item.kind === "image" || item.kind === "video" ? probeDimensions(head) : undefined;
+      const duration = item.kind === "audio" || item.kind === "video" ? probeDuration(head, bytes, item.mime_type) : null;
+      return { ...item, width: size?.width ?? null, height: size?.height ?? null, bytes, duration };
     } catch {
-      return { ...item, width: null, height: null, bytes: null };
+      return { ...item, width: null, height: null, bytes: null, duration: null };
     }
   }
 
@@ -353,7 +372,6 @@ export class Studio extends DurableObject<Env> {
     }
     this.socket.connect().catch(() => undefined);
     await this.reconcileOpenJobs();
-    await this.ensureAlarm();
   }
 
   private async reconcileOpenJobs(): Promise<void> {
@@ -402,11 +420,13 @@ export class Studio extends DurableObject<Env> {
     }
   }
 
-  private async ensureAlarm(): Promise<void> {
-    if (this.openJobCount() === 0) return;
-    const due = Date.now() + this.reconcileMs;
+  /** The alarm runs while a job is open (reconciliation) and when the next asset expires. */
+  private async scheduleAlarm(): Promise<void> {
+    const candidates = [this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null, this.assets.nextExpiry()].filter((t): t is number => t !== null);
+    if (candidates.length === 0) return;
+    const due = Math.max(Date.now() + 50, Math.min(...candidates));
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > due) await this.ctx.storage.setAlarm(due);
+    if (current === null || current > due || current < Date.now()) await this.ctx.storage.setAlarm(due);
   }
 
   // --- storage helpers ------------------------------------------------------------------------
@@ -422,7 +442,7 @@ export class Studio extends DurableObject<Env> {
   private view(jobId: string): JobView | undefined {
     const row = this.jobRow(jobId);
     if (!row) return undefined;
-    const assets = this.sql.exec<AssetRow>("SELECT * FROM assets WHERE job_id = ? ORDER BY node_id, filename", jobId).toArray().map(assetView);
+    const assets = this.assets.forJob(jobId, Date.now());
     const tracker = this.trackers.get(jobId) ?? this.restoreTracker(jobId, row);
     return jobView(row, assets, tracker?.snapshot() ?? null);
   }

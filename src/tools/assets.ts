@@ -1,33 +1,166 @@
 /**
- * Assets as MCP resources, so every `resource_link` a tool returns can be read: images as blobs
- * (up to a size cap), anything else (or anything larger) as its metadata. The bytes come from
- * ComfyUI through the gateway; the tunnel is never exposed.
+ * The studio's assets, for agents: list_assets (filtered, paged), get_asset_metadata (full
+ * provenance), view_image (an inline thumbnail within a size budget) and the comfy://assets
+ * resources every `resource_link` points at. Bytes always come from ComfyUI through the gateway.
  */
 import { ResourceNotFoundError, ResourceTemplate, type McpServer } from "@modelcontextprotocol/server";
+import * as z from "zod/v4";
+import { ThumbnailError, makeThumbnail } from "../assets/thumbnail";
+import { failure, success, ToolFailure } from "../mcp/results";
 import type { AssetView } from "../studio/records";
 import type { ToolContext } from "./context";
-import { assetUri } from "./schemas";
+import { runTool } from "./run";
+import { assetUri, downloadLinks } from "./schemas";
 
 /** Above this an inline blob hurts more than it helps (clients cap results at about 1 MB). */
 const MAX_INLINE_BYTES = 700_000;
 const LISTED_ASSETS = 50;
+/** The largest source view_image will fetch to make a thumbnail. */
+const MAX_SOURCE_BYTES = 60 * 1024 * 1024;
+const DEFAULT_MAX_DIM = 512;
+const DEFAULT_MAX_B64 = 100_000;
+
+const assetIdArg = z.string().trim().min(1, "asset_id is empty").max(200).describe("An asset_id from a generation result or list_assets.");
+
+export function registerAssetTools(server: McpServer, tools: ToolContext): void {
+  server.registerTool(
+    "list_assets",
+    {
+      title: "List your assets",
+      description:
+        "Your generated files, newest first: the studio's memory across sessions. Filter by workflow, media type or session " +
+        "(session_id='current' = the session this client identifies with X-Session-Tag). Page with next_cursor.",
+      inputSchema: z.object({
+        limit: z.number().int().min(1, "limit must be at least 1").max(100, "limit is at most 100; page with cursor").optional().describe("How many (1-100). Default 10."),
+        cursor: z.string().max(500).optional().describe("next_cursor from the previous page."),
+        workflow_id: z.string().max(200).optional().describe("Only assets of this workflow (e.g. generate_image)."),
+        media_type: z.enum(["image", "video", "audio", "latent", "other"]).optional().describe("Only this kind of file."),
+        session_id: z.string().max(128).optional().describe("Only assets made in this session tag; 'current' = this client's session."),
+      }),
+      outputSchema: z.object({
+        assets: z.array(z.looseObject({ asset_id: z.string(), resource_uri: z.string(), download_url: z.string() })),
+        count: z.number().int(),
+        next_cursor: z.string().nullable(),
+        workflow_id_filter: z.string().nullable(),
+        session_id_filter: z.string().nullable(),
+        media_type_filter: z.string().nullable(),
+      }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    ({ limit, cursor, workflow_id, media_type, session_id }) =>
+      runTool(async () => {
+        let session = session_id;
+        if (session === "current") {
+          if (!tools.session) throw new ToolFailure("This client sends no session tag, so 'current' means nothing here. Send an X-Session-Tag header (see README, 'Sessions'), or pass a tag explicitly.");
+          session = tools.session;
+        }
+        const page = await tools.studio.listAssets({ limit: limit ?? 10, cursor, workflow_id, kind: media_type, session });
+        if (!page) throw new ToolFailure("That cursor is not one this studio issued. Start again without cursor.");
+        const links = await downloadLinks(tools, page.assets);
+        return {
+          assets: page.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset), download_url: links[asset.asset_id]! })),
+          count: page.assets.length,
+          next_cursor: page.next_cursor,
+          workflow_id_filter: workflow_id ?? null,
+          session_id_filter: session ?? null,
+          media_type_filter: media_type ?? null,
+        };
+      }),
+  );
+
+  server.registerTool(
+    "get_asset_metadata",
+    {
+      title: "Show an asset's provenance",
+      description: "Everything about how an asset was made: file, size, duration, workflow and tool, the typed parameters and seed, the exact graph sent to ComfyUI and ComfyUI's history entry, plus a signed download URL.",
+      inputSchema: z.object({ asset_id: assetIdArg }),
+      outputSchema: z.looseObject({ asset_id: z.string(), download_url: z.string(), params: z.record(z.string(), z.unknown()) }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    ({ asset_id }) =>
+      runTool(async () => {
+        const found = await tools.studio.assetProvenance(asset_id);
+        if (!found) return notFound(asset_id);
+        const links = await downloadLinks(tools, [found.asset]);
+        const url = links[found.asset.asset_id]!;
+        return {
+          ...found.asset,
+          resource_uri: assetUri(found.asset),
+          download_url: url,
+          asset_url: url,
+          params: found.job.params,
+          seed: found.job.params.seed ?? null,
+          job_status: found.job.status,
+          metadata: { workflow_id: found.asset.workflow_id, tool: found.asset.tool },
+          submitted_workflow: JSON.parse(found.graph) as Record<string, unknown>,
+          comfy_history: found.history ? (JSON.parse(found.history) as Record<string, unknown>) : null,
+        };
+      }),
+  );
+
+  server.registerTool(
+    "view_image",
+    {
+      title: "View an image",
+      description:
+        "Look at a generated image: returns it inline as a thumbnail (longest side max_dim, default 512, at most 2048) encoded to fit " +
+        "max_b64_chars (default 100000), plus a link to the full file. mode='metadata' returns only its metadata. Animated images show their first frame.",
+      inputSchema: z.object({
+        asset_id: assetIdArg,
+        mode: z.enum(["thumb", "metadata"]).optional().describe("'thumb' (default): the picture; 'metadata': facts only."),
+        max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side of the thumbnail in pixels (16-2048). Default 512."),
+        max_b64_chars: z.number().int().min(1_000).max(1_000_000).optional().describe("Budget for the base64 image data (1000-1000000). Default 100000."),
+      }),
+      outputSchema: z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    ({ asset_id, mode, max_dim, max_b64_chars }, ctx) =>
+      runTool(async () => {
+        const asset: AssetView | undefined = await tools.studio.getAsset(asset_id);
+        if (!asset) return notFound(asset_id);
+        const url = (await downloadLinks(tools, [asset]))[asset.asset_id]!;
+        const link = { type: "resource_link" as const, uri: assetUri(asset), name: asset.filename, mimeType: asset.mime_type };
+        const facts = { ...asset, resource_uri: assetUri(asset), download_url: url };
+        if (mode === "metadata") return success(facts, [link]);
+        if (asset.kind !== "image") {
+          return failure(`Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}), not an image, so it cannot be shown inline. Full file: ${url}`, { download_url: url, resource_uri: assetUri(asset) });
+        }
+        const response = await tools.comfy.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: ctx.mcpReq.signal, timeoutMs: 30_000 });
+        const declared = Number(response.headers.get("Content-Length") ?? "0");
+        if (declared > MAX_SOURCE_BYTES) {
+          await response.body?.cancel();
+          return failure(`The image is too large to thumbnail here (${declared} bytes). Full file: ${url}`, { download_url: url });
+        }
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        try {
+          const thumb = makeThumbnail(bytes, { maxDim: max_dim ?? DEFAULT_MAX_DIM, maxB64Chars: max_b64_chars ?? DEFAULT_MAX_B64 });
+          const summary = {
+            ...facts,
+            thumbnail: { mime_type: thumb.mimeType, width: thumb.width, height: thumb.height, bytes: thumb.bytes, base64_chars: thumb.base64.length, quality: thumb.quality },
+          };
+          return success(summary, [{ type: "image", data: thumb.base64, mimeType: thumb.mimeType }, link]);
+        } catch (error) {
+          if (error instanceof ThumbnailError) return failure(`${error.message} Full file: ${url}`, { download_url: url, resource_uri: assetUri(asset), reason: error.reason });
+          throw error;
+        }
+      }),
+  );
+}
 
 export function registerAssetResources(server: McpServer, tools: ToolContext): void {
   server.registerResource(
     "asset",
     new ResourceTemplate("comfy://assets/{asset_id}", {
-      list: async () => ({
-        resources: (await tools.studio.listAssets(LISTED_ASSETS)).map((asset) => ({
-          uri: assetUri(asset),
-          name: asset.filename,
-          mimeType: asset.mime_type,
-          description: describe(asset),
-        })),
-      }),
+      list: async () => {
+        const page = await tools.studio.listAssets({ limit: LISTED_ASSETS });
+        return {
+          resources: (page?.assets ?? []).map((asset) => ({ uri: assetUri(asset), name: asset.filename, mimeType: asset.mime_type, description: describe(asset) })),
+        };
+      },
     }),
     {
       title: "Generated asset",
-      description: "A file your ComfyUI produced through this gateway: images inline (up to about 700 KB), other files as metadata.",
+      description: "A file your ComfyUI produced through this gateway: images inline (up to about 700 KB), other files as metadata with a download URL.",
     },
     async (uri, variables, ctx) => {
       const id = String(variables.asset_id ?? "");
@@ -39,10 +172,15 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
         const bytes = new Uint8Array(await response.arrayBuffer());
         return { contents: [{ uri: uri.href, mimeType: asset.mime_type, blob: Buffer.from(bytes).toString("base64") }] };
       }
-      const note = asset.kind === "image" ? "Too large to inline." : `${asset.kind} assets are not inlined.`;
-      return { contents: [{ uri: uri.href, mimeType: "application/json", text: JSON.stringify({ ...asset, note }, null, 2) }] };
+      const url = (await downloadLinks(tools, [asset]))[asset.asset_id]!;
+      const note = asset.kind === "image" ? "Too large to inline; use download_url." : `${asset.kind} assets are not inlined; use download_url.`;
+      return { contents: [{ uri: uri.href, mimeType: "application/json", text: JSON.stringify({ ...asset, download_url: url, note }, null, 2) }] };
     },
   );
+}
+
+function notFound(id: string) {
+  return failure(`No asset '${id}' in your studio. It may have expired (assets are kept ASSET_TTL_HOURS) or belong to someone else; list_assets shows what you have.`);
 }
 
 function describe(asset: AssetView): string {

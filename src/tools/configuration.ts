@@ -1,23 +1,55 @@
-/** get_defaults: the values generation tools use when an argument is omitted, and where each comes from. */
+/**
+ * Generation defaults per namespace (image, audio, video), in layers: per-call > runtime
+ * (`set_defaults`) > persisted (`set_defaults(persist=true)`, kept in the user's studio) >
+ * environment (`COMFY_MCP_DEFAULT_<NS>_<KEY>`) > the workflow's own default > built-in. Values are
+ * type-checked per key against the workflows that use them; a model is checked against the live
+ * model list of its kind.
+ */
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
+import { failure } from "../mcp/results";
+import type { DefaultsLayers } from "../studio/defaults";
+import type { Scalar } from "../studio/records";
+import { checkValue, type Namespace, type ParamSpec } from "../workflows/definition.ts";
+import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
+import type { WorkflowCatalogue } from "../workflows/registry";
 import type { ToolContext } from "./context";
-import { BUILT_IN_DEFAULTS, resolveDefaults, type Namespace } from "./defaults";
+import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
 import { runTool } from "./run";
 
-const namespaceSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+const NAMESPACES: Namespace[] = ["image", "audio", "video"];
+export type DefaultSource = "runtime" | "persisted" | "env" | "built-in";
 
-export function registerConfigurationTools(server: McpServer, tools: ToolContext): void {
+/** The effective namespace-level defaults and where each value comes from. */
+export function effectiveDefaults(env: Env, layers: DefaultsLayers, namespace: Namespace) {
+  const resolved = resolveDefaults(env, namespace);
+  const values: Record<string, Scalar> = { ...resolved.values };
+  const sources: Record<string, DefaultSource> = { ...resolved.sources };
+  for (const [layer, source] of [[layers.persisted, "persisted"], [layers.runtime, "runtime"]] as const) {
+    for (const [key, value] of Object.entries(layer[namespace] ?? {})) {
+      values[key] = value;
+      sources[key] = source;
+    }
+  }
+  return { values, sources, warnings: resolved.invalid };
+}
+
+const namespaceValues = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+const namespaceUpdate = z
+  .record(z.string().min(1).max(64), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
+  .optional();
+
+export function registerConfigurationTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
   server.registerTool(
     "get_defaults",
     {
       title: "Show generation defaults",
-      description: "The effective defaults for image, audio and video generation (used when an argument is omitted), with the source of each value (env or built-in).",
+      description: "The effective defaults for image, audio and video generation (used when an argument is omitted), with the source of each value: runtime, persisted, env or built-in. A workflow's own default applies below env.",
       inputSchema: z.object({}),
       outputSchema: z.object({
-        image: namespaceSchema,
-        audio: namespaceSchema,
-        video: namespaceSchema,
+        image: namespaceValues,
+        audio: namespaceValues,
+        video: namespaceValues,
         sources: z.record(z.string(), z.record(z.string(), z.string())),
         warnings: z.array(z.string()),
       }),
@@ -25,15 +57,103 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     },
     () =>
       runTool(async () => {
-        const namespaces = Object.keys(BUILT_IN_DEFAULTS) as Namespace[];
-        const resolved = Object.fromEntries(namespaces.map((ns) => [ns, resolveDefaults(tools.env, ns)]));
+        const layers = await tools.studio.defaultsLayers();
+        const all = Object.fromEntries(NAMESPACES.map((ns) => [ns, effectiveDefaults(tools.env, layers, ns)]));
         return {
-          image: resolved.image!.values,
-          audio: resolved.audio!.values,
-          video: resolved.video!.values,
-          sources: Object.fromEntries(namespaces.map((ns) => [ns, resolved[ns]!.sources])),
-          warnings: namespaces.flatMap((ns) => resolved[ns]!.invalid),
+          image: all.image!.values,
+          audio: all.audio!.values,
+          video: all.video!.values,
+          sources: Object.fromEntries(NAMESPACES.map((ns) => [ns, all[ns]!.sources])),
+          warnings: NAMESPACES.flatMap((ns) => all[ns]!.warnings),
         };
       }),
   );
+
+  server.registerTool(
+    "set_defaults",
+    {
+      title: "Set generation defaults",
+      description:
+        "Change the defaults generation tools use when an argument is omitted, per namespace, e.g. image={\"steps\": 30, \"model\": \"x.safetensors\"}. " +
+        "persist=true keeps them in your studio until changed; otherwise they last until the studio restarts. A null value removes a default. " +
+        "Keys and values are checked (types, ranges, installed models); a namespace with an error is not changed.",
+      inputSchema: z.object({
+        image: namespaceUpdate.describe("Image defaults to set, by key."),
+        audio: namespaceUpdate.describe("Audio defaults to set, by key."),
+        video: namespaceUpdate.describe("Video defaults to set, by key."),
+        persist: z.boolean().optional().describe("Keep them in your studio (true) or only until it restarts (false, default)."),
+      }),
+      outputSchema: z.object({
+        success: z.boolean(),
+        updated: z.record(z.string(), z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))),
+        errors: z.array(z.string()),
+        persisted: z.boolean(),
+      }),
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    (args, ctx) =>
+      runTool(async () => {
+        const updated: Record<string, Record<string, Scalar | null>> = {};
+        const errors: string[] = [];
+        for (const namespace of NAMESPACES) {
+          const values = args[namespace];
+          if (!values || Object.keys(values).length === 0) continue;
+          const problems = await checkDefaults(tools, catalogue, namespace, values, ctx.mcpReq.signal);
+          if (problems.length > 0) {
+            errors.push(...problems.map((problem) => `${namespace}: ${problem}`));
+            continue;
+          }
+          await tools.studio.setDefaults(namespace, values, args.persist ?? false);
+          updated[namespace] = values;
+        }
+        const result = { success: errors.length === 0, updated, errors, persisted: args.persist ?? false };
+        if (errors.length === 0) return result;
+        const applied = Object.keys(updated).length ? ` Applied: ${Object.keys(updated).join(", ")}.` : " Nothing was changed.";
+        return failure(`Some defaults were refused: ${errors.join(" ")}${applied}`, result);
+      }),
+  );
+}
+
+/** Every key must be one the namespace's workflows (or built-ins) know, with a value they accept. */
+async function checkDefaults(tools: ToolContext, catalogue: WorkflowCatalogue, namespace: Namespace, values: Record<string, Scalar | null>, signal: AbortSignal): Promise<string[]> {
+  const builtIn = BUILT_IN_DEFAULTS[namespace];
+  const specs = new Map<string, Array<{ param: ParamSpec; classes: string[] }>>();
+  for (const workflow of catalogue.workflows.filter((w) => w.namespace === namespace)) {
+    for (const param of workflow.params) {
+      if (param.type === "image" || param.type === "audio" || param.type === "video" || param.required) continue;
+      const classes = param.bindings.map((b) => `${workflow.graph[b.node_id]?.class_type}.${b.input}`);
+      specs.set(param.name, [...(specs.get(param.name) ?? []), { param, classes }]);
+    }
+  }
+  const known = [...new Set([...Object.keys(builtIn), ...specs.keys()])].sort();
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(values)) {
+    if (!known.includes(key)) {
+      problems.push(`'${key}' is not a ${namespace} default (known: ${known.join(", ")}).`);
+      continue;
+    }
+    if (value === null) continue;
+    const uses = specs.get(key) ?? [];
+    const reference = uses[0]?.param ?? { type: typeof builtIn[key] === "number" ? ("float" as const) : typeof builtIn[key] === "boolean" ? ("bool" as const) : ("str" as const) };
+    const problem = checkValue({ ...reference, enum: undefined } as ParamSpec, value) ?? (uses.length ? checkValue(uses[0]!.param, value) : undefined);
+    if (problem) {
+      problems.push(`'${key}' ${problem}.`);
+      continue;
+    }
+    // A model (or any combo) default must be installed: check it where the workflows use it.
+    for (const target of new Set(uses.flatMap((use) => use.classes))) {
+      const [classType, input] = target.split(".") as [string, string];
+      forgetCombos(tools.comfy, classType);
+      const options = await comboOptions(tools.comfy, classType, input, signal);
+      if (!options || options.includes(String(value))) continue;
+      const folder = MODEL_FOLDER_OF[target];
+      problems.push(
+        folder
+          ? `model '${value}' is not installed in ComfyUI's ${folder} (${target}). Installed: ${options.slice(0, 20).join(", ") || "none"}.`
+          : `'${value}' is not a valid ${key} (${target}). Valid: ${options.slice(0, 25).join(", ")}.`,
+      );
+      break;
+    }
+  }
+  return problems;
 }

@@ -10,4 +10,9 @@ export interface ToolContext {
   /** The authenticated principal's own studio; every job and asset lookup goes through it. */
   studio: DurableObjectStub<Studio>;
   principal: string;
+  /**
+   * The client's session or tag, when it sends one (`Mcp-Session-Id` or `X-Session-Tag`): assets
+   * made in this request are tagged with it, and `list_assets(session_id="current")` filters by it.
+   */
+  session: string | null;
 }

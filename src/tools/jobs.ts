@@ -35,7 +35,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
         if (wait_seconds && ["submitting", "queued", "running"].includes(job.status)) {
           job = (await waitForJob(tools, ctx, prompt_id, wait_seconds * 1000)).job ?? job;
         }
-        return success(jobResult(job, describeJob(job)), assetLinks(job));
+        return success(await jobResult(tools, job, describeJob(job)), assetLinks(job));
       }),
   );
 
@@ -60,7 +60,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
             : ["completed", "failed", "lost"].includes(job.status)
               ? `Nothing to cancel: the job had already ended (${job.status}).`
               : `Interrupt requested; ComfyUI has not confirmed yet (status ${job.status}). Call get_job to follow it.`;
-        return success(jobResult(job, message), assetLinks(job));
+        return success(await jobResult(tools, job, message), assetLinks(job));
       }),
   );
 

@@ -17,7 +17,7 @@ import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
 import { assetLinks, describeJob, jobResult } from "./schemas";
 import { waitForJob } from "./wait";
 
-export type ValueSource = "call" | "env" | "workflow" | "built-in" | "random" | "replayed";
+export type ValueSource = "call" | "runtime" | "persisted" | "env" | "workflow" | "built-in" | "random" | "replayed";
 
 export interface RunRequest {
   workflow: WorkflowDefinition;
@@ -50,7 +50,7 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
     if (typeof node.inputs.filename_prefix === "string" && !boundPrefixes.has(nodeId)) node.inputs.filename_prefix = `mcp/${promptId.slice(0, 8)}`;
   }
   const params = Object.fromEntries(workflow.params.map((param) => [param.name, values[param.name] as Scalar]));
-  const submitted = await tools.studio.submit({ prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params });
+  const submitted = await tools.studio.submit({ prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params, session: tools.session });
   if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
 
   const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
@@ -60,7 +60,7 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
   if (current.status === "failed" || current.status === "lost" || current.status === "cancelled") {
     return failure(message, { job_id: current.job_id, status: current.status, error: current.error });
   }
-  return success({ ...jobResult(current, message), param_sources: sources, ...request.extra }, assetLinks(current));
+  return success({ ...await jobResult(tools, current, message), param_sources: sources, ...request.extra }, assetLinks(current));
 }
 
 interface Filled {
@@ -73,6 +73,9 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
   const { workflow } = request;
   const env = resolveDefaults(tools.env, workflow.namespace);
   const builtIn = BUILT_IN_DEFAULTS[workflow.namespace];
+  const layers = await tools.studio.defaultsLayers();
+  const runtime = layers.runtime[workflow.namespace] ?? {};
+  const persisted = layers.persisted[workflow.namespace] ?? {};
   const values: Record<string, unknown> = {};
   const sources: Record<string, ValueSource> = {};
   const notes: string[] = [];
@@ -82,6 +85,8 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
     const given = request.values[param.name];
     if (given !== undefined && given !== null) [values[param.name], sources[param.name]] = [given, "call"];
     else if (request.replayed?.[param.name] !== undefined) [values[param.name], sources[param.name]] = [request.replayed[param.name], "replayed"];
+    else if (runtime[param.name] !== undefined) [values[param.name], sources[param.name]] = [runtime[param.name], "runtime"];
+    else if (persisted[param.name] !== undefined) [values[param.name], sources[param.name]] = [persisted[param.name], "persisted"];
     else if (env.sources[param.name] === "env") [values[param.name], sources[param.name]] = [env.values[param.name], "env"];
     else if (param.default !== undefined) [values[param.name], sources[param.name]] = [param.default, "workflow"];
     else if (/seed$/.test(param.name) && param.type === "int") [values[param.name], sources[param.name]] = [randomSeed(), "random"];
@@ -138,7 +143,7 @@ async function checkCombos(
     if (folder && options.length === 0) {
       throw new ToolFailure(`ComfyUI has no ${folder} models installed, so '${param.name}' cannot be '${value}'. Put the model file in ComfyUI's models/${folder} folder, then retry.`);
     }
-    if (folder && source !== "call" && source !== "replayed") {
+    if (folder && (source === "workflow" || source === "built-in" || source === "env")) {
       values[param.name] = options[0];
       return `The default ${param.name} '${value}' (${source}) is not installed; used '${options[0]}'. Pass '${param.name}' or set COMFY_MCP_DEFAULT_${workflow.namespace.toUpperCase()}_${param.name.toUpperCase()} to choose.`;
     }

@@ -1,7 +1,9 @@
 /** Output schemas shared by the job tools, with the result builders that fill them. */
 import type { ContentBlock } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
+import { signedDownloadUrl } from "../assets/downloads";
 import type { AssetView, JobView } from "../studio/records";
+import type { ToolContext } from "./context";
 
 export const promptIdArg = z
   .string()
@@ -35,7 +37,11 @@ const assetSchema = z.object({
   workflow_id: z.string(),
   tool: z.string(),
   created_at: z.string(),
+  expires_at: z.string().nullable().describe("When this record is forgotten (ASSET_TTL_HOURS); null = kept."),
+  duration: z.number().nullable().describe("Seconds, for audio and video."),
+  session: z.string().nullable(),
   resource_uri: z.string().describe("MCP resource URI of the asset."),
+  download_url: z.string().describe("Signed, short-lived URL of the full file, served through the gateway."),
 });
 
 export const jobResultSchema = z.object({
@@ -62,8 +68,10 @@ export const jobResultSchema = z.object({
   width: z.number().int().nullable().optional(),
   height: z.number().int().nullable().optional(),
   bytes_size: z.number().int().nullable().optional(),
+  asset_url: z.string().optional().describe("The first asset's download_url (the original server's field name)."),
+  image_url: z.string().optional().describe("Same as asset_url, kept for compatibility."),
   param_sources: z
-    .record(z.string(), z.enum(["call", "env", "workflow", "built-in", "random", "replayed"]))
+    .record(z.string(), z.enum(["call", "runtime", "persisted", "env", "workflow", "built-in", "random", "replayed"]))
     .optional()
     .describe("Where each parameter value came from: your call, an environment default, the workflow's default, a built-in default, a random seed, or replayed by regenerate."),
   ignored_overrides: z.record(z.string(), z.string()).optional().describe("run_workflow: overrides the workflow has no parameter for, and why."),
@@ -74,8 +82,17 @@ export function assetUri(asset: Pick<AssetView, "asset_id">): string {
   return `comfy://assets/${asset.asset_id}`;
 }
 
-export function jobResult(job: JobView, message: string): Record<string, unknown> {
-  const assets = job.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset) }));
+/** Signed download URLs for assets, keyed by asset id. */
+export async function downloadLinks(tools: ToolContext, assets: AssetView[]): Promise<Record<string, string>> {
+  const links = await Promise.all(
+    assets.map(async (asset) => [asset.asset_id, (await signedDownloadUrl(tools.env, tools.config.publicUrl, tools.principal, asset.asset_id, tools.config.downloadTtlSeconds)).url] as const),
+  );
+  return Object.fromEntries(links);
+}
+
+export async function jobResult(tools: ToolContext, job: JobView, message: string): Promise<Record<string, unknown>> {
+  const links = await downloadLinks(tools, job.assets);
+  const assets = job.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset), download_url: links[asset.asset_id]! }));
   const first = assets[0];
   return {
     ...job,
@@ -90,6 +107,8 @@ export function jobResult(job: JobView, message: string): Record<string, unknown
       width: first.width,
       height: first.height,
       bytes_size: first.bytes_size,
+      asset_url: first.download_url,
+      image_url: first.download_url,
     }),
   };
 }

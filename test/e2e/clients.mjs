@@ -17,6 +17,7 @@ export async function connectV1(mcpUrl, headers = {}) {
     call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, undefined, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
     readResource: (uri) => client.readResource({ uri }),
+    listResources: () => client.listResources(),
     close: () => client.close(),
   };
 }
@@ -30,6 +31,7 @@ export async function connectV2(mcpUrl, headers = {}) {
     call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
     readResource: (uri) => client.readResource({ uri }),
+    listResources: () => client.listResources(),
     close: () => client.close(),
   };
 }

@@ -23,7 +23,7 @@ function request(overrides: Record<string, unknown> = {}): SubmitRequest {
     ...overrides,
   };
   const graph = renderGraph(TEMPLATE, PARAMS, values);
-  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"] };
+  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null };
 }
 
 async function fake(path: string, body?: unknown) {
@@ -184,5 +184,31 @@ describe("ComfyUI misbehaving", () => {
     const outcome = await newStudio().submit(request());
     expect(outcome.ok).toBe(false);
     if (!outcome.ok) expect(outcome.error.message).toMatch(/HTTP 500/);
+  });
+});
+
+describe("asset registry", () => {
+  it("hides expired assets at once and deletes them (and their empty finished jobs) when purged", async () => {
+    const studio = newStudio();
+    await runInDurableObject(studio, async (_instance, state) => {
+      const { AssetStore } = await import("../../src/studio/assets");
+      const store = new AssetStore(state.storage.sql, 1_000);
+      const job = { id: "job-1", workflow_id: "w", tool: "t", session: null } as unknown as import("../../src/studio/records").JobRow;
+      state.storage.sql.exec(
+        "INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('job-1', 'w', 't', 'completed', '{}', '{}', 0, 0, 0)",
+      );
+      const item = { filename: "a.png", subfolder: "", type: "output", node_id: "9", key: "images", mime_type: "image/png", kind: "image" as const, animated: false, width: 8, height: 8, bytes: 100, duration: null };
+      store.insert(job, [item, { ...item, filename: "b.png" }], 10_000);
+      store.insert(job, [item], 10_000); // idempotent
+      expect(store.forJob("job-1", 10_500)).toHaveLength(2);
+      const page = store.list({ limit: 1 }, 10_500);
+      expect(page.assets).toHaveLength(1);
+      expect(store.list({ limit: 1, cursor: page.next_cursor! }, 10_500).assets).toHaveLength(1);
+      expect(store.nextExpiry()).toBe(11_000);
+      expect(store.get(page.assets[0]!.asset_id, 11_001)).toBeUndefined();
+      expect(store.purgeExpired(11_001)).toBe(2);
+      expect(state.storage.sql.exec("SELECT COUNT(*) AS n FROM assets").one().n).toBe(0);
+      expect(state.storage.sql.exec("SELECT COUNT(*) AS n FROM jobs").one().n).toBe(0);
+    });
   });
 });
