@@ -7,6 +7,7 @@ import { createMcpHandler } from "agents/mcp/server";
 import { Hono } from "hono";
 import { streamAsset, verifyDownload } from "./assets/downloads";
 import { ComfyClient } from "./comfy/client";
+import { publishConfig } from "./publish/bucket";
 import { VERSION, comfyConnection, readConfig } from "./config";
 import { buildMcpServer } from "./mcp/server";
 import type { ToolContext } from "./tools/context";
@@ -37,6 +38,22 @@ app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
   const asset = await studio.getAsset(id);
   if (!asset) return c.json({ error: "not_found", message: `Asset ${id} no longer exists (assets are kept ASSET_TTL_HOURS).` }, 404);
   return streamAsset(new ComfyClient(comfyConnection(c.env)), asset, c.req.raw);
+});
+
+/**
+ * Published files, when no PUBLIC_BASE_URL (custom domain or public bucket) serves them: they are
+ * public by intent, so no signature; only keys under the publish prefix are reachable.
+ */
+app.on(["GET", "HEAD"], "/published/*", async (c) => {
+  const config = publishConfig(c.env, readConfig(c.env).publicUrl);
+  const key = decodeURIComponent(new URL(c.req.url).pathname.slice("/published/".length));
+  if (!config.bucket || !key.startsWith(config.prefix) || key.includes("..")) return c.json({ error: "not_found", message: "No such published file." }, 404);
+  const object = await config.bucket.get(key);
+  if (!object) return c.json({ error: "not_found", message: `Nothing is published at ${key}.` }, 404);
+  const headers = new Headers({ ETag: object.httpEtag, "X-Content-Type-Options": "nosniff" });
+  object.writeHttpMetadata(headers);
+  headers.set("Content-Length", String(object.size));
+  return new Response(c.req.method === "HEAD" ? null : object.body, { headers });
 });
 
 app.all("/mcp", async (c) => {

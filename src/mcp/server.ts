@@ -11,6 +11,7 @@ import { registerConfigurationTools } from "../tools/configuration";
 import type { ToolContext } from "../tools/context";
 import { registerJobTools } from "../tools/jobs";
 import { registerModelTools } from "../tools/models";
+import { registerPublishTools } from "../tools/publish";
 import { registerCatalogueTools, registerWorkflowTools } from "../tools/workflows";
 import { loadCatalogue } from "../workflows/registry";
 
@@ -35,6 +36,7 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerWorkflowTools(server, tools, catalogue);
   registerJobTools(server, tools);
   registerAssetTools(server, tools);
+  registerPublishTools(server, tools);
   registerAssetResources(server, tools);
   return server;
 }
