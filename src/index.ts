@@ -1,20 +1,23 @@
 /**
- * Worker entry: MCP at /mcp, health at /healthz. The caller's identity picks their studio; until
- * the auth issue lands, only an explicitly allowed local (loopback) gateway serves MCP, and every
- * other deployment fails closed.
+ * Worker entry. With OWNER_PASSWORD set, the OAuth provider fronts everything: /mcp needs an
+ * OAuth token (hosted agents: claude.ai, ChatGPT…), and the owner signs in and consents at
+ * /authorize. /mcp-key takes static tokens from MCP_TOKENS (CLIs, IDEs) and never advertises
+ * OAuth. Without any of that, MCP is served only to an explicitly allowed loopback gateway
+ * (`npm start`); everything else fails closed.
  */
-import { createMcpHandler } from "agents/mcp/server";
+import OAuthProvider from "@cloudflare/workers-oauth-provider";
 import { Hono } from "hono";
 import { streamAsset, verifyDownload } from "./assets/downloads";
+import { OWNER, tokenUser } from "./auth/owner";
+import { SCOPES, registerOwnerRoutes } from "./auth/routes";
 import { ComfyClient } from "./comfy/client";
-import { publishConfig } from "./publish/bucket";
 import { VERSION, comfyConnection, readConfig } from "./config";
-import { buildMcpServer } from "./mcp/server";
-import type { ToolContext } from "./tools/context";
+import { LOOPBACK, serveMcp } from "./mcp/serve";
+import { publishConfig } from "./publish/bucket";
 
 export { Studio } from "./studio/studio";
 
-const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+const ALL_SCOPES: ReadonlySet<string> = new Set(SCOPES);
 
 const app = new Hono<{ Bindings: Env }>();
 
@@ -56,41 +59,44 @@ app.on(["GET", "HEAD"], "/published/*", async (c) => {
   return new Response(c.req.method === "HEAD" ? null : object.body, { headers });
 });
 
-app.all("/mcp", async (c) => {
-  const config = readConfig(c.env);
-  const url = new URL(c.req.url);
-  const principal = config.allowUnauthenticatedLocal && LOOPBACK.has(url.hostname) ? "local" : undefined;
-  if (!principal) {
+registerOwnerRoutes(app);
+
+/** Static tokens for CLIs and IDEs; no OAuth discovery here, because Cursor ignores headers on OAuth routes. */
+app.all("/mcp-key", async (c) => {
+  const user = await tokenUser(c.env, c.req.header("Authorization") ?? null);
+  if (!user) {
+    const configured = Boolean(c.env.MCP_TOKENS);
     return c.json(
-      {
-        error: "authentication_not_configured",
-        message:
-          "This gateway has no authentication configured, so it refuses to serve MCP. Configure OAuth or MCP tokens " +
-          "(see README, 'Authentication'), or run it locally with `npm start` (ALLOW_UNAUTHENTICATED_LOCAL=true on 127.0.0.1).",
-      },
-      503,
+      { error: "unauthorized", message: configured ? "Send Authorization: Bearer <one of the MCP_TOKENS>." : "No MCP_TOKENS are configured on this gateway." },
+      configured ? 401 : 503,
     );
   }
-  const tools: ToolContext = {
-    env: c.env,
-    config,
-    comfy: new ComfyClient(config.comfy),
-    studio: c.env.STUDIO.get(c.env.STUDIO.idFromName(principal)),
-    principal,
-    session: sessionTag(c.req.raw.headers),
-  };
-  // DNS-rebinding protection: only our own hostname (and loopback names locally) in Host, and
-  // only those as a browser Origin.
-  const hostnames = [new URL(config.publicUrl).hostname, ...LOOPBACK];
-  const handler = createMcpHandler(() => buildMcpServer(tools), { route: "/mcp", allowedHostnames: hostnames, allowedOriginHostnames: hostnames });
-  return handler(c.req.raw, c.env, c.executionCtx as ExecutionContext);
+  return serveMcp(c.req.raw, c.env, c.executionCtx as ExecutionContext, { principal: user, scopes: ALL_SCOPES });
 });
 
-/** A client-chosen label, bounded and printable; the stateless protocol has no session of its own. */
-function sessionTag(headers: Headers): string | null {
-  const tag = (headers.get("X-Session-Tag") ?? headers.get("Mcp-Session-Id") ?? "").trim();
-  return /^[\x21-\x7e]{1,128}$/.test(tag) ? tag : null;
-}
+let warned = false;
+
+/** Reached only without OAuth: local development, or a misconfigured deployment (fail closed). */
+app.all("/mcp", async (c) => {
+  const config = readConfig(c.env);
+  if (config.allowUnauthenticatedLocal && LOOPBACK.has(new URL(c.req.url).hostname)) {
+    if (!warned) {
+      console.warn("WARNING: serving MCP WITHOUT AUTHENTICATION on a loopback address (ALLOW_UNAUTHENTICATED_LOCAL=true). Never deploy like this.");
+      warned = true;
+    }
+    return serveMcp(c.req.raw, c.env, c.executionCtx as ExecutionContext, { principal: OWNER, scopes: ALL_SCOPES });
+  }
+  return c.json(
+    {
+      error: "authentication_not_configured",
+      message:
+        "This gateway has no authentication configured, so it refuses to serve MCP. Set the OWNER_PASSWORD secret for OAuth " +
+        "(claude.ai, ChatGPT, Cursor…) and/or MCP_TOKENS for static tokens on /mcp-key (Claude Code, CLIs); see README, 'Deploying safely'. " +
+        "For local development, `npm start` serves 127.0.0.1 without auth.",
+    },
+    503,
+  );
+});
 
 app.notFound((c) => c.json({ error: "not_found", message: `No route ${c.req.method} ${new URL(c.req.url).pathname}. MCP is served at /mcp.` }, 404));
 
@@ -99,4 +105,42 @@ app.onError((error, c) => {
   return c.json({ error: "internal", message: "The gateway hit an unexpected error; retry, and check the gateway logs if it persists." }, 500);
 });
 
-export default app;
+/** The OAuth-protected MCP route: the provider has verified the token; its props name the user. */
+const oauthMcp = {
+  fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const props = ((ctx as unknown as { props?: { user?: string; scopes?: string[] } }).props ?? {}) as { user?: string; scopes?: string[] };
+    return serveMcp(request, env, ctx, { principal: props.user ?? OWNER, scopes: new Set(props.scopes ?? []) });
+  },
+};
+
+let provider: { publicUrl: string; instance: OAuthProvider } | undefined;
+
+function oauthProvider(env: Env): OAuthProvider {
+  const { publicUrl } = readConfig(env);
+  if (provider?.publicUrl !== publicUrl) {
+    provider = {
+      publicUrl,
+      instance: new OAuthProvider({
+        apiRoute: "/mcp",
+        apiHandler: oauthMcp,
+        defaultHandler: { fetch: (request, env2, ctx) => app.fetch(request, env2, ctx) },
+        authorizeEndpoint: "/authorize",
+        tokenEndpoint: "/oauth/token",
+        clientRegistrationEndpoint: "/oauth/register",
+        scopesSupported: [...SCOPES],
+        accessTokenTTL: 3600,
+        // Needs the global_fetch_strictly_public flag (production only: it blocks 127.0.0.1, see README).
+        clientIdMetadataDocumentEnabled: true,
+        resourceMetadata: { resource: `${publicUrl}/mcp` },
+      }),
+    };
+  }
+  return provider.instance;
+}
+
+export default {
+  fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> {
+    if (env.OWNER_PASSWORD) return oauthProvider(env).fetch(request, env, ctx);
+    return app.fetch(request, env, ctx);
+  },
+} satisfies ExportedHandler<Env>;

@@ -6,6 +6,7 @@
  */
 import type { ComfyClient } from "../comfy/client";
 import { ComfyError } from "../comfy/errors";
+import { hmacHex, hmacKey, timingSafeEqual } from "../auth/secrets";
 import type { AssetView } from "../studio/records";
 
 declare global {
@@ -14,9 +15,6 @@ declare global {
     DOWNLOAD_SIGNING_KEY?: string;
   }
 }
-
-const KV_KEY = "download-signing-key/v1";
-let cachedKey: { source: string; key: Promise<CryptoKey> } | undefined;
 
 export async function signedDownloadUrl(env: Env, publicUrl: string, principal: string, assetId: string, ttlSeconds: number): Promise<{ url: string; expires_at: string }> {
   const exp = Math.floor(Date.now() / 1000) + ttlSeconds;
@@ -64,33 +62,5 @@ export async function streamAsset(comfy: ComfyClient, asset: AssetView, request:
 }
 
 async function sign(env: Env, message: string): Promise<string> {
-  const key = await signingKey(env);
-  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message));
-  return [...new Uint8Array(mac)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function signingKey(env: Env): Promise<CryptoKey> {
-  const source = env.DOWNLOAD_SIGNING_KEY ? "secret" : "kv";
-  if (cachedKey?.source === source) return cachedKey.key;
-  const key = (async () => {
-    let material = env.DOWNLOAD_SIGNING_KEY;
-    if (!material) {
-      material = (await env.OAUTH_KV.get(KV_KEY)) ?? undefined;
-      if (!material) {
-        material = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
-        await env.OAUTH_KV.put(KV_KEY, material);
-      }
-    }
-    return crypto.subtle.importKey("raw", new TextEncoder().encode(material), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  })();
-  cachedKey = { source, key };
-  key.catch(() => (cachedKey = undefined));
-  return key;
-}
-
-function timingSafeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let difference = 0;
-  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return difference === 0;
+  return hmacHex(await hmacKey(env, "download-signing-key", env.DOWNLOAD_SIGNING_KEY), message);
 }

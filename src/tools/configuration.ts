@@ -13,7 +13,7 @@ import type { Scalar } from "../studio/records";
 import { checkValue, type Namespace, type ParamSpec } from "../workflows/definition.ts";
 import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
 import type { WorkflowCatalogue } from "../workflows/registry";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
 import { runTool } from "./run";
 
@@ -93,6 +93,7 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     },
     (args, ctx) =>
       runTool(async () => {
+        requireScope(tools, "admin");
         const updated: Record<string, Record<string, Scalar | null>> = {};
         const errors: string[] = [];
         for (const namespace of NAMESPACES) {

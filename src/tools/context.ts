@@ -1,6 +1,7 @@
 /** What every tool gets: the caller's studio, a ComfyUI client and the configuration. */
 import type { ComfyClient } from "../comfy/client";
 import type { GatewayConfig } from "../config";
+import { ToolFailure } from "../mcp/results";
 import type { Studio } from "../studio/studio";
 
 export interface ToolContext {
@@ -10,9 +11,17 @@ export interface ToolContext {
   /** The authenticated principal's own studio; every job and asset lookup goes through it. */
   studio: DurableObjectStub<Studio>;
   principal: string;
+  /** OAuth scopes of the caller (tokens and local development have all). */
+  scopes: ReadonlySet<string>;
   /**
    * The client's session or tag, when it sends one (`Mcp-Session-Id` or `X-Session-Tag`): assets
    * made in this request are tagged with it, and `list_assets(session_id="current")` filters by it.
    */
   session: string | null;
+}
+
+/** Tools that need a scope the caller was not granted refuse with how to get it. */
+export function requireScope(tools: ToolContext, scope: "generate" | "publish" | "admin"): void {
+  if (tools.scopes.has(scope)) return;
+  throw new ToolFailure(`This connection was not granted the '${scope}' scope. Reconnect the app and allow '${scope}' on the consent page.`, { missing_scope: scope });
 }

@@ -8,7 +8,7 @@ import * as z from "zod/v4";
 import type { QueueItem } from "../comfy/types";
 import type { JobView } from "../studio/records";
 import { failure, success } from "../mcp/results";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitSecondsArg } from "./schemas";
 import { waitForJob } from "./wait";
@@ -50,6 +50,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     },
     ({ prompt_id }) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const outcome = await tools.studio.cancel(prompt_id);
         if (!outcome) return notFound(prompt_id);
         if (!outcome.ok) return failure(outcome.error.message, { kind: outcome.error.kind });

@@ -10,7 +10,7 @@ import { failure, success } from "../mcp/results";
 import { EncodeError, encodeForWeb, type PublishFormat } from "../publish/encode";
 import { PublishError, publicUrl, publishConfig, putPublished, readManifest, updateManifest, type PublishConfig } from "../publish/bucket";
 import type { AssetView } from "../studio/records";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 
 const TARGET_FILENAME = /^[a-z0-9][a-z0-9._-]{0,63}\.(webp|png|jpg|jpeg)$/;
@@ -82,7 +82,11 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       outputSchema: z.looseObject({ dest_url: z.string(), key: z.string(), bytes_size: z.number().int(), mime_type: z.string() }),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
-    (args) => runTool(() => publish(tools, config(), args)),
+    (args) =>
+      runTool(() => {
+        requireScope(tools, "publish");
+        return publish(tools, config(), args);
+      }),
   );
 
   server.registerTool(
@@ -127,6 +131,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     },
     ({ filename }) =>
       runTool(async () => {
+        requireScope(tools, "publish");
         const c = config();
         if (!c.bucket) return notConfigured();
         const name = filename.startsWith(c.prefix) ? filename.slice(c.prefix.length) : filename;

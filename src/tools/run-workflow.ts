@@ -12,7 +12,7 @@ import { checkValue, type ParamSpec, type WorkflowDefinition } from "../workflow
 import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
 import { resolveMedia } from "../workflows/media";
 import { randomSeed, RenderError, renderGraph } from "../workflows/params.ts";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
 import { assetLinks, describeJob, jobResult } from "./schemas";
 import { waitForJob } from "./wait";
@@ -33,6 +33,7 @@ export interface RunRequest {
 }
 
 export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: ServerContext): Promise<CallToolResult> {
+  requireScope(tools, "generate");
   const { workflow } = request;
   const promptId = crypto.randomUUID();
   const { values, sources, notes } = await fillParameters(tools, request, ctx.mcpReq.signal);

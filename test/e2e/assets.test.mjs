@@ -82,8 +82,8 @@ describe("assets", () => {
     expect(refused.status).toBe(403);
     expect((await refused.json()).message).toMatch(/not valid/);
     const past = Math.floor(Date.now() / 1000) - 10;
-    const sig = createHmac("sha256", SIGNING_KEY).update(`local\n${made.asset_id}\n${past}`).digest("hex");
-    const expired = await fetch(`${gateway.url}/assets/${made.asset_id}?u=local&exp=${past}&sig=${sig}`);
+    const sig = createHmac("sha256", SIGNING_KEY).update(`owner\n${made.asset_id}\n${past}`).digest("hex");
+    const expired = await fetch(`${gateway.url}/assets/${made.asset_id}?u=owner&exp=${past}&sig=${sig}`);
     expect(expired.status).toBe(403);
     expect((await expired.json()).message).toMatch(/expired/);
     const otherUser = createHmac("sha256", SIGNING_KEY).update(`mallory\n${made.asset_id}\n${past + 9999}`).digest("hex");
