@@ -27,7 +27,8 @@
  * Imports carry their `.ts` extension so Node 22 can run this file directly (bench/view-image.mjs).
  */
 import { PhotonImage, SamplingFilter, resize } from "@cf-wasm/photon";
-import { probeDimensions } from "../comfy/media.ts";
+import { ascii, gifFrameCount, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
+import { hasTranslucency, premultiply, unpremultiplied } from "./pixels.ts";
 
 export interface ThumbnailOptions {
   /** Longest side of the result in pixels; capped at `MAX_THUMBNAIL_DIM`. The image is never upscaled. */
@@ -96,7 +97,6 @@ const QUALITY_CURVE: readonly number[] = [1, 0.68, 0.53, 0.45, 0.38, 0.31];
  */
 const LANCZOS_MAX_RATIO = 2;
 
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 type Format = "png" | "jpeg" | "webp" | "gif";
 
@@ -188,7 +188,7 @@ function topRung(images: Images, header: Header, source: PhotonImage, stored: Si
   let pixels: Uint8Array | undefined;
   if (header.mayHaveAlpha) {
     pixels = photon("reading pixels", header, () => base.get_raw_pixels());
-    if (isTranslucent(pixels)) {
+    if (hasTranslucency(pixels)) {
       if (base !== source) {
         // Resize again, premultiplied, so transparent pixels' colours do not bleed into the edges.
         images.free(base);
@@ -494,33 +494,8 @@ function describeFormat(header: Header): string {
 // ---------------------------------------------------------------------------------------------
 // Pixels (RGBA, 4 bytes per pixel)
 
-function isTranslucent(pixels: Uint8Array): boolean {
-  for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! < 255) return true;
-  return false;
-}
 
-function premultiply(pixels: Uint8Array): void {
-  for (let i = 0; i < pixels.length; i += 4) {
-    const a = pixels[i + 3]!;
-    if (a === 255) continue;
-    pixels[i] = Math.round((pixels[i]! * a) / 255);
-    pixels[i + 1] = Math.round((pixels[i + 1]! * a) / 255);
-    pixels[i + 2] = Math.round((pixels[i + 2]! * a) / 255);
-  }
-}
 
-function unpremultiplied(pixels: Uint8Array): Uint8Array {
-  const out = new Uint8Array(pixels.length);
-  for (let i = 0; i < pixels.length; i += 4) {
-    const a = pixels[i + 3]!;
-    out[i + 3] = a;
-    if (a === 0) continue;
-    out[i] = Math.min(255, Math.round((pixels[i]! * 255) / a));
-    out[i + 1] = Math.min(255, Math.round((pixels[i + 1]! * 255) / a));
-    out[i + 2] = Math.min(255, Math.round((pixels[i + 2]! * 255) / a));
-  }
-  return out;
-}
 
 /** Premultiplied RGBA over white: c + 255·(1 - a), exactly. */
 function onWhite(pixels: Uint8Array): Uint8Array {
@@ -568,7 +543,7 @@ function orient(pixels: Uint8Array, stored: Size, orientation: number): Uint8Arr
 // Headers: format, size, orientation, transparency and animation, without decoding
 
 function readHeader(bytes: Uint8Array): Header {
-  const format = sniff(bytes);
+  const format = sniffImageFormat(bytes);
   if (!format) throw new ThumbnailError("not_an_image", "The file is not a PNG, JPEG, WebP or GIF image (unrecognised signature).");
   const dims = probeDimensions(bytes);
   const name = { png: "PNG", jpeg: "JPEG", webp: "WebP", gif: "GIF" }[format];
@@ -580,20 +555,13 @@ function readHeader(bytes: Uint8Array): Header {
     if (format === "png") readPng(bytes, header);
     else if (format === "jpeg") header.orientation = jpegOrientation(bytes);
     else if (format === "webp") readWebp(bytes, header);
-    else header.animated = gifFrames(bytes) > 1;
+    else header.animated = gifFrameCount(bytes) > 1;
   } catch {
     // Optional facts only; a damaged header is left to the decoder to judge.
   }
   return header;
 }
 
-function sniff(b: Uint8Array): Format | undefined {
-  if (b.length >= 8 && PNG_SIGNATURE.every((v, i) => b[i] === v)) return "png";
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
-  if (b.length >= 6 && (ascii(b, 0, 6) === "GIF87a" || ascii(b, 0, 6) === "GIF89a")) return "gif";
-  if (b.length >= 16 && ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP") return "webp";
-  return undefined;
-}
 
 function readPng(b: Uint8Array, header: Header): void {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -656,33 +624,6 @@ function readWebp(b: Uint8Array, header: Header): void {
   }
 }
 
-/** Counts GIF image descriptors (stops at 2: only "animated or not" matters). */
-function gifFrames(b: Uint8Array): number {
-  let offset = 13;
-  const flags = b[10]!;
-  if (flags & 0x80) offset += 3 * (1 << ((flags & 7) + 1));
-  let frames = 0;
-  const skipSubBlocks = (at: number) => {
-    while (at < b.length && b[at] !== 0) at += b[at]! + 1;
-    return at + 1;
-  };
-  while (offset < b.length && frames < 2) {
-    const block = b[offset];
-    if (block === 0x3b) break;
-    if (block === 0x21) {
-      offset = skipSubBlocks(offset + 2);
-    } else if (block === 0x2c) {
-      frames++;
-      const local = b[offset + 9]!;
-      offset += 10;
-      if (local & 0x80) offset += 3 * (1 << ((local & 7) + 1));
-      offset = skipSubBlocks(offset + 1); // LZW minimum code size, then the data sub-blocks
-    } else {
-      break;
-    }
-  }
-  return frames;
-}
 
 /** Orientation (tag 0x0112) from a TIFF structure in b[start, end); 1 when absent or invalid. */
 function tiffOrientation(b: Uint8Array, start: number, end: number): number {
@@ -706,6 +647,3 @@ function tiffOrientation(b: Uint8Array, start: number, end: number): number {
   return 1;
 }
 
-function ascii(b: Uint8Array, start: number, end: number): string {
-  return String.fromCharCode(...b.subarray(start, Math.min(end, b.length)));
-}

@@ -50,8 +50,44 @@ function probeJpeg(bytes: Uint8Array, view: DataView): Dimensions | undefined {
   return undefined;
 }
 
-function ascii(bytes: Uint8Array, start: number, end: number): string {
-  return String.fromCharCode(...bytes.subarray(start, end));
+export function ascii(bytes: Uint8Array, start: number, end: number): string {
+  return String.fromCharCode(...bytes.subarray(start, Math.min(end, bytes.length)));
+}
+
+export type ImageFormat = "png" | "jpeg" | "webp" | "gif";
+
+/** The image format from its magic bytes, or undefined for anything else. */
+export function sniffImageFormat(b: Uint8Array): ImageFormat | undefined {
+  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 4) === "PNG" && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return "png";
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
+  if (b.length >= 6 && (ascii(b, 0, 6) === "GIF87a" || ascii(b, 0, 6) === "GIF89a")) return "gif";
+  if (b.length >= 16 && ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP") return "webp";
+  return undefined;
+}
+
+/** Counts GIF image descriptors, stopping at 2: only "animated or not" matters. */
+export function gifFrameCount(b: Uint8Array): number {
+  let offset = 13;
+  const flags = b[10]!;
+  if (flags & 0x80) offset += 3 * (1 << ((flags & 7) + 1));
+  let frames = 0;
+  const skipSubBlocks = (at: number) => {
+    while (at < b.length && b[at] !== 0) at += b[at]! + 1;
+    return at + 1;
+  };
+  while (offset < b.length && frames < 2) {
+    const block = b[offset];
+    if (block === 0x3b) break;
+    if (block === 0x21) offset = skipSubBlocks(offset + 2);
+    else if (block === 0x2c) {
+      frames++;
+      const local = b[offset + 9]!;
+      offset += 10;
+      if (local & 0x80) offset += 3 * (1 << ((local & 7) + 1));
+      offset = skipSubBlocks(offset + 1); // LZW minimum code size, then the data sub-blocks
+    } else break;
+  }
+  return frames;
 }
 
 function uint24le(bytes: Uint8Array, at: number): number {

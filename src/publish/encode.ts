@@ -41,7 +41,8 @@
 import { PhotonImage, SamplingFilter, initPhoton, resize } from "@cf-wasm/photon";
 import webpEncoderFactory from "@jsquash/webp/codec/enc/webp_enc_simd.js";
 import { defaultOptions as webpDefaults } from "@jsquash/webp/meta.js";
-import { probeDimensions } from "../comfy/media.ts";
+import { ascii, gifFrameCount, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
+import { hasTranslucency, premultiply, unpremultiplied } from "../assets/pixels.ts";
 
 export type PublishFormat = "webp" | "jpeg" | "png";
 
@@ -627,10 +628,6 @@ function photon<T>(step: string, kind: string, call: () => T): T {
 // ---------------------------------------------------------------------------------------------
 // Pixels (RGBA, 4 bytes per pixel)
 
-function hasTranslucency(pixels: Uint8Array): boolean {
-  for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! < 255) return true;
-  return false;
-}
 
 /** Straight-alpha RGBA composited on white, in place (JPEG has no alpha). */
 function flattenOnWhite(pixels: Uint8Array): void {
@@ -645,29 +642,7 @@ function flattenOnWhite(pixels: Uint8Array): void {
   }
 }
 
-/** Premultiplies in place, so resizing does not bleed the colour of transparent pixels. */
-function premultiply(pixels: Uint8Array): void {
-  for (let i = 0; i < pixels.length; i += 4) {
-    const a = pixels[i + 3]!;
-    if (a === 255) continue;
-    pixels[i] = Math.round((pixels[i]! * a) / 255);
-    pixels[i + 1] = Math.round((pixels[i + 1]! * a) / 255);
-    pixels[i + 2] = Math.round((pixels[i + 2]! * a) / 255);
-  }
-}
 
-function unpremultiplied(pixels: Uint8Array): Uint8Array {
-  const out = new Uint8Array(pixels.length);
-  for (let i = 0; i < pixels.length; i += 4) {
-    const a = pixels[i + 3]!;
-    out[i + 3] = a;
-    if (a === 0) continue;
-    out[i] = Math.min(255, Math.round((pixels[i]! * 255) / a));
-    out[i + 1] = Math.min(255, Math.round((pixels[i + 1]! * 255) / a));
-    out[i + 2] = Math.min(255, Math.round((pixels[i + 2]! * 255) / a));
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Header: format, size and animation, without decoding
@@ -682,7 +657,7 @@ interface Header {
 }
 
 function readHeader(bytes: Uint8Array, sourceMime: string): Header {
-  const format = sniff(bytes);
+  const format = sniffImageFormat(bytes);
   if (!format) {
     throw new EncodeError("not_an_image", `The asset (${sourceMime || "unknown type"}, ${bytes.length} bytes) is not a PNG, JPEG, WebP or GIF image.`);
   }
@@ -692,20 +667,13 @@ function readHeader(bytes: Uint8Array, sourceMime: string): Header {
   }
   let animated = false;
   try {
-    animated = format === "png" ? pngIsAnimated(bytes) : format === "webp" ? webpIsAnimated(bytes) : format === "gif" ? gifFrames(bytes) > 1 : false;
+    animated = format === "png" ? pngIsAnimated(bytes) : format === "webp" ? webpIsAnimated(bytes) : format === "gif" ? gifFrameCount(bytes) > 1 : false;
   } catch {
     // A damaged header is left to the decoder to judge.
   }
   return { format, ...dims, animated };
 }
 
-function sniff(b: Uint8Array): SourceFormat | undefined {
-  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 4) === "PNG" && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return "png";
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
-  if (b.length >= 6 && (ascii(b, 0, 6) === "GIF87a" || ascii(b, 0, 6) === "GIF89a")) return "gif";
-  if (b.length >= 16 && ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP") return "webp";
-  return undefined;
-}
 
 /** APNG: an acTL chunk before the first IDAT. */
 function pngIsAnimated(b: Uint8Array): boolean {
@@ -724,34 +692,7 @@ function webpIsAnimated(b: Uint8Array): boolean {
   return ascii(b, 12, 16) === "VP8X" && b.length > 20 && (b[20]! & 0x02) !== 0;
 }
 
-/** Counts GIF image descriptors (stops at 2). */
-function gifFrames(b: Uint8Array): number {
-  let offset = 13;
-  const flags = b[10]!;
-  if (flags & 0x80) offset += 3 * (1 << ((flags & 7) + 1));
-  let frames = 0;
-  const skipSubBlocks = (at: number) => {
-    while (at < b.length && b[at] !== 0) at += b[at]! + 1;
-    return at + 1;
-  };
-  while (offset < b.length && frames < 2) {
-    const block = b[offset];
-    if (block === 0x3b) break;
-    if (block === 0x21) offset = skipSubBlocks(offset + 2);
-    else if (block === 0x2c) {
-      frames++;
-      const local = b[offset + 9]!;
-      offset += 10;
-      if (local & 0x80) offset += 3 * (1 << ((local & 7) + 1));
-      offset = skipSubBlocks(offset + 1);
-    } else break;
-  }
-  return frames;
-}
 
-function ascii(b: Uint8Array, start: number, end: number): string {
-  return String.fromCharCode(...b.subarray(start, Math.min(end, b.length)));
-}
 
 function megapixels(pixels: number): string {
   return (pixels / 1_000_000).toFixed(1).replace(/\.0$/, "");
