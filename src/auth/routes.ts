@@ -36,7 +36,10 @@ type AppContext = Context<{ Bindings: Env }>;
 
 function html(body: string, status = 200, extra?: HeadersInit): Response {
   const headers = new Headers({ ...SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8" });
-  for (const [name, value] of new Headers(extra)) headers.append(name, value);
+  // The provider's consent headers repeat some of ours: one value each, but every cookie.
+  const more = new Headers(extra);
+  for (const cookie of more.getSetCookie()) headers.append("Set-Cookie", cookie);
+  for (const [name, value] of more) if (name.toLowerCase() !== "set-cookie") headers.set(name, value);
   return new Response(body, { status, headers });
 }
 

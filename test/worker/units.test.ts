@@ -193,3 +193,20 @@ describe("binary WebSocket frames (comfyui-api.md §8.5)", () => {
     expect(parseBinaryFrame(new ArrayBuffer(3))).toBeUndefined();
   });
 });
+
+describe("public-URL check for input media (SSRF)", async () => {
+  const { isPrivateHost } = await import("../../src/workflows/media");
+  const host = (url: string) => new URL(url).hostname;
+  it("refuses every spelling of loopback, private, link-local, mapped and local names", () => {
+    for (const url of [
+      "https://127.0.0.1/", "https://2130706433/", "https://0x7f.1/", "https://017700000001/", "https://localhost./", "https://LOCALHOST/",
+      "https://a.localhost/", "https://[::1]/", "https://[::ffff:127.0.0.1]/", "https://[64:ff9b::7f00:1]/", "https://[fd00::1]/", "https://[fe80::1]/",
+      "https://10.1.2.3/", "https://172.20.0.1/", "https://192.168.1.1/", "https://169.254.169.254/", "https://100.64.0.1/", "https://0.0.0.0/", "https://printer.local/",
+    ]) {
+      expect(isPrivateHost(host(url)), url).toBe(true);
+    }
+  });
+  it("accepts public names and addresses", () => {
+    for (const url of ["https://example.com/", "https://cdn.example.org./", "https://8.8.8.8/", "https://[2606:4700::1111]/"]) expect(isPrivateHost(host(url)), url).toBe(false);
+  });
+});
