@@ -6,7 +6,7 @@
 //
 // For each photo at 1024x1024, 1536x1024 and 2048x2048 (PNG) and each budget (600,000 and
 // 150,000 bytes) it runs, in the same process:
-//   ours      encodeForWeb(format "webp"): libwebp (jsquash) method 4, searched ladder
+//   ours      encodeForWeb(format "webp"): libwebp (jsquash) probes at method 2, final encode at method 5, searched ladder
 //   ours-jpg  encodeForWeb(format "jpeg"): photon JPEG, searched ladder (the .jpg target path)
 //   pillow    the original's ladder with the same libwebp: scales 1, .9, .75, .6, .5 (Lanczos3,
 //             int(w*f)) x quality 85 → 35 step 10, method 5, walked in order, first fit wins
