@@ -4,27 +4,24 @@
  * derived from the owner's password) ever signs anything.
  */
 
-const cache = new Map<string, Promise<CryptoKey>>();
+/** Settled keys only: a pending KV read belongs to its request (workerd forbids cross-request I/O). */
+const cache = new Map<string, CryptoKey>();
 
-export function hmacKey(env: Env, name: string, configured: string | undefined): Promise<CryptoKey> {
+export async function hmacKey(env: Env, name: string, configured: string | undefined): Promise<CryptoKey> {
   const id = `${name}|${configured ? "secret" : "kv"}`;
-  let key = cache.get(id);
-  if (!key) {
-    key = (async () => {
-      let material = configured;
-      if (!material) {
-        const kvKey = `secret/${name}/v1`;
-        material = (await env.OAUTH_KV.get(kvKey)) ?? undefined;
-        if (!material) {
-          material = toHex(crypto.getRandomValues(new Uint8Array(32)));
-          await env.OAUTH_KV.put(kvKey, material);
-        }
-      }
-      return crypto.subtle.importKey("raw", new TextEncoder().encode(material), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    })();
-    cache.set(id, key);
-    key.catch(() => cache.delete(id));
+  const cached = cache.get(id);
+  if (cached) return cached;
+  let material = configured;
+  if (!material) {
+    const kvKey = `secret/${name}/v1`;
+    material = (await env.OAUTH_KV.get(kvKey)) ?? undefined;
+    if (!material) {
+      material = toHex(crypto.getRandomValues(new Uint8Array(32)));
+      await env.OAUTH_KV.put(kvKey, material);
+    }
   }
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(material), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  cache.set(id, key);
   return key;
 }
 

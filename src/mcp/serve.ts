@@ -18,7 +18,9 @@ export interface Identity {
   scopes: ReadonlySet<string>;
 }
 
-export function serveMcp(request: Request, env: Env, ctx: ExecutionContext, identity: Identity): Promise<Response> {
+export async function serveMcp(request: Request, env: Env, ctx: ExecutionContext, identity: Identity): Promise<Response> {
+  const refused = await invalidParams(request);
+  if (refused) return refused;
   const config = readConfig(env);
   const tools: ToolContext = {
     env,
@@ -36,6 +38,45 @@ export function serveMcp(request: Request, env: Env, ctx: ExecutionContext, iden
     allowedOriginHostnames: hostnames,
   });
   return handler(request, env, ctx);
+}
+
+/**
+ * The SDK answers malformed params of a few methods with -32603 (internal error) instead of
+ * -32602; agents must be told it is their input. Checked on a clone, so the body stays intact.
+ */
+const PARAM_RULES: Record<string, (params: Record<string, unknown>) => string | undefined> = {
+  initialize: (p) =>
+    typeof p.protocolVersion !== "string" ? "params.protocolVersion must be a string"
+    : typeof p.capabilities !== "object" || p.capabilities === null || Array.isArray(p.capabilities) ? "params.capabilities must be an object"
+    : typeof p.clientInfo !== "object" || p.clientInfo === null || typeof (p.clientInfo as Record<string, unknown>).name !== "string" || typeof (p.clientInfo as Record<string, unknown>).version !== "string"
+      ? "params.clientInfo must be an object with string name and version"
+      : undefined,
+  "resources/read": (p) => (typeof p.uri !== "string" ? "params.uri must be a string" : undefined),
+  "prompts/get": (p) => (typeof p.name !== "string" ? "params.name must be a string" : undefined),
+  ...Object.fromEntries(
+    ["tools/list", "resources/list", "resources/templates/list", "prompts/list"].map((method) => [
+      method,
+      (p: Record<string, unknown>) => (p.cursor !== undefined && typeof p.cursor !== "string" ? "params.cursor must be a string" : undefined),
+    ]),
+  ),
+};
+
+async function invalidParams(request: Request): Promise<Response | undefined> {
+  if (request.method !== "POST" || !(request.headers.get("Content-Type") ?? "").includes("json")) return undefined;
+  let message: unknown;
+  try {
+    message = await request.clone().json();
+  } catch {
+    return undefined; // the SDK answers parse errors itself
+  }
+  if (typeof message !== "object" || message === null || Array.isArray(message)) return undefined;
+  const { method, params, id } = message as { method?: unknown; params?: unknown; id?: unknown };
+  // own properties only: a method named "__proto__" must not find Object.prototype
+  const rule = typeof method === "string" && Object.hasOwn(PARAM_RULES, method) ? PARAM_RULES[method] : undefined;
+  if (!rule || id === undefined) return undefined;
+  const problem = typeof params !== "object" || params === null || Array.isArray(params) ? "params must be an object" : rule(params as Record<string, unknown>);
+  if (!problem) return undefined;
+  return Response.json({ jsonrpc: "2.0", id, error: { code: -32602, message: `Invalid params for ${method}: ${problem}.` } });
 }
 
 /** A client-chosen label, bounded and printable; the stateless protocol has no session of its own. */

@@ -45,6 +45,7 @@ const OPEN_STATUSES = "('submitting', 'queued', 'running')";
 const LOST_AFTER_CHECKS = 2;
 const HISTORY_RETRIES = 3;
 const CANCEL_CONFIRM_MS = 10_000;
+const QUEUE_SNAPSHOT_MS = 500;
 
 export class Studio extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -60,6 +61,7 @@ export class Studio extends DurableObject<Env> {
   private readonly encoder = new TextEncoder();
   /** Submissions in flight: the socket they are about to use must not be closed as idle. */
   private submitting = 0;
+  private recentQueue: { at: number; value: Promise<Awaited<ReturnType<ComfyClient["queue"]>>> } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -139,11 +141,16 @@ export class Studio extends DurableObject<Env> {
     return readable;
   }
 
-  /** The job as known now; an open job is first checked against ComfyUI (events can be lost). */
+  /**
+   * The job as known now. An open job is checked against ComfyUI first when events may have been
+   * missed: no socket, or nothing heard about it for a reconcile interval. With the socket up and
+   * the job fresh, events are trusted: a `/queue` read per call would cost O(queue) on a busy GPU.
+   */
   async getJob(jobId: string): Promise<JobView | undefined> {
     const row = this.jobRow(jobId);
     if (!row) return undefined;
-    if (!TERMINAL.has(row.status as JobStatus)) {
+    const stale = !this.socket.clientId || Date.now() - row.updated_at >= this.reconcileMs;
+    if (!TERMINAL.has(row.status as JobStatus) && stale) {
       await this.reconcileJobs([row]).catch(() => undefined);
       await this.finalizing.get(jobId);
     }
@@ -388,7 +395,7 @@ export class Studio extends DurableObject<Env> {
         await this.finalize(row.id, entry);
         continue;
       }
-      queue ??= await this.client.queue();
+      queue ??= await this.queueSnapshot(Math.max(...rows.map((r) => r.updated_at)));
       const running = queue.queue_running.some((item) => item[1] === row.id);
       const pending = queue.queue_pending.some((item) => item[1] === row.id);
       if (running || pending) {
@@ -421,6 +428,20 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** The alarm runs while a job is open (reconciliation) and when the next asset expires. */
+  /**
+   * ComfyUI's queue, shared by reconciliations within a short window (it holds every graph). A
+   * snapshot older than the jobs' last change is never used: a job submitted after it was taken
+   * would look missing.
+   */
+  private queueSnapshot(notBefore: number): Promise<Awaited<ReturnType<ComfyClient["queue"]>>> {
+    if (!this.recentQueue || this.recentQueue.at <= notBefore || Date.now() - this.recentQueue.at > QUEUE_SNAPSHOT_MS) {
+      const value = this.client.queue();
+      this.recentQueue = { at: Date.now(), value };
+      value.catch(() => (this.recentQueue = undefined));
+    }
+    return this.recentQueue.value;
+  }
+
   private async scheduleAlarm(): Promise<void> {
     const candidates = [this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null, this.assets.nextExpiry()].filter((t): t is number => t !== null);
     if (candidates.length === 0) return;

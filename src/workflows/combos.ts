@@ -6,7 +6,11 @@
 import type { ComfyClient } from "../comfy/client";
 
 const CACHE_MS = 60_000;
-const cache = new Map<string, { at: number; value: Promise<Record<string, unknown> | undefined> }>();
+/**
+ * Settled answers only: a pending fetch belongs to the request that started it, and another
+ * request awaiting it hangs for good once that request ends (workerd forbids cross-request I/O).
+ */
+const cache = new Map<string, { at: number; value: Record<string, unknown> | undefined }>();
 
 /** Model folder behind a loader input, for hints ("call list_models with kind=…"). */
 export const MODEL_FOLDER_OF: Record<string, string> = {
@@ -43,9 +47,7 @@ async function nodeInfo(comfy: ComfyClient, classType: string, signal?: AbortSig
   const key = `${comfy.baseUrl}|${classType}`;
   const hit = cache.get(key);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
-  const value = comfy.objectInfo(classType, { signal }).then((body) => body[classType] as Record<string, unknown> | undefined);
+  const value = (await comfy.objectInfo(classType, { signal }))[classType] as Record<string, unknown> | undefined;
   cache.set(key, { at: Date.now(), value });
-  // A failed lookup must not stick for a minute.
-  value.catch(() => cache.delete(key));
   return value;
 }

@@ -38,7 +38,8 @@ const bundled = BUNDLED_WORKFLOWS.flatMap((file) => {
   return parsed.ok ? [parsed.workflow] : [];
 });
 
-let r2Cache: { at: number; bucket: R2Bucket; value: Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> } | undefined;
+/** Settled listings only: a pending read belongs to its request (workerd forbids cross-request I/O). */
+let r2Cache: { at: number; bucket: R2Bucket; value: { workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] } } | undefined;
 
 export async function loadCatalogue(env: Env, reserved: ReadonlySet<string>): Promise<WorkflowCatalogue> {
   const stored = await storedWorkflows(env);
@@ -55,16 +56,17 @@ export async function loadCatalogue(env: Env, reserved: ReadonlySet<string>): Pr
 }
 
 /** Workflows in R2, read at most every 30 s per isolate; a missing bucket simply has none. */
-function storedWorkflows(env: Env): Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> {
+async function storedWorkflows(env: Env): Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> {
   const bucket = env.ASSETS_BUCKET;
-  if (!bucket) return Promise.resolve({ workflows: [], rejected: [] });
+  if (!bucket) return { workflows: [], rejected: [] };
   if (r2Cache && r2Cache.bucket === bucket && Date.now() - r2Cache.at < R2_CACHE_MS) return r2Cache.value;
-  const value = readBucket(bucket).catch((error: unknown) => ({
-    workflows: [],
-    rejected: [{ file: `r2:${R2_PREFIX}`, problem: `could not list the bucket (${error instanceof Error ? error.message : String(error)})` }],
-  }));
-  r2Cache = { at: Date.now(), bucket, value };
-  return value;
+  try {
+    const value = await readBucket(bucket);
+    r2Cache = { at: Date.now(), bucket, value };
+    return value;
+  } catch (error) {
+    return { workflows: [], rejected: [{ file: `r2:${R2_PREFIX}`, problem: `could not list the bucket (${error instanceof Error ? error.message : String(error)})` }] };
+  }
 }
 
 async function readBucket(bucket: R2Bucket): Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> {
