@@ -74,7 +74,9 @@ async function invalidParams(request: Request): Promise<Response | undefined> {
   // own properties only: a method named "__proto__" must not find Object.prototype
   const rule = typeof method === "string" && Object.hasOwn(PARAM_RULES, method) ? PARAM_RULES[method] : undefined;
   if (!rule || id === undefined) return undefined;
-  const problem = typeof params !== "object" || params === null || Array.isArray(params) ? "params must be an object" : rule(params as Record<string, unknown>);
+  // JSON-RPC params are optional: absent means {} (the v1 client lists tools without params).
+  const given = params === undefined ? {} : params;
+  const problem = typeof given !== "object" || given === null || Array.isArray(given) ? "params must be an object" : rule(given as Record<string, unknown>);
   if (!problem) return undefined;
   return Response.json({ jsonrpc: "2.0", id, error: { code: -32602, message: `Invalid params for ${method}: ${problem}.` } });
 }
