@@ -315,7 +315,7 @@ export class Studio extends DurableObject<Env> {
       error = { kind: "no_outputs", message: "ComfyUI finished the job but it produced no output files. Does the workflow end in a Save node?" };
     }
     this.ctx.storage.transactionSync(() => {
-      this.assets.insert(row, probed, Date.now());
+      this.assets.insert(row, probed, producedAt(messages));
       this.sql.exec("UPDATE jobs SET history = ? WHERE id = ?", JSON.stringify(entry), jobId);
       this.settle(jobId, status, error);
     });
@@ -494,6 +494,17 @@ export function toJobError(error: unknown): JobError {
     return { kind: error.kind, message: error.message, ...(Object.fromEntries(scalars) as Record<string, Scalar>) };
   }
   return { kind: "internal", message: error instanceof Error ? error.message : String(error) };
+}
+
+/**
+ * When ComfyUI finished the job (its last status message's ms timestamp), so assets list in the
+ * order the GPU produced them even when several jobs are registered concurrently; the gateway's
+ * clock when ComfyUI's is missing or implausible (more than a day off).
+ */
+function producedAt(messages: [string, Record<string, unknown>][]): number {
+  const now = Date.now();
+  const stamp = [...messages].reverse().find(([, data]) => typeof data?.timestamp === "number")?.[1].timestamp as number | undefined;
+  return stamp !== undefined && Math.abs(stamp - now) < 86_400_000 ? stamp : now;
 }
 
 function sleep(ms: number): Promise<void> {

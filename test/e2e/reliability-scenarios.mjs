@@ -495,7 +495,8 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
       }
     }
     const ties = listed.length - new Set(listed.map((a) => a.created_at)).size;
-    if (inverted > 0) t.result.notes.push(`${user}: ${inverted} pairs listed against ComfyUI's finish order with distinct created_at`);
+    // Assets carry ComfyUI's own completion time, so the list follows the GPU's finish order.
+    if (inverted > 0) issues.push(`${user}: ${inverted} pairs listed against ComfyUI's finish order with distinct created_at`);
     if (tiedInverted > 0) t.result.notes.push(`${user}: ${ties} created_at ties; ${tiedInverted} tied pairs listed against finish order (ties broken by random asset id)`);
     // Another user's job is not visible.
     const other = outcomes.find((o) => o.user !== user && o.job?.prompt_id);
