@@ -4,6 +4,7 @@
 import { PhotonImage } from "@cf-wasm/photon";
 import { describe, expect, it } from "vitest";
 import { EncodeError, QUALITIES, SCALES, encodeForWeb, type EncodeResult, type PublishFormat } from "../../src/publish/encode";
+import { decodePixels as decode } from "../support/photon";
 
 /** A deterministic photo-like RGBA image: smooth gradients, a few soft blobs, sharp edges and grain. */
 function photoLike(width: number, height: number, seed: number, alpha = false): Uint8Array {
@@ -60,14 +61,6 @@ function jpeg(width: number, height: number, seed: number, quality = 90): Uint8A
   }
 }
 
-function decode(bytes: Uint8Array): { width: number; height: number; pixels: Uint8Array } {
-  const image = PhotonImage.new_from_byteslice(bytes);
-  try {
-    return { width: image.get_width(), height: image.get_height(), pixels: image.get_raw_pixels() };
-  } finally {
-    image.free();
-  }
-}
 
 const ascii = (b: Uint8Array, start: number, end: number) => String.fromCharCode(...b.subarray(start, end));
 
