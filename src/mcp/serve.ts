@@ -63,6 +63,9 @@ const PARAM_RULES: Record<string, (params: Record<string, unknown>) => string | 
 
 async function invalidParams(request: Request): Promise<Response | undefined> {
   if (request.method !== "POST" || !(request.headers.get("Content-Type") ?? "").includes("json")) return undefined;
+  // The methods checked here carry small params; a big body is a tools/call (e.g. inline media),
+  // which the SDK validates itself: don't parse megabytes twice.
+  if (Number(request.headers.get("Content-Length") ?? "0") > 65_536) return undefined;
   let message: unknown;
   try {
     message = await request.clone().json();
