@@ -51,6 +51,17 @@ export class ComfySocket {
     return this.connecting;
   }
 
+  /** True while a reconnect is scheduled: the backoff, not callers, decides when to try again. */
+  get backingOff(): boolean {
+    return this.reconnectTimer !== undefined;
+  }
+
+  /** Connects unless connected or backing off; never throws (the caller falls back to polling). */
+  ensure(): void {
+    if (this.socket || this.backingOff) return;
+    this.connect().catch(() => undefined);
+  }
+
   close(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;

@@ -96,7 +96,9 @@ export class Studio extends DurableObject<Env> {
 
   private async submitJob(request: SubmitRequest, now: number): Promise<StudioResult> {
     // Without a socket we still submit: the alarm's /history reconciliation completes the job.
-    const clientId = await this.socket.connect().catch(() => crypto.randomUUID().replaceAll("-", ""));
+    // While the socket backs off, submissions don't add connection attempts of their own.
+    const offline = () => crypto.randomUUID().replaceAll("-", "");
+    const clientId = this.socket.clientId ?? (this.socket.backingOff ? offline() : await this.socket.connect().catch(offline));
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
     this.sql.exec(
       `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at)
@@ -377,7 +379,7 @@ export class Studio extends DurableObject<Env> {
       if (this.submitting === 0) this.socket.close();
       return;
     }
-    this.socket.connect().catch(() => undefined);
+    this.socket.ensure();
     await this.reconcileOpenJobs();
   }
 

@@ -541,7 +541,7 @@ export async function startFakeComfy(options = {}) {
     if (p === "/__fake/state" && req.method === "GET") {
       return sendJson(res, 200, {
         counter, running: running?.prompt_id ?? null, pending: [...queue].sort((a, b) => (less(a, b) ? -1 : 1)).map((i) => i.prompt_id),
-        history: [...history.keys()], sockets: [...sockets.keys()], faults, files: files.list(),
+        history: [...history.keys()], sockets: [...sockets.keys()], ws_upgrade_attempts: wsUpgradeAttempts, faults, files: files.list(),
         prompts: Object.fromEntries([...prompts].map(([k, r]) => [k, { status: r.status, number: r.number, client_id: r.client_id }])),
       });
     }
@@ -573,8 +573,10 @@ export async function startFakeComfy(options = {}) {
 
   // ---- WebSocket ----------------------------------------------------------------------------
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  let wsUpgradeAttempts = 0;
 
   server.on("upgrade", async (req, socket, head) => {
+    wsUpgradeAttempts++; // lets tests check that a refusing server sees backoff, not a storm
     const url = new URL(req.url ?? "/", "http://x");
     const rawAnswer = (status, reason, headers, body = "") => {
       const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries({ ...headers, "Content-Length": Buffer.byteLength(body), Connection: "close" }).map(([k, v]) => `${k}: ${v}`)];

@@ -169,6 +169,34 @@ describe("cancel", () => {
 });
 
 describe("ComfyUI misbehaving", () => {
+  it("backs off instead of storming when ComfyUI refuses the WebSocket, and still completes jobs by polling", async () => {
+    const attempts = async () => ((await (await fetch(`${fakeUrl}/__fake/state`)).json()) as { ws_upgrade_attempts: number }).ws_upgrade_attempts;
+    await fake("faults", { refuseWebSocket: true });
+    const before = await attempts();
+    const studio = newStudio();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const outcome = await studio.submit(request({ steps: 2 }));
+      if (outcome.ok) ids.push(outcome.job.job_id);
+    }
+    const started = Date.now();
+    for (const id of ids) {
+      const job = await until(async () => (await runDurableObjectAlarm(studio), studio.getJob(id)), (j) => !isOpen(j));
+      expect(job?.status).toBe("completed");
+    }
+    // Keep the studio busy (alarms every 0.5 s here) long enough for a storm to show.
+    const busy = await studio.submit(request({ steps: 300 }));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, 3_000 - (Date.now() - started))));
+    for (let i = 0; i < 6; i++) {
+      await runDurableObjectAlarm(studio);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Capped exponential backoff (250 ms doubling) allows a handful of tries in ~4 s, not one per alarm or call.
+    // Measured: 4 with the backoff respected, 8-10 when every alarm tried on its own.
+    expect((await attempts()) - before).toBeLessThanOrEqual(6);
+    if (busy.ok) await studio.cancel(busy.job.job_id);
+  });
+
   it("names Cloudflare Access when a 302 login page answers instead of ComfyUI", async () => {
     await fake("faults", { accessRedirect: true });
     const outcome = await newStudio().submit(request());
