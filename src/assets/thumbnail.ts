@@ -27,7 +27,7 @@
  * Imports carry their `.ts` extension so Node 22 can run this file directly (bench/view-image.mjs).
  */
 import { PhotonImage, SamplingFilter, resize } from "@cf-wasm/photon";
-import { ascii, gifFrameCount, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
+import { ascii, gifFrameCount, megapixels, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
 import { hasTranslucency, premultiply, unpremultiplied } from "./pixels.ts";
 
 export interface ThumbnailOptions {
@@ -482,9 +482,6 @@ function sameSize(a: Size, b: Size): boolean {
   return a.width === b.width && a.height === b.height;
 }
 
-function megapixels(pixels: number): string {
-  return (pixels / 1_000_000).toFixed(1).replace(/\.0$/, "");
-}
 
 function describeFormat(header: Header): string {
   const name = { png: "PNG", jpeg: "JPEG", webp: "WebP", gif: "GIF" }[header.format];

@@ -54,6 +54,11 @@ export function ascii(bytes: Uint8Array, start: number, end: number): string {
   return String.fromCharCode(...bytes.subarray(start, Math.min(end, bytes.length)));
 }
 
+/** "16.8" for 16,777,216 pixels: for messages about size limits. */
+export function megapixels(pixels: number): string {
+  return (pixels / 1_000_000).toFixed(1).replace(/\.0$/, "");
+}
+
 export type ImageFormat = "png" | "jpeg" | "webp" | "gif";
 
 /** The image format from its magic bytes, or undefined for anything else. */

@@ -41,7 +41,7 @@
 import { PhotonImage, SamplingFilter, initPhoton, resize } from "@cf-wasm/photon";
 import webpEncoderFactory from "@jsquash/webp/codec/enc/webp_enc_simd.js";
 import { defaultOptions as webpDefaults } from "@jsquash/webp/meta.js";
-import { ascii, gifFrameCount, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
+import { ascii, gifFrameCount, megapixels, probeDimensions, sniffImageFormat } from "../comfy/media.ts";
 import { hasTranslucency, premultiply, unpremultiplied } from "../assets/pixels.ts";
 
 export type PublishFormat = "webp" | "jpeg" | "png";
@@ -694,6 +694,3 @@ function webpIsAnimated(b: Uint8Array): boolean {
 
 
 
-function megapixels(pixels: number): string {
-  return (pixels / 1_000_000).toFixed(1).replace(/\.0$/, "");
-}

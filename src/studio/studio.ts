@@ -299,7 +299,7 @@ export class Studio extends DurableObject<Env> {
     const row = this.jobRow(jobId);
     // No entry yet (or ComfyUI unreachable): the alarm will try again.
     if (!entry || !row || TERMINAL.has(row.status as JobStatus)) return;
-    const items = collectOutputs(entry.outputs).filter((item) => item.kind !== "other" || item.key !== "text");
+    const items = collectOutputs(entry.outputs);
     const probed = await Promise.all(items.map((item) => this.probe(item)));
     const messages = entry.status?.messages ?? [];
     const failed = entry.status?.status_str === "error" || entry.status?.completed === false;

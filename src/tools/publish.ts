@@ -6,6 +6,7 @@
  */
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
+import { sha256Hex } from "../auth/secrets";
 import { failure, success } from "../mcp/results";
 import { EncodeError, encodeForWeb, type PublishFormat } from "../publish/encode";
 import { PublishError, publicUrl, publishConfig, putPublished, readManifest, updateManifest, type PublishConfig } from "../publish/bucket";
@@ -246,10 +247,6 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
     if (error instanceof PublishError) return coded(error.code, error.message);
     throw error;
   }
-}
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function coded(code: string, message: string) {

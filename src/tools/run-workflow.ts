@@ -13,7 +13,7 @@ import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos
 import { resolveMedia } from "../workflows/media";
 import { randomSeed, RenderError, renderGraph } from "../workflows/params.ts";
 import { requireScope, type ToolContext } from "./context";
-import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
+import { effectiveDefaults } from "./configuration";
 import { assetLinks, describeJob, jobResult } from "./schemas";
 import { waitForJob } from "./wait";
 
@@ -72,11 +72,9 @@ interface Filled {
 
 async function fillParameters(tools: ToolContext, request: RunRequest, signal: AbortSignal): Promise<Filled> {
   const { workflow } = request;
-  const env = resolveDefaults(tools.env, workflow.namespace);
-  const builtIn = BUILT_IN_DEFAULTS[workflow.namespace];
-  const layers = await tools.studio.defaultsLayers();
-  const runtime = layers.runtime[workflow.namespace] ?? {};
-  const persisted = layers.persisted[workflow.namespace] ?? {};
+  // runtime > persisted > env > built-in, as get_defaults shows them; the workflow's own default
+  // slots in just above built-in.
+  const defaults = effectiveDefaults(tools.env, await tools.studio.defaultsLayers(), workflow.namespace);
   const values: Record<string, unknown> = {};
   const sources: Record<string, ValueSource> = {};
   const notes: string[] = [];
@@ -86,12 +84,10 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
     const given = request.values[param.name];
     if (given !== undefined && given !== null) [values[param.name], sources[param.name]] = [given, "call"];
     else if (request.replayed?.[param.name] !== undefined) [values[param.name], sources[param.name]] = [request.replayed[param.name], "replayed"];
-    else if (runtime[param.name] !== undefined) [values[param.name], sources[param.name]] = [runtime[param.name], "runtime"];
-    else if (persisted[param.name] !== undefined) [values[param.name], sources[param.name]] = [persisted[param.name], "persisted"];
-    else if (env.sources[param.name] === "env") [values[param.name], sources[param.name]] = [env.values[param.name], "env"];
+    else if (defaults.values[param.name] !== undefined && defaults.sources[param.name] !== "built-in") [values[param.name], sources[param.name]] = [defaults.values[param.name], defaults.sources[param.name]!];
     else if (param.default !== undefined) [values[param.name], sources[param.name]] = [param.default, "workflow"];
     else if (/seed$/.test(param.name) && param.type === "int") [values[param.name], sources[param.name]] = [randomSeed(), "random"];
-    else if (builtIn[param.name] !== undefined) [values[param.name], sources[param.name]] = [builtIn[param.name], "built-in"];
+    else if (defaults.values[param.name] !== undefined) [values[param.name], sources[param.name]] = [defaults.values[param.name], "built-in"];
     else missing.push(param);
   }
   if (missing.length > 0) {

@@ -4,7 +4,8 @@
  * under a content-hash name; the parameter gets the name ComfyUI will load.
  */
 import type { ComfyClient } from "../comfy/client";
-import { probeDimensions } from "../comfy/media";
+import { sha256Hex } from "../auth/secrets";
+import { probeDimensions, sniffImageFormat } from "../comfy/media";
 import { ToolFailure } from "../mcp/results";
 import type { AssetView } from "../studio/records";
 import type { ParamSpec } from "./definition.ts";
@@ -44,8 +45,7 @@ export async function resolveMedia(context: MediaContext, spec: ParamSpec, refer
 
 async function upload(context: MediaContext, spec: ParamSpec, media: LoadedMedia): Promise<string> {
   const extension = checkType(spec, media);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", media.bytes));
-  const hash = [...digest.slice(0, 12)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const hash = (await sha256Hex(media.bytes)).slice(0, 24);
   return context.comfy.uploadInput(media.bytes, `${hash}.${extension}`, media.mime, "mcp", { signal: context.signal });
 }
 
@@ -53,19 +53,16 @@ async function upload(context: MediaContext, spec: ParamSpec, media: LoadedMedia
 function checkType(spec: ParamSpec, media: LoadedMedia): string {
   if (spec.type === "image") {
     if (!probeDimensions(media.bytes.subarray(0, 65_536))) throw new ToolFailure(`'${spec.name}' is not a PNG, JPEG, WebP or GIF image (${media.bytes.length} bytes of ${media.mime || "unknown type"}).`);
-    const sniffed = sniffImage(media.bytes);
-    return sniffed;
+    return imageExtension(media.bytes);
   }
   const [major, minor] = media.mime.split("/");
   if (major !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type} file, got ${media.mime || "an unknown type"}.`);
   return (minor ?? "bin").replace(/[^a-z0-9]/gi, "").slice(0, 8) || "bin";
 }
 
-function sniffImage(bytes: Uint8Array): string {
-  if (bytes[0] === 0x89 && bytes[1] === 0x50) return "png";
-  if (bytes[0] === 0xff && bytes[1] === 0xd8) return "jpg";
-  if (bytes[0] === 0x47 && bytes[1] === 0x49) return "gif";
-  return "webp";
+function imageExtension(bytes: Uint8Array): string {
+  const format = sniffImageFormat(bytes) ?? "webp";
+  return format === "jpeg" ? "jpg" : format;
 }
 
 async function download(context: MediaContext, spec: ParamSpec, url: string): Promise<LoadedMedia> {
@@ -169,7 +166,7 @@ function decodeInline(spec: ParamSpec, value: string): LoadedMedia {
 }
 
 function guessMime(spec: ParamSpec, bytes: Uint8Array): string {
-  if (spec.type === "image") return `image/${sniffImage(bytes).replace("jpg", "jpeg")}`;
+  if (spec.type === "image") return `image/${sniffImageFormat(bytes) ?? "webp"}`;
   return `${spec.type}/octet-stream`;
 }
 
