@@ -13,9 +13,13 @@ declare global {
   }
 }
 
+import { readBackends, type BackendConfig } from "./pool/config";
+
 export const VERSION = "0.1.0";
 
 export interface ComfyConnection {
+  /** The backend's name in the pool ("default" for a single COMFYUI_URL). */
+  name: string;
   /** Base URL without a trailing slash, e.g. `https://comfy.example.com`. */
   baseUrl: string;
   /** Headers sent on every request to ComfyUI, WebSocket upgrade included. */
@@ -23,7 +27,10 @@ export interface ComfyConnection {
 }
 
 export interface GatewayConfig {
-  comfy: ComfyConnection;
+  /** Every ComfyUI backend, in configuration order; empty when the configuration is broken. */
+  backends: BackendConfig[];
+  /** Why the backend configuration was refused (MCP then answers 503 with this). */
+  backendError: string | null;
   publicUrl: string;
   /** Upper bound of a blocking wait inside one tool call. */
   waitMs: number;
@@ -33,20 +40,28 @@ export interface GatewayConfig {
   assetTtlMs: number | null;
   /** Lifetime of signed download URLs in tool results. */
   downloadTtlSeconds: number;
+  /** How often the pool coordinator checks each backend while the gateway is in use. */
+  healthMs: number;
+  /** How long a backend may stay unreachable before its open jobs are declared lost (or moved). */
+  backendGraceMs: number;
 }
 
 /** A client-side cap of about 60 s is common; never block longer than this. */
 export const MAX_WAIT_SECONDS = 55;
 
 export function readConfig(env: Env): GatewayConfig {
+  const pool = readBackends(env);
   return {
-    comfy: comfyConnection(env),
+    backends: pool.ok ? pool.backends : [],
+    backendError: pool.ok ? null : pool.error,
     publicUrl: trimSlash(env.PUBLIC_URL || "http://127.0.0.1:8787"),
     waitMs: clampSeconds(env.COMFY_MCP_WAIT_SECONDS, 45, 0, MAX_WAIT_SECONDS) * 1000,
     reconcileMs: clampSeconds(env.COMFY_MCP_RECONCILE_SECONDS, 5, 0.2, 300) * 1000,
     allowUnauthenticatedLocal: (env.ALLOW_UNAUTHENTICATED_LOCAL ?? "false").toLowerCase() === "true",
     assetTtlMs: assetTtl(env.ASSET_TTL_HOURS),
     downloadTtlSeconds: clampSeconds(env.DOWNLOAD_URL_TTL_SECONDS, 3600, 60, 7 * 24 * 3600),
+    healthMs: clampSeconds(env.COMFY_MCP_HEALTH_SECONDS, 10, 0.5, 300) * 1000,
+    backendGraceMs: clampSeconds(env.COMFY_MCP_BACKEND_GRACE_SECONDS, 30, 1, 3600) * 1000,
   };
 }
 
@@ -55,16 +70,6 @@ function assetTtl(raw: string | undefined): number | null {
   const hours = raw === undefined || raw.trim() === "" ? 24 : Number(raw);
   if (!Number.isFinite(hours) || hours < 0) return 24 * 3_600_000;
   return hours === 0 ? null : hours * 3_600_000;
-}
-
-export function comfyConnection(env: Env): ComfyConnection {
-  const headers: Record<string, string> = {};
-  if (env.COMFYUI_ACCESS_CLIENT_ID && env.COMFYUI_ACCESS_CLIENT_SECRET) {
-    headers["CF-Access-Client-Id"] = env.COMFYUI_ACCESS_CLIENT_ID;
-    headers["CF-Access-Client-Secret"] = env.COMFYUI_ACCESS_CLIENT_SECRET;
-  }
-  if (env.COMFYUI_BEARER_TOKEN) headers["Authorization"] = `Bearer ${env.COMFYUI_BEARER_TOKEN}`;
-  return { baseUrl: trimSlash(env.COMFYUI_URL || "http://127.0.0.1:8188"), headers };
 }
 
 function clampSeconds(raw: string | undefined, fallback: number, min: number, max: number): number {

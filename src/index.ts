@@ -10,26 +10,35 @@ import { Hono } from "hono";
 import { streamAsset, verifyDownload } from "./assets/downloads";
 import { OWNER, tokenUser } from "./auth/owner";
 import { SCOPES, registerOwnerRoutes } from "./auth/routes";
-import { ComfyClient } from "./comfy/client";
-import { VERSION, comfyConnection, readConfig } from "./config";
+import { VERSION, readConfig } from "./config";
 import { LOOPBACK, serveMcp } from "./mcp/serve";
+import { Backends } from "./pool/backends";
 import { publishConfig } from "./publish/bucket";
 
 export { Studio } from "./studio/studio";
+export { Pool } from "./pool/coordinator";
 
 const ALL_SCOPES: ReadonlySet<string> = new Set(SCOPES);
 
 const app = new Hono<{ Bindings: Env }>();
 
+/** The gateway is up; says which backends answer (`comfyui` is the first, as before the pool). */
 app.get("/healthz", async (c) => {
-  const comfy = new ComfyClient(comfyConnection(c.env));
-  try {
-    const stats = await comfy.systemStats({ timeoutMs: 3_000 });
-    const system = (stats.system ?? {}) as Record<string, unknown>;
-    return c.json({ ok: true, version: VERSION, comfyui: { reachable: true, version: system.comfyui_version ?? null } });
-  } catch (error) {
-    return c.json({ ok: true, version: VERSION, comfyui: { reachable: false, error: error instanceof Error ? error.message : String(error) } });
-  }
+  const config = readConfig(c.env);
+  if (config.backendError) return c.json({ ok: false, version: VERSION, error: config.backendError }, 503);
+  const backends = new Backends(config, c.env);
+  const checks = await Promise.all(
+    backends.all().map(async (comfy) => {
+      try {
+        const stats = await comfy.systemStats({ timeoutMs: 3_000 });
+        const system = (stats.system ?? {}) as Record<string, unknown>;
+        return { name: comfy.connection.name, reachable: true, version: system.comfyui_version ?? null };
+      } catch (error) {
+        return { name: comfy.connection.name, reachable: false, error: error instanceof Error ? error.message : String(error) };
+      }
+    }),
+  );
+  return c.json({ ok: true, version: VERSION, comfyui: checks[0], backends: checks });
 });
 
 /** Full-size downloads behind signed, expiring URLs (tool results carry them). */
@@ -40,7 +49,9 @@ app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
   const studio = c.env.STUDIO.get(c.env.STUDIO.idFromName(check.principal));
   const asset = await studio.getAsset(id);
   if (!asset) return c.json({ error: "not_found", message: `Asset ${id} no longer exists (assets are kept ASSET_TTL_HOURS).` }, 404);
-  return streamAsset(new ComfyClient(comfyConnection(c.env)), asset, c.req.raw);
+  const comfy = new Backends(readConfig(c.env), c.env).find(asset.backend);
+  if (!comfy) return c.json({ error: "gone", message: `Asset ${id} was made on backend '${asset.backend}', which is no longer configured.` }, 410);
+  return streamAsset(comfy, asset, c.req.raw);
 });
 
 /**

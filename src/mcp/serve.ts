@@ -4,8 +4,8 @@
  * our own hostnames (DNS-rebinding protection).
  */
 import { createMcpHandler } from "agents/mcp/server";
-import { ComfyClient } from "../comfy/client";
 import { readConfig } from "../config";
+import { Backends } from "../pool/backends";
 import type { ToolContext } from "../tools/context";
 import { buildMcpServer } from "./server";
 
@@ -22,10 +22,12 @@ export async function serveMcp(request: Request, env: Env, ctx: ExecutionContext
   const refused = await invalidParams(request);
   if (refused) return refused;
   const config = readConfig(env);
+  // Fail closed: a pool half-understood would send jobs to machines the owner did not mean.
+  if (config.backendError) return Response.json({ error: "misconfigured", message: config.backendError }, { status: 503 });
   const tools: ToolContext = {
     env,
     config,
-    comfy: new ComfyClient(config.comfy),
+    backends: new Backends(config, env),
     studio: env.STUDIO.get(env.STUDIO.idFromName(identity.principal)),
     principal: identity.principal,
     scopes: identity.scopes,

@@ -7,6 +7,7 @@
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../config";
 import { registerAssetResources, registerAssetTools } from "../tools/assets";
+import { registerBackendTools } from "../tools/backends";
 import { registerConfigurationTools } from "../tools/configuration";
 import type { ToolContext } from "../tools/context";
 import { registerJobTools } from "../tools/jobs";
@@ -19,12 +20,13 @@ const INSTRUCTIONS =
   "Generates images, audio and video on the user's own ComfyUI. Each workflow is a tool (generate_image, generate_song, generate_video, " +
   "image_to_image, …; list_workflows shows them all with their parameters). A generation waits for its result while reporting progress; " +
   "if it returns a running job instead, call get_job(prompt_id, wait_seconds) until it completes. regenerate(asset_id) replays a result " +
-  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is; cancel_job stops a job.";
+  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is; cancel_job stops a job. " +
+  "With several GPUs, list_backends shows each one; jobs go to the least busy one that has the models, or to the one named in 'backend'.";
 
 /** Names of the fixed tools: a workflow file cannot take them. */
 export const FIXED_TOOLS: ReadonlySet<string> = new Set([
   "list_models", "get_defaults", "set_defaults", "list_workflows", "run_workflow", "view_image", "regenerate", "get_queue_status",
-  "get_job", "list_assets", "get_asset_metadata", "cancel_job", "get_publish_info", "publish_asset", "list_published", "unpublish",
+  "get_job", "list_assets", "get_asset_metadata", "cancel_job", "get_publish_info", "publish_asset", "list_published", "unpublish", "list_backends",
 ]);
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
@@ -37,6 +39,7 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerJobTools(server, tools);
   registerAssetTools(server, tools);
   registerPublishTools(server, tools);
+  registerBackendTools(server, tools);
   registerAssetResources(server, tools);
   return server;
 }

@@ -40,11 +40,11 @@ export class AssetStore {
     for (const item of items) {
       this.sql.exec(
         `INSERT INTO assets (id, job_id, node_id, filename, subfolder, folder_type, output_key, mime_type, kind, animated,
-                             width, height, bytes_size, workflow_id, tool, created_at, expires_at, duration, session)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             width, height, bytes_size, workflow_id, tool, created_at, expires_at, duration, session, backend)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (job_id, folder_type, subfolder, filename) DO NOTHING`,
         crypto.randomUUID(), job.id, item.node_id, item.filename, item.subfolder, item.type, item.key, item.mime_type, item.kind,
-        item.animated ? 1 : 0, item.width, item.height, item.bytes, job.workflow_id, job.tool, now, expires, item.duration, job.session,
+        item.animated ? 1 : 0, item.width, item.height, item.bytes, job.workflow_id, job.tool, now, expires, item.duration, job.session, job.backend,
       );
     }
   }

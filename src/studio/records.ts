@@ -1,6 +1,7 @@
 /** Job and asset records as stored, and the views tools return. */
 import type { ComfyGraph } from "../comfy/types";
 import type { MediaKind } from "../comfy/outputs";
+import type { RouteRequest } from "../pool/routing";
 
 /** A scalar: what job details are made of, so they cross Durable Object RPC with their types. */
 export type Scalar = string | number | boolean | null;
@@ -54,6 +55,8 @@ export interface AssetView {
   duration: number | null;
   /** The client session or tag it was made in, when the client gave one. */
   session: string | null;
+  /** The ComfyUI backend that made it and still holds the file. */
+  backend: string;
 }
 
 export interface JobView {
@@ -71,6 +74,10 @@ export interface JobView {
   dropped_outputs: string | null;
   progress: JobProgress | null;
   assets: AssetView[];
+  /** The ComfyUI backend the job was sent to (its latest, if it was resubmitted elsewhere). */
+  backend: string;
+  /** Submissions so far: above 1 when it was moved off a backend that went down. */
+  attempts: number;
 }
 
 export interface SubmitRequest {
@@ -80,6 +87,11 @@ export interface SubmitRequest {
   graph: ComfyGraph;
   params: Record<string, Scalar>;
   session: string | null;
+  backend: string;
+  /** How the job was routed, kept so it can be routed again if its backend goes down. */
+  routing: RouteRequest;
+  /** Move the job to another backend (instead of declaring it lost) if its backend goes down. */
+  resubmit: boolean;
 }
 
 export interface JobRow extends Record<string, SqlStorageValue> {
@@ -99,6 +111,11 @@ export interface JobRow extends Record<string, SqlStorageValue> {
   updated_at: number;
   history: string | null;
   session: string | null;
+  backend: string;
+  routing: string | null;
+  resubmit: number;
+  attempts: number;
+  orphaned_at: number | null;
 }
 
 export interface AssetRow extends Record<string, SqlStorageValue> {
@@ -121,6 +138,7 @@ export interface AssetRow extends Record<string, SqlStorageValue> {
   expires_at: number | null;
   duration: number | null;
   session: string | null;
+  backend: string;
 }
 
 export function assetView(row: AssetRow): AssetView {
@@ -145,6 +163,7 @@ export function assetView(row: AssetRow): AssetView {
     expires_at: row.expires_at === null ? null : iso(row.expires_at),
     duration: row.duration,
     session: row.session,
+    backend: row.backend,
   };
 }
 
@@ -163,6 +182,8 @@ export function jobView(row: JobRow, assets: AssetView[], progress: JobProgress 
     dropped_outputs: row.node_errors,
     progress: TERMINAL.has(row.status as JobStatus) ? null : progress,
     assets,
+    backend: row.backend,
+    attempts: row.attempts,
   };
 }
 

@@ -59,6 +59,14 @@ const MIGRATIONS: string[] = [
      updated_at INTEGER NOT NULL,
      PRIMARY KEY (namespace, key)
    );`,
+  // 3: the backend pool. '' = made before the pool existed, on the (then only) first backend.
+  `ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT '';
+   ALTER TABLE jobs ADD COLUMN routing TEXT;              -- JSON RouteRequest, to re-route on failover
+   ALTER TABLE jobs ADD COLUMN resubmit INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+   ALTER TABLE jobs ADD COLUMN orphaned_at INTEGER;       -- lost because its backend went down; rechecked when it returns
+   CREATE INDEX jobs_orphaned ON jobs(orphaned_at) WHERE orphaned_at IS NOT NULL;
+   ALTER TABLE assets ADD COLUMN backend TEXT NOT NULL DEFAULT '';`,
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -21,6 +21,8 @@ export interface SocketHooks {
   onConnected(): void;
   /** Whether a reconnect is still wanted (jobs are pending). */
   wantsConnection(): boolean;
+  /** Called when an open socket drops (the peer may be gone). */
+  onDisconnected?(): void;
 }
 
 export class ComfySocket {
@@ -126,6 +128,7 @@ export class ComfySocket {
     this.lastError = `WebSocket ${reason}`;
     this.teardown();
     this.scheduleReconnect();
+    this.hooks.onDisconnected?.();
   }
 
   private teardown(): void {

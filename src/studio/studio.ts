@@ -1,9 +1,11 @@
 /**
  * The studio: one SQLite-backed Durable Object per user. It owns the user's jobs and assets and the
- * connection to ComfyUI. Events arrive over one WebSocket; because events can be lost (socket
- * drops, ComfyUI restarts, this object restarts), an alarm reconciles every unfinished job against
- * `GET /history/{id}` while any is open, so nothing finished is ever lost and nothing is
- * registered twice.
+ * connections to the ComfyUI backends its jobs run on. Events arrive over one WebSocket per
+ * backend; because events can be lost (socket drops, ComfyUI restarts, this object restarts), an
+ * alarm reconciles every unfinished job against its backend's `GET /history/{id}` while any is
+ * open, so nothing finished is ever lost and nothing is registered twice. A backend that stays
+ * unreachable past the grace period has its jobs moved elsewhere (when the caller asked) or
+ * declared lost; those are looked for again when it answers, and revived if it finished them.
  */
 import { DurableObject } from "cloudflare:workers";
 import { ComfyClient } from "../comfy/client";
@@ -13,7 +15,9 @@ import { probeDuration } from "../comfy/duration";
 import { PROBE_BYTES, probeDimensions } from "../comfy/media";
 import { collectOutputs, type OutputItem } from "../comfy/outputs";
 import type { ComfyEvent, ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../comfy/types";
-import { comfyConnection, readConfig } from "../config";
+import { readConfig } from "../config";
+import type { BackendConfig } from "../pool/config";
+import { coordinator } from "../pool/backends";
 import { AssetStore, decodeCursor, type AssetPage, type AssetQuery, type ProbedOutput } from "./assets";
 import { DefaultsStore, type DefaultsLayers } from "./defaults";
 import { ProgressTracker } from "./progress";
@@ -31,6 +35,7 @@ import {
 } from "./records";
 import { migrate } from "./schema";
 import { ComfySocket } from "./socket";
+import type { RouteRequest } from "../pool/routing";
 
 /** One line of a watch stream (NDJSON). */
 export type WatchEvent =
@@ -46,39 +51,79 @@ const LOST_AFTER_CHECKS = 2;
 const HISTORY_RETRIES = 3;
 const CANCEL_CONFIRM_MS = 10_000;
 const QUEUE_SNAPSHOT_MS = 500;
+/** A job is moved to another backend at most this many times. */
+const MAX_ATTEMPTS = 3;
+/** Jobs lost with their backend are looked for again this often, for this long, once it answers. */
+const ORPHAN_CHECK_MS = 15_000;
+const ORPHAN_WINDOW_MS = 6 * 3_600_000;
+
+type QueueSnapshot = Awaited<ReturnType<ComfyClient["queue"]>>;
+
+/** This studio's line to one backend: its client, its event socket and what it has seen of it. */
+interface Endpoint {
+  name: string;
+  client: ComfyClient;
+  socket: ComfySocket;
+  /** Since when every call to it failed (unset while it answers). */
+  unreachableSince?: number;
+  lastError?: string;
+  lastOrphanCheck: number;
+  recentQueue?: { at: number; value: Promise<QueueSnapshot> };
+}
 
 export class Studio extends DurableObject<Env> {
   private readonly sql: SqlStorage;
-  private readonly client: ComfyClient;
-  private readonly socket: ComfySocket;
+  private readonly backends: BackendConfig[];
+  private readonly endpoints = new Map<string, Endpoint>();
   private readonly reconcileMs: number;
+  private readonly graceMs: number;
   private readonly assets: AssetStore;
   private readonly defaults: DefaultsStore;
   private readonly trackers = new Map<string, ProgressTracker>();
+  /** The backend each tracked job runs on: frames without a prompt id belong to its running job. */
+  private readonly trackedOn = new Map<string, string>();
   private readonly watchers = new Map<string, Set<WritableStreamDefaultWriter<Uint8Array>>>();
   private readonly settled = new Map<string, Array<() => void>>();
   private readonly finalizing = new Map<string, Promise<void>>();
   private readonly encoder = new TextEncoder();
   /** Submissions in flight: the socket they are about to use must not be closed as idle. */
   private submitting = 0;
-  private recentQueue: { at: number; value: Promise<Awaited<ReturnType<ComfyClient["queue"]>>> } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrate(this.sql);
-    this.client = new ComfyClient(comfyConnection(env));
     const config = readConfig(env);
+    this.backends = config.backends;
     this.reconcileMs = config.reconcileMs;
+    this.graceMs = config.backendGraceMs;
     this.assets = new AssetStore(this.sql, config.assetTtlMs);
     this.defaults = new DefaultsStore(this.sql);
-    this.socket = new ComfySocket(this.client, {
-      onEvent: (event) => this.onEvent(event),
-      onFrame: (frame) => this.onFrame(frame),
+    // Records from before the pool ran on what is now the first backend: name it.
+    const first = this.backends[0]?.name;
+    if (first) {
+      this.sql.exec("UPDATE jobs SET backend = ? WHERE backend = ''", first);
+      this.sql.exec("UPDATE assets SET backend = ? WHERE backend = ''", first);
+    }
+  }
+
+  /** The line to a backend, opened on first use; undefined when no such backend is configured. */
+  private endpoint(name: string): Endpoint | undefined {
+    let endpoint = this.endpoints.get(name);
+    if (endpoint) return endpoint;
+    const config = this.backends.find((b) => b.name === name);
+    if (!config) return undefined;
+    const client = new ComfyClient(config);
+    const socket = new ComfySocket(client, {
+      onEvent: (event) => this.onEvent(name, event),
+      onFrame: (frame) => this.onFrame(name, frame),
       // Events may have been missed while disconnected: check open jobs against history at once.
       onConnected: () => void this.ctx.waitUntil(this.reconcileOpenJobs()),
-      wantsConnection: () => this.openJobCount() > 0,
+      wantsConnection: () => this.openJobCount(name) > 0,
     });
+    endpoint = { name, client, socket, lastOrphanCheck: 0 };
+    this.endpoints.set(name, endpoint);
+    return endpoint;
   }
 
   // --- RPC surface ----------------------------------------------------------------------------
@@ -95,32 +140,46 @@ export class Studio extends DurableObject<Env> {
   }
 
   private async submitJob(request: SubmitRequest, now: number): Promise<StudioResult> {
-    // Without a socket we still submit: the alarm's /history reconciliation completes the job.
-    // While the socket backs off, submissions don't add connection attempts of their own.
-    const offline = () => crypto.randomUUID().replaceAll("-", "");
-    const clientId = this.socket.clientId ?? (this.socket.backingOff ? offline() : await this.socket.connect().catch(offline));
+    const endpoint = this.endpoint(request.backend);
+    if (!endpoint) return { ok: false, error: { kind: "unknown_backend", message: `There is no backend named '${request.backend}'.` } };
+    const clientId = await this.clientIdFor(endpoint);
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
     this.sql.exec(
-      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at)
-       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at, backend, routing, resubmit)
+       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, request.session, now, now,
+      request.backend, JSON.stringify(request.routing), request.resubmit ? 1 : 0,
     );
-    this.trackerFor(request.prompt_id, request.graph);
+    this.trackerFor(request.prompt_id, request.graph, request.backend);
+    return this.sendPrompt(endpoint, request.prompt_id, request.graph, clientId);
+  }
+
+  /**
+   * Without a socket we still submit: the alarm's /history reconciliation completes the job. While
+   * the socket backs off, submissions don't add connection attempts of their own.
+   */
+  private async clientIdFor(endpoint: Endpoint): Promise<string> {
+    const offline = () => crypto.randomUUID().replaceAll("-", "");
+    return endpoint.socket.clientId ?? (endpoint.socket.backingOff ? offline() : await endpoint.socket.connect().catch(offline));
+  }
+
+  /** POST /prompt for a job whose row says 'submitting' on this endpoint's backend. */
+  private async sendPrompt(endpoint: Endpoint, jobId: string, graph: ComfyGraph, clientId: string): Promise<StudioResult> {
     try {
-      const accepted = await this.client.queuePrompt(request.graph, clientId, request.prompt_id);
+      const accepted = await endpoint.client.queuePrompt(graph, clientId, jobId);
       // A 200 can still drop outputs whose nodes failed validation (comfyui-api.md §3.2): say which.
       const dropped = Object.keys(accepted.node_errors ?? {}).length > 0 ? validationError({ node_errors: accepted.node_errors }).message : null;
       this.sql.exec(
         "UPDATE jobs SET status = CASE status WHEN 'submitting' THEN 'queued' ELSE status END, node_errors = ?, updated_at = ? WHERE id = ?",
-        dropped, Date.now(), request.prompt_id,
+        dropped, Date.now(), jobId,
       );
     } catch (error) {
       const jobError = toJobError(error);
-      this.settle(request.prompt_id, "failed", jobError);
+      this.settle(jobId, "failed", jobError);
       return { ok: false, error: jobError };
     }
     await this.scheduleAlarm();
-    return { ok: true, job: this.view(request.prompt_id)! };
+    return { ok: true, job: this.view(jobId)! };
   }
 
   /**
@@ -151,9 +210,9 @@ export class Studio extends DurableObject<Env> {
   async getJob(jobId: string): Promise<JobView | undefined> {
     const row = this.jobRow(jobId);
     if (!row) return undefined;
-    const stale = !this.socket.clientId || Date.now() - row.updated_at >= this.reconcileMs;
+    const stale = !this.endpoints.get(row.backend)?.socket.clientId || Date.now() - row.updated_at >= this.reconcileMs;
     if (!TERMINAL.has(row.status as JobStatus) && stale) {
-      await this.reconcileJobs([row]).catch(() => undefined);
+      await this.reconcileBackend(row.backend, [row]);
       await this.finalizing.get(jobId);
     }
     return this.view(jobId);
@@ -164,12 +223,14 @@ export class Studio extends DurableObject<Env> {
     const row = this.jobRow(jobId);
     if (!row) return undefined;
     if (TERMINAL.has(row.status as JobStatus)) return { ok: true, job: this.view(jobId)! };
+    const endpoint = this.endpoint(row.backend);
+    if (!endpoint) return { ok: false, error: gone(row.backend) };
     try {
-      const queue = await this.client.queue();
+      const queue = await endpoint.client.queue();
       if (queue.queue_pending.some((item) => item[1] === jobId)) {
-        await this.client.deleteFromQueue([jobId]);
+        await endpoint.client.deleteFromQueue([jobId]);
         // A deleted prompt never reaches history (GET_history_prompt_id__deleted.json): settle here.
-        const after = await this.client.queue();
+        const after = await endpoint.client.queue();
         if (!after.queue_running.some((item) => item[1] === jobId)) {
           this.settle(jobId, "cancelled", { kind: "cancelled", message: "Cancelled before it started: removed from ComfyUI's queue." });
           return { ok: true, job: this.view(jobId)! };
@@ -177,8 +238,8 @@ export class Studio extends DurableObject<Env> {
       }
       // Running (or just started): interrupt only this prompt, then wait for ComfyUI to confirm.
       const settled = this.whenSettled(jobId, CANCEL_CONFIRM_MS);
-      await this.client.interrupt(jobId);
-      await this.reconcileJobs([this.jobRow(jobId)!]).catch(() => undefined);
+      await endpoint.client.interrupt(jobId);
+      await this.reconcileJobs(endpoint, [this.jobRow(jobId)!]).catch(() => undefined);
       await settled;
       return { ok: true, job: this.view(jobId)! };
     } catch (error) {
@@ -223,9 +284,9 @@ export class Studio extends DurableObject<Env> {
     return promptIds.filter((id) => this.jobRow(id) !== undefined);
   }
 
-  /** Test and fault-drill hook: drop the ComfyUI socket as a network failure would. */
+  /** Test and fault-drill hook: drop the ComfyUI sockets as a network failure would. */
   dropSocket(): void {
-    this.socket.dropForTest();
+    for (const endpoint of this.endpoints.values()) endpoint.socket.dropForTest();
   }
 
   override async alarm(): Promise<void> {
@@ -236,16 +297,17 @@ export class Studio extends DurableObject<Env> {
 
   // --- events ---------------------------------------------------------------------------------
 
-  private onEvent(event: ComfyEvent): void {
+  private onEvent(backend: string, event: ComfyEvent): void {
     if (event.type === "status") {
-      // Queue length changed: update the "queued" message of every job that has not started.
-      for (const jobId of this.trackers.keys()) this.publishProgress(jobId, event);
+      // Queue length changed: update the "queued" message of every job there that has not started.
+      for (const jobId of this.trackers.keys()) if (this.trackedOn.get(jobId) === backend) this.publishProgress(jobId, event);
       return;
     }
     const promptId = event.data.prompt_id;
     if (typeof promptId !== "string") return;
     const row = this.jobRow(promptId);
-    if (!row || TERMINAL.has(row.status as JobStatus)) return;
+    // A backend that comes back may still run a job that has since moved elsewhere: not ours now.
+    if (!row || TERMINAL.has(row.status as JobStatus) || row.backend !== backend) return;
     if (event.type === "execution_start" || (event.type === "executing" && event.data.node !== null)) {
       this.sql.exec(
         "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN ('submitting', 'queued')",
@@ -261,8 +323,9 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** Type 4 previews name their prompt; other frames belong to whichever job is running. */
-  private onFrame(frame: BinaryFrame): void {
+  private onFrame(backend: string, frame: BinaryFrame): void {
     for (const [jobId, tracker] of this.trackers) {
+      if (this.trackedOn.get(jobId) !== backend) continue;
       const mine = frame.kind === "preview" && frame.prompt_id ? frame.prompt_id === jobId : tracker.runningNode !== undefined;
       if (mine) this.broadcast(jobId, tracker.applyFrame(frame));
     }
@@ -291,16 +354,17 @@ export class Studio extends DurableObject<Env> {
   }
 
   private async completeFromHistory(jobId: string, known?: HistoryEntry): Promise<void> {
+    const endpoint = this.endpoint(this.jobRow(jobId)?.backend ?? "");
     let entry = known;
-    for (let attempt = 0; !entry && attempt < HISTORY_RETRIES; attempt++) {
+    for (let attempt = 0; endpoint && !entry && attempt < HISTORY_RETRIES; attempt++) {
       if (attempt > 0) await sleep(50 * attempt);
-      entry = await this.client.history(jobId).catch(() => undefined);
+      entry = await endpoint.client.history(jobId).catch(() => undefined);
     }
     const row = this.jobRow(jobId);
     // No entry yet (or ComfyUI unreachable): the alarm will try again.
-    if (!entry || !row || TERMINAL.has(row.status as JobStatus)) return;
+    if (!entry || !endpoint || !row || TERMINAL.has(row.status as JobStatus)) return;
     const items = collectOutputs(entry.outputs);
-    const probed = await Promise.all(items.map((item) => this.probe(item)));
+    const probed = await Promise.all(items.map((item) => this.probe(endpoint.client, item)));
     const messages = entry.status?.messages ?? [];
     const failed = entry.status?.status_str === "error" || entry.status?.completed === false;
     let status: JobStatus = "completed";
@@ -325,9 +389,9 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** Size and duration from the file's own header, total bytes from Content-Range: one small ranged GET. */
-  private async probe(item: OutputItem): Promise<ProbedOutput> {
+  private async probe(client: ComfyClient, item: OutputItem): Promise<ProbedOutput> {
     try {
-      const response = await this.client.view(item, { range: `bytes=0-${PROBE_BYTES - 1}`, timeoutMs: 10_000 });
+      const response = await client.view(item, { range: `bytes=0-${PROBE_BYTES - 1}`, timeoutMs: 10_000 });
       const head = new Uint8Array(await response.arrayBuffer());
       const total = Number(response.headers.get("Content-Range")?.split("/")[1] ?? response.headers.get("Content-Length") ?? head.length);
       const bytes = Number.isFinite(total) ? total : null;
@@ -340,14 +404,15 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** The one place a job becomes terminal: guarded so it happens once, then everyone is told. */
-  private settle(jobId: string, status: JobStatus, error: JobError | null): void {
+  private settle(jobId: string, status: JobStatus, error: JobError | null): boolean {
     const now = Date.now();
     const changed = this.sql.exec(
       `UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES}`,
       status, error ? JSON.stringify(error) : null, now, now, jobId,
     ).rowsWritten;
-    if (changed === 0) return;
+    if (changed === 0) return false;
     this.trackers.delete(jobId);
+    this.trackedOn.delete(jobId);
     const job = this.view(jobId)!;
     for (const writer of this.watchers.get(jobId) ?? []) {
       this.write(writer, { type: "final", job });
@@ -356,6 +421,7 @@ export class Studio extends DurableObject<Env> {
     this.watchers.delete(jobId);
     for (const resolve of this.settled.get(jobId) ?? []) resolve();
     this.settled.delete(jobId);
+    return true;
   }
 
   private whenSettled(jobId: string, timeoutMs: number): Promise<void> {
@@ -372,32 +438,57 @@ export class Studio extends DurableObject<Env> {
 
   // --- reconciliation -------------------------------------------------------------------------
 
-  /** The alarm: reconcile open jobs and keep the alarm going, or close an idle socket. */
+  /** The alarm: reconcile open jobs and keep the alarm going, or close idle sockets. */
   private async reconcile(): Promise<void> {
-    if (this.openJobCount() === 0) {
-      // Nothing to watch: an open socket would only keep this object (and its bill) awake.
-      if (this.submitting === 0) this.socket.close();
-      return;
+    await this.recheckOrphans();
+    for (const endpoint of this.endpoints.values()) {
+      // Nothing to watch there: an open socket would only keep this object (and its bill) awake.
+      if (this.openJobCount(endpoint.name) === 0) {
+        if (this.submitting === 0) endpoint.socket.close();
+      } else endpoint.socket.ensure();
     }
-    this.socket.ensure();
     await this.reconcileOpenJobs();
   }
 
   private async reconcileOpenJobs(): Promise<void> {
     const open = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
-    if (open.length > 0) await this.reconcileJobs(open).catch(() => undefined);
+    await Promise.all([...groupBy(open, (row) => row.backend)].map(([backend, rows]) => this.reconcileBackend(backend, rows)));
+  }
+
+  /**
+   * Reconciles one backend's jobs. Failing to reach it starts (or continues) an outage; one that
+   * outlasts the grace period moves the jobs elsewhere or declares them lost, so no client waits
+   * on a machine that is gone.
+   */
+  private async reconcileBackend(backend: string, rows: JobRow[]): Promise<void> {
+    const endpoint = this.endpoint(backend);
+    if (!endpoint) {
+      for (const row of rows) this.settle(row.id, "lost", gone(backend));
+      return;
+    }
+    try {
+      await this.reconcileJobs(endpoint, rows);
+      endpoint.unreachableSince = undefined;
+    } catch (error) {
+      if (!isOutage(error)) return;
+      endpoint.unreachableSince ??= Date.now();
+      endpoint.lastError = error instanceof Error ? error.message : String(error);
+      if (Date.now() - endpoint.unreachableSince < this.graceMs) return;
+      this.ctx.waitUntil(coordinator(this.env).suspect(backend).catch(() => undefined));
+      for (const row of rows) await this.failover(endpoint, row);
+    }
   }
 
   /** Checks jobs against history, then the queue; absent from both twice in a row means lost. */
-  private async reconcileJobs(rows: JobRow[]): Promise<void> {
-    let queue: Awaited<ReturnType<ComfyClient["queue"]>> | undefined;
+  private async reconcileJobs(endpoint: Endpoint, rows: JobRow[]): Promise<void> {
+    let queue: QueueSnapshot | undefined;
     for (const row of rows) {
-      const entry = await this.client.history(row.id);
+      const entry = await endpoint.client.history(row.id);
       if (entry) {
         await this.finalize(row.id, entry);
         continue;
       }
-      queue ??= await this.queueSnapshot(Math.max(...rows.map((r) => r.updated_at)));
+      queue ??= await this.queueSnapshot(endpoint, Math.max(...rows.map((r) => r.updated_at)));
       const running = queue.queue_running.some((item) => item[1] === row.id);
       const pending = queue.queue_pending.some((item) => item[1] === row.id);
       if (running || pending) {
@@ -410,7 +501,7 @@ export class Studio extends DurableObject<Env> {
         continue;
       }
       // It may have finished between the two reads.
-      const late = await this.client.history(row.id);
+      const late = await endpoint.client.history(row.id);
       if (late) {
         await this.finalize(row.id, late);
         continue;
@@ -420,8 +511,8 @@ export class Studio extends DurableObject<Env> {
         this.settle(row.id, "lost", {
           kind: "lost",
           message:
-            "ComfyUI no longer knows this job (it is in neither its queue nor its history): ComfyUI was most likely restarted " +
-            "while the job was queued or running. Nothing was produced; submit it again.",
+            `ComfyUI${this.backends.length > 1 ? ` on backend '${endpoint.name}'` : ""} no longer knows this job (it is in neither its queue nor its history): ` +
+            "it was most likely restarted while the job was queued or running. Nothing was produced; submit it again.",
         });
       } else {
         this.sql.exec("UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ?", checks, Date.now(), row.id);
@@ -429,23 +520,112 @@ export class Studio extends DurableObject<Env> {
     }
   }
 
-  /** The alarm runs while a job is open (reconciliation) and when the next asset expires. */
+  /**
+   * The job's backend is gone. If the caller asked for it, the job is routed again (never back to
+   * the dead backend) and submitted there under the same id; otherwise, or when no backend can
+   * take it, it is declared lost, provisionally: when the backend answers again and finished it
+   * after all, the job is revived with its outputs.
+   */
+  private async failover(from: Endpoint, row: JobRow): Promise<void> {
+    const outage = `Backend '${from.name}' has been unreachable for ${Math.round((Date.now() - from.unreachableSince!) / 1000)} s (${from.lastError ?? "no answer"})`;
+    let why = "";
+    if (row.resubmit === 1 && row.attempts < MAX_ATTEMPTS && row.routing) {
+      const routing = JSON.parse(row.routing) as RouteRequest;
+      const decision = await coordinator(this.env)
+        .route({ requirements: routing.requirements, tags: routing.tags, exclude: [...(routing.exclude ?? []), from.name] })
+        .catch((error: unknown) => ({ ok: false as const, kind: "no_backend" as const, message: error instanceof Error ? error.message : String(error) }));
+      const target = decision.ok ? this.endpoint(decision.backend) : undefined;
+      if (target && decision.ok) {
+        await this.resubmit(row, target, { ...routing, exclude: [...(routing.exclude ?? []), from.name] });
+        return;
+      }
+      why = ` It could not be moved: ${decision.ok ? "its new backend is not configured" : decision.message}`;
+    } else if (row.resubmit === 1) {
+      why = ` It was already moved ${row.attempts - 1} time(s).`;
+    }
+    const changed = this.settle(row.id, "lost", {
+      kind: "backend_down",
+      backend: from.name,
+      message:
+        `${outage} while this job was ${row.status}.${why} Submit it again (it goes to a backend that is up), or pass ` +
+        "resubmit_if_backend_lost=true to have such jobs moved automatically. If the backend comes back and finished it after all, this job completes by itself.",
+    });
+    if (changed) this.sql.exec("UPDATE jobs SET orphaned_at = ? WHERE id = ?", Date.now(), row.id);
+  }
+
+  private async resubmit(row: JobRow, target: Endpoint, routing: RouteRequest): Promise<void> {
+    const clientId = await this.clientIdFor(target);
+    const moved = this.sql.exec(
+      `UPDATE jobs SET backend = ?, client_id = ?, routing = ?, status = 'submitting', attempts = attempts + 1, missing_checks = 0,
+              started_at = NULL, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES}`,
+      target.name, clientId, JSON.stringify(routing), Date.now(), row.id,
+    ).rowsWritten;
+    if (moved === 0) return;
+    const graph = JSON.parse(row.graph) as ComfyGraph;
+    this.trackerFor(row.id, graph, target.name);
+    this.broadcast(row.id, { fraction: 0, message: `Backend '${row.backend}' went down; moved to '${target.name}' and queued again.` });
+    await this.sendPrompt(target, row.id, graph, clientId);
+  }
+
+  /**
+   * Jobs declared lost with their backend: once it answers again, one that it finished after all
+   * is completed with its outputs, one still queued is reopened, and one it has forgotten (it was
+   * restarted) stays lost for good.
+   */
+  private async recheckOrphans(): Promise<void> {
+    this.sql.exec("UPDATE jobs SET orphaned_at = NULL WHERE orphaned_at IS NOT NULL AND orphaned_at < ?", Date.now() - ORPHAN_WINDOW_MS);
+    const orphans = this.sql.exec<JobRow>("SELECT * FROM jobs WHERE orphaned_at IS NOT NULL").toArray();
+    for (const [backend, rows] of groupBy(orphans, (row) => row.backend)) {
+      const endpoint = this.endpoint(backend);
+      if (!endpoint || Date.now() - endpoint.lastOrphanCheck < ORPHAN_CHECK_MS) continue;
+      endpoint.lastOrphanCheck = Date.now();
+      try {
+        for (const row of rows) {
+          const entry = await endpoint.client.history(row.id, { timeoutMs: 5_000 });
+          const queue = entry ? undefined : await this.queueSnapshot(endpoint, 0);
+          const queued = queue && [...queue.queue_running, ...queue.queue_pending].some((item) => item[1] === row.id);
+          if (!entry && !queued) {
+            this.sql.exec("UPDATE jobs SET orphaned_at = NULL WHERE id = ?", row.id);
+            continue;
+          }
+          this.sql.exec(
+            "UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, orphaned_at = NULL, missing_checks = 0, updated_at = ? WHERE id = ? AND status = 'lost'",
+            Date.now(), row.id,
+          );
+          if (entry) await this.finalize(row.id, entry);
+          else endpoint.socket.ensure();
+        }
+        endpoint.unreachableSince = undefined;
+      } catch {
+        // Still away: try again at the next check.
+      }
+    }
+  }
+
   /**
    * ComfyUI's queue, shared by reconciliations within a short window (it holds every graph). A
    * snapshot older than the jobs' last change is never used: a job submitted after it was taken
    * would look missing.
    */
-  private queueSnapshot(notBefore: number): Promise<Awaited<ReturnType<ComfyClient["queue"]>>> {
-    if (!this.recentQueue || this.recentQueue.at <= notBefore || Date.now() - this.recentQueue.at > QUEUE_SNAPSHOT_MS) {
-      const value = this.client.queue();
-      this.recentQueue = { at: Date.now(), value };
-      value.catch(() => (this.recentQueue = undefined));
+  private queueSnapshot(endpoint: Endpoint, notBefore: number): Promise<QueueSnapshot> {
+    const recent = endpoint.recentQueue;
+    if (!recent || recent.at <= notBefore || Date.now() - recent.at > QUEUE_SNAPSHOT_MS) {
+      const value = endpoint.client.queue();
+      endpoint.recentQueue = { at: Date.now(), value };
+      value.catch(() => (endpoint.recentQueue = undefined));
+      return value;
     }
-    return this.recentQueue.value;
+    return recent.value;
   }
 
+  /** The alarm runs while a job is open (reconciliation), while lost jobs may come back, and when the next asset expires. */
   private async scheduleAlarm(): Promise<void> {
-    const candidates = [this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null, this.assets.nextExpiry()].filter((t): t is number => t !== null);
+    const orphans = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE orphaned_at IS NOT NULL").one().n;
+    const candidates = [
+      this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null,
+      orphans > 0 ? Date.now() + Math.max(this.reconcileMs, ORPHAN_CHECK_MS) : null,
+      this.assets.nextExpiry(),
+    ].filter((t): t is number => t !== null);
     if (candidates.length === 0) return;
     const due = Math.max(Date.now() + 50, Math.min(...candidates));
     const current = await this.ctx.storage.getAlarm();
@@ -454,8 +634,10 @@ export class Studio extends DurableObject<Env> {
 
   // --- storage helpers ------------------------------------------------------------------------
 
-  private openJobCount(): number {
-    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM jobs WHERE status IN ${OPEN_STATUSES}`).one().n;
+  /** Open jobs, on one backend or on all. */
+  private openJobCount(backend?: string): number {
+    const where = backend === undefined ? "" : " AND backend = ?";
+    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM jobs WHERE status IN ${OPEN_STATUSES}${where}`, ...(backend === undefined ? [] : [backend])).one().n;
   }
 
   private jobRow(jobId: string): JobRow | undefined {
@@ -470,16 +652,17 @@ export class Studio extends DurableObject<Env> {
     return jobView(row, assets, tracker?.snapshot() ?? null);
   }
 
-  private trackerFor(jobId: string, graph: ComfyGraph): ProgressTracker {
+  private trackerFor(jobId: string, graph: ComfyGraph, backend: string): ProgressTracker {
     const tracker = new ProgressTracker(Object.keys(graph).length, (nodeId) => graph[nodeId]?.class_type);
     this.trackers.set(jobId, tracker);
+    this.trackedOn.set(jobId, backend);
     return tracker;
   }
 
   /** After a restart the in-memory tracker is gone; rebuild it for open jobs. */
   private restoreTracker(jobId: string, row = this.jobRow(jobId)): ProgressTracker | undefined {
     if (!row || TERMINAL.has(row.status as JobStatus)) return undefined;
-    return this.trackerFor(jobId, JSON.parse(row.graph) as ComfyGraph);
+    return this.trackerFor(jobId, JSON.parse(row.graph) as ComfyGraph, row.backend);
   }
 
   private write(writer: WritableStreamDefaultWriter<Uint8Array>, event: WatchEvent): void {
@@ -507,6 +690,23 @@ function producedAt(messages: [string, Record<string, unknown>][]): number {
   const now = Date.now();
   const stamp = [...messages].reverse().find(([, data]) => typeof data?.timestamp === "number")?.[1].timestamp as number | undefined;
   return stamp !== undefined && Math.abs(stamp - now) < 86_400_000 ? stamp : now;
+}
+
+/** Failures that mean the backend itself is away (not that it refused this job). */
+function isOutage(error: unknown): boolean {
+  if (!(error instanceof ComfyError)) return false;
+  const status = typeof error.details.status === "number" ? error.details.status : 0;
+  return ["unreachable", "timeout", "access_misconfigured", "unauthorized"].includes(error.kind) || (error.kind === "http" && status >= 500);
+}
+
+function gone(backend: string): JobError {
+  return { kind: "unknown_backend", backend, message: `This job ran on backend '${backend}', which is no longer configured. Restore it in COMFYUI_BACKENDS, or submit the job again.` };
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return groups;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -11,7 +11,7 @@ import { failure } from "../mcp/results";
 import type { DefaultsLayers } from "../studio/defaults";
 import type { Scalar } from "../studio/records";
 import { checkValue, type Namespace, type ParamSpec } from "../workflows/definition.ts";
-import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
+import { MODEL_FOLDER_OF, comboOptionsAnywhere } from "../workflows/combos";
 import type { WorkflowCatalogue } from "../workflows/registry";
 import { requireScope, type ToolContext } from "./context";
 import { BUILT_IN_DEFAULTS, resolveDefaults } from "./defaults";
@@ -144,8 +144,7 @@ async function checkDefaults(tools: ToolContext, catalogue: WorkflowCatalogue, n
     // A model (or any combo) default must be installed: check it where the workflows use it.
     for (const target of new Set(uses.flatMap((use) => use.classes))) {
       const [classType, input] = target.split(".") as [string, string];
-      forgetCombos(tools.comfy, classType);
-      const options = await comboOptions(tools.comfy, classType, input, signal);
+      const options = await comboOptionsAnywhere(tools.backends.all(), classType, input, signal);
       if (!options || options.includes(String(value))) continue;
       const folder = MODEL_FOLDER_OF[target];
       problems.push(

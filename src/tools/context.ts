@@ -1,13 +1,14 @@
-/** What every tool gets: the caller's studio, a ComfyUI client and the configuration. */
-import type { ComfyClient } from "../comfy/client";
+/** What every tool gets: the caller's studio, the ComfyUI backends and the configuration. */
 import type { GatewayConfig } from "../config";
+import type { Backends } from "../pool/backends";
 import { ToolFailure } from "../mcp/results";
 import type { Studio } from "../studio/studio";
 
 export interface ToolContext {
   env: Env;
   config: GatewayConfig;
-  comfy: ComfyClient;
+  /** A client per ComfyUI backend, and the coordinator that routes jobs among them. */
+  backends: Backends;
   /** The authenticated principal's own studio; every job and asset lookup goes through it. */
   studio: DurableObjectStub<Studio>;
   principal: string;

@@ -69,7 +69,9 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     "get_queue_status",
     {
       title: "Show ComfyUI's queue",
-      description: "How busy ComfyUI is: the running prompt and the pending ones in order, with your own jobs identified by prompt_id (other users' prompts are counted, not shown).",
+      description:
+        "How busy ComfyUI is: on every backend, the running prompt and the pending ones in order, with your own jobs identified by prompt_id " +
+        "(other users' prompts are counted, not shown). A backend that cannot be reached is listed with its error.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         status: z.literal("success"),
@@ -77,26 +79,65 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
         pending_count: z.number().int(),
         queue_running: z.array(queueEntrySchema()),
         queue_pending: z.array(queueEntrySchema()),
+        backends: z.array(
+          z.object({
+            name: z.string(),
+            state: z.enum(["up", "down"]),
+            running_count: z.number().int(),
+            pending_count: z.number().int(),
+            error: z.string().nullable(),
+          }),
+        ),
         message: z.string(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     (_args, ctx) =>
       runTool(async () => {
-        const queue = await tools.comfy.queue({ signal: ctx.mcpReq.signal });
-        // queue_pending is the raw heap array, not sorted (comfyui-api.md §5).
-        const pending = [...queue.queue_pending].sort((a, b) => a[0] - b[0]);
-        const owned = new Set(await tools.studio.ownedJobs([...queue.queue_running, ...pending].map((item) => item[1])));
-        const entry = (item: QueueItem, index: number) => ({ position: index + 1, number: item[0], mine: owned.has(item[1]), prompt_id: owned.has(item[1]) ? item[1] : null });
-        const running = queue.queue_running.map(entry);
-        const waiting = pending.map(entry);
+        const clients = tools.backends.all();
+        const reads = await Promise.allSettled(clients.map((comfy) => comfy.queue({ signal: ctx.mcpReq.signal })));
+        // Nothing answered: the error itself is the useful answer (how to bring ComfyUI back).
+        if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
+        const queues = reads.map((read) => (read.status === "fulfilled" ? read.value : { queue_running: [], queue_pending: [] }));
+        const ids = queues.flatMap((queue) => [...queue.queue_running, ...queue.queue_pending].map((item) => item[1]));
+        const owned = new Set(await tools.studio.ownedJobs(ids));
+        const running: QueueEntry[] = [];
+        const waiting: QueueEntry[] = [];
+        const backends = clients.map((comfy, index) => {
+          const queue = queues[index]!;
+          const backend = comfy.connection.name;
+          // queue_pending is the raw heap array, not sorted (comfyui-api.md §5).
+          const pending = [...queue.queue_pending].sort((a, b) => a[0] - b[0]);
+          const entry = (item: QueueItem, position: number): QueueEntry => ({ position: position + 1, number: item[0], mine: owned.has(item[1]), prompt_id: owned.has(item[1]) ? item[1] : null, backend });
+          running.push(...queue.queue_running.map(entry));
+          waiting.push(...pending.map(entry));
+          const read = reads[index]!;
+          return {
+            name: backend,
+            state: read.status === "fulfilled" ? ("up" as const) : ("down" as const),
+            running_count: queue.queue_running.length,
+            pending_count: pending.length,
+            error: read.status === "rejected" ? (read.reason instanceof Error ? read.reason.message : String(read.reason)) : null,
+          };
+        });
+        const down = backends.filter((b) => b.state === "down").map((b) => b.name);
+        const mine = waiting.filter((e) => e.mine).map((e) => `${e.position}${tools.backends.multiple ? ` on ${e.backend}` : ""}`);
         const message =
-          running.length === 0 && waiting.length === 0
-            ? "ComfyUI is idle."
-            : `${running.length} running, ${waiting.length} pending${waiting.some((e) => e.mine) ? ` (yours at position ${waiting.filter((e) => e.mine).map((e) => e.position).join(", ")})` : ""}.`;
-        return { status: "success" as const, running_count: running.length, pending_count: waiting.length, queue_running: running, queue_pending: waiting, message };
+          (running.length === 0 && waiting.length === 0
+            ? tools.backends.multiple ? "Every reachable backend is idle." : "ComfyUI is idle."
+            : `${running.length} running, ${waiting.length} pending${mine.length ? ` (yours at position ${mine.join(", ")})` : ""}.`) +
+          (down.length ? ` Unreachable: ${down.join(", ")}.` : "");
+        return { status: "success" as const, running_count: running.length, pending_count: waiting.length, queue_running: running, queue_pending: waiting, backends, message };
       }),
   );
+}
+
+interface QueueEntry {
+  position: number;
+  number: number;
+  mine: boolean;
+  prompt_id: string | null;
+  backend: string;
 }
 
 function queueEntrySchema() {
@@ -105,5 +146,6 @@ function queueEntrySchema() {
     number: z.number(),
     mine: z.boolean(),
     prompt_id: z.string().nullable().describe("Only shown for your own jobs."),
+    backend: z.string().describe("The backend whose queue this is; positions count within it."),
   });
 }

@@ -31,25 +31,42 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
     {
       title: "List installed models",
       description:
-        "List the model files installed in ComfyUI, by folder (default: checkpoints). Use a name from here as the 'model' argument of generate_image.",
+        "List the model files installed in ComfyUI, by folder (default: checkpoints). Use a name from here as the 'model' argument of generate_image. " +
+        "With several backends: every model any reachable backend has, and by_backend says which has which (a job goes to one that has its model).",
       inputSchema: z.object({
         kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
+        backend: z.string().trim().min(1).max(32).optional().describe("Only this backend's models (a name from list_backends)."),
       }),
       outputSchema: z.object({
         kind: z.string(),
         models: z.array(z.string()),
         count: z.number().int(),
         default: z.string().nullable().describe("The model generate_image uses when none is given (checkpoints only)."),
+        by_backend: z.record(z.string(), z.array(z.string())).describe("The models of each backend that answered."),
+        unreachable: z.record(z.string(), z.string()).describe("Backends that could not be asked, with the error."),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
-    ({ kind }, ctx) =>
+    ({ kind, backend }, ctx) =>
       runTool(async () => {
         const folder = kind ?? "checkpoints";
         const signal = ctx.mcpReq.signal;
-        const models = folder === "checkpoints" ? await listCheckpoints(tools.comfy, signal) : ((await tools.comfy.models(folder, { signal })) ?? []);
+        const clients = backend === undefined ? tools.backends.all() : [tools.backends.client(backend)];
+        const list = (comfy: ComfyClient) => (folder === "checkpoints" ? listCheckpoints(comfy, signal) : comfy.models(folder, { signal }).then((m) => m ?? []));
+        const reads = await Promise.allSettled(clients.map(list));
+        // Nothing answered: the error itself is the useful answer (how to bring ComfyUI back).
+        if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
+        const byBackend: Record<string, string[]> = {};
+        const unreachable: Record<string, string> = {};
+        reads.forEach((read, index) => {
+          const name = clients[index]!.connection.name;
+          if (read.status === "fulfilled") byBackend[name] = read.value;
+          else unreachable[name] = read.reason instanceof Error ? read.reason.message : String(read.reason);
+        });
+        const lists = Object.values(byBackend);
+        const models = lists.length === 1 ? lists[0]! : [...new Set(lists.flat())].sort();
         const fallback = folder === "checkpoints" ? await defaultCheckpoint(tools, models) : null;
-        return { kind: folder, models, count: models.length, default: fallback };
+        return { kind: folder, models, count: models.length, default: fallback, by_backend: byBackend, unreachable };
       }),
   );
 }

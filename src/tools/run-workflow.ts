@@ -1,16 +1,19 @@
 /**
  * Running a workflow, whichever tool asked: fill every parameter (call > environment default >
- * the workflow's sidecar default > built-in namespace default; a fresh seed), upload input media,
- * check values against ComfyUI's live combo lists, render through the PARAM_* bindings (never a
+ * the workflow's sidecar default > built-in namespace default; a fresh seed), choose the backend
+ * (pinned, or routed by the coordinator to one that has the models), upload input media there,
+ * check values against its live combo lists, render through the PARAM_* bindings (never a
  * literal placeholder to ComfyUI), submit to the studio, wait with progress, answer.
  */
 import type { CallToolResult, ServerContext } from "@modelcontextprotocol/server";
+import type { ComfyClient } from "../comfy/client";
 import type { ComfyGraph } from "../comfy/types";
+import { graphRequirements, type RouteDecision, type RouteRequest } from "../pool/routing";
 import { failure, success, ToolFailure } from "../mcp/results";
-import type { Scalar } from "../studio/records";
+import type { AssetView, Scalar } from "../studio/records";
 import { checkValue, type ParamSpec, type WorkflowDefinition } from "../workflows/definition.ts";
 import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
-import { resolveMedia } from "../workflows/media";
+import { ASSET_ID, resolveMedia } from "../workflows/media";
 import { randomSeed, RenderError, renderGraph } from "../workflows/params.ts";
 import { requireScope, type ToolContext } from "./context";
 import { effectiveDefaults } from "./configuration";
@@ -30,20 +33,30 @@ export interface RunRequest {
   waitSeconds?: number;
   /** Extra fields for the structured result (e.g. ignored overrides). */
   extra?: Record<string, unknown>;
+  /** A backend the caller pinned. */
+  backend?: string;
+  /** A backend to use when it qualifies (regenerate: where the original ran). */
+  preferBackend?: string;
+  /** Move the job elsewhere if its backend goes down. */
+  resubmit?: boolean;
 }
+
+const MEDIA_TYPES = new Set(["image", "audio", "video"]);
+/** Values the gateway may replace with an installed model, so a backend lacking them only ranks lower. */
+const SWAPPABLE_SOURCES = new Set<ValueSource>(["workflow", "built-in", "env"]);
 
 export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: ServerContext): Promise<CallToolResult> {
   requireScope(tools, "generate");
   const { workflow } = request;
   const promptId = crypto.randomUUID();
-  const { values, sources, notes } = await fillParameters(tools, request, ctx.mcpReq.signal);
-  let graph: ComfyGraph;
-  try {
-    graph = renderGraph(workflow.graph, workflow.params, values);
-  } catch (error) {
-    if (error instanceof RenderError) throw new ToolFailure(error.message);
-    throw error;
-  }
+  const signal = ctx.mcpReq.signal;
+  const { values, sources } = await fillParameters(tools, request);
+  const routing = routeRequest(workflow, values, sources, request);
+  const decision = await chooseBackend(tools, routing, request.backend, await inputsHome(tools, request, values, sources));
+  if (!decision.ok) throw new ToolFailure(decision.message, { kind: decision.kind });
+  const comfy = tools.backends.client(decision.backend);
+  const notes = await prepareValues(tools, comfy, workflow, values, sources, signal);
+  const graph = render(workflow, values);
   // A unique prefix keeps this job's files together in ComfyUI's output/ and easy to prune
   // (unless the workflow lets the caller choose it through a parameter).
   const boundPrefixes = new Set(workflow.params.flatMap((param) => param.bindings.filter((b) => b.input === "filename_prefix").map((b) => b.node_id)));
@@ -51,7 +64,13 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
     if (typeof node.inputs.filename_prefix === "string" && !boundPrefixes.has(nodeId)) node.inputs.filename_prefix = `mcp/${promptId.slice(0, 8)}`;
   }
   const params = Object.fromEntries(workflow.params.map((param) => [param.name, values[param.name] as Scalar]));
-  const submitted = await tools.studio.submit({ prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params, session: tools.session });
+  // Uploaded inputs live on this backend only: such a job cannot simply be re-sent elsewhere.
+  const hasMedia = workflow.params.some((param) => MEDIA_TYPES.has(param.type));
+  if (request.resubmit && hasMedia) notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
+  const submitted = await tools.studio.submit({
+    prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params, session: tools.session,
+    backend: decision.backend, routing, resubmit: Boolean(request.resubmit) && !hasMedia,
+  });
   if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
 
   const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
@@ -59,25 +78,78 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
   const current = job ?? submitted.job;
   const message = [describeJob(current), ...notes].join(" ");
   if (current.status === "failed" || current.status === "lost" || current.status === "cancelled") {
-    return failure(message, { job_id: current.job_id, status: current.status, error: current.error });
+    return failure(message, { job_id: current.job_id, status: current.status, backend: current.backend, error: current.error });
   }
-  return success({ ...await jobResult(tools, current, message), param_sources: sources, ...request.extra }, assetLinks(current));
+  const reason = tools.backends.multiple ? { backend_reason: decision.reason } : {};
+  return success({ ...await jobResult(tools, current, message), param_sources: sources, ...reason, ...request.extra }, assetLinks(current));
+}
+
+function render(workflow: WorkflowDefinition, values: Record<string, unknown>): ComfyGraph {
+  try {
+    return renderGraph(workflow.graph, workflow.params, values);
+  } catch (error) {
+    if (error instanceof RenderError) throw new ToolFailure(error.message);
+    throw error;
+  }
+}
+
+/**
+ * What the graph needs from a backend, from the graph as it would be rendered: media inputs are
+ * left out (they are uploaded to whichever backend runs it) and defaults the gateway may swap are
+ * soft.
+ */
+function routeRequest(workflow: WorkflowDefinition, values: Record<string, unknown>, sources: Record<string, ValueSource>, request: RunRequest): RouteRequest {
+  const keys = (params: ParamSpec[]) => new Set(params.flatMap((param) => param.bindings.map((b) => `${b.node_id}.${b.input}`)));
+  const media = workflow.params.filter((param) => MEDIA_TYPES.has(param.type));
+  const placeholders = Object.fromEntries(media.map((param) => [param.name, ""]));
+  const graph = render(workflow, { ...values, ...placeholders });
+  const soft = keys(workflow.params.filter((param) => SWAPPABLE_SOURCES.has(sources[param.name]!)));
+  return { requirements: graphRequirements(graph, keys(media), soft), tags: workflow.backendTags };
+}
+
+/**
+ * One backend needs no coordinator round trip; several are routed by it. Replayed media (regenerate)
+ * exist only where the original ran, so such a job stays there.
+ */
+async function chooseBackend(tools: ToolContext, routing: RouteRequest, pin: string | undefined, home: { backend?: string; pinned: boolean }): Promise<RouteDecision> {
+  const { backends } = tools;
+  if (!backends.multiple) {
+    const only = backends.names[0]!;
+    if (pin !== undefined && pin !== only) return { ok: false, kind: "unknown_backend", message: `There is no backend named '${pin}'. This gateway has one: '${only}'.` };
+    return { ok: true, backend: only, reason: "the only backend" };
+  }
+  if (home.pinned && home.backend && pin === undefined) {
+    const decision = await backends.coordinator.route({ ...routing, pin: home.backend });
+    if (decision.ok || decision.kind === "unknown_backend") return decision;
+    return { ...decision, message: `${decision.message} (This job replays input media that live on '${home.backend}'; pass the media again to run it elsewhere.)` };
+  }
+  return backends.coordinator.route({ ...routing, ...(pin !== undefined && { pin }), ...(home.backend && { prefer: home.backend }) });
+}
+
+/** Where the job's inputs already are: the backend of an input asset, or of the job regenerate replays. */
+async function inputsHome(tools: ToolContext, request: RunRequest, values: Record<string, unknown>, sources: Record<string, ValueSource>): Promise<{ backend?: string; pinned: boolean }> {
+  if (!tools.backends.multiple) return { pinned: false };
+  for (const param of request.workflow.params.filter((p) => MEDIA_TYPES.has(p.type))) {
+    if (sources[param.name] === "replayed") return { backend: request.preferBackend, pinned: true };
+    const value = String(values[param.name]).trim();
+    const asset = ASSET_ID.test(value) ? await tools.studio.getAsset(value.toLowerCase()) : undefined;
+    if (asset) return { backend: asset.backend, pinned: false };
+  }
+  return { backend: request.preferBackend, pinned: false };
 }
 
 interface Filled {
   values: Record<string, unknown>;
   sources: Record<string, ValueSource>;
-  notes: string[];
 }
 
-async function fillParameters(tools: ToolContext, request: RunRequest, signal: AbortSignal): Promise<Filled> {
+async function fillParameters(tools: ToolContext, request: RunRequest): Promise<Filled> {
   const { workflow } = request;
   // runtime > persisted > env > built-in, as get_defaults shows them; the workflow's own default
   // slots in just above built-in.
   const defaults = effectiveDefaults(tools.env, await tools.studio.defaultsLayers(), workflow.namespace);
   const values: Record<string, unknown> = {};
   const sources: Record<string, ValueSource> = {};
-  const notes: string[] = [];
   const missing: ParamSpec[] = [];
 
   for (const param of workflow.params) {
@@ -94,7 +166,22 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
     const list = missing.map((param) => `${param.name} (${param.type}: ${param.description})`).join("; ");
     throw new ToolFailure(`Missing value for parameter(s) of workflow '${workflow.id}': ${list}. Pass them as arguments.`);
   }
+  return { values, sources };
+}
 
+/**
+ * On the chosen backend: input media uploaded there (or read in place), and every combo value
+ * checked against its live lists. Returns notes for the agent (a model default swapped).
+ */
+async function prepareValues(
+  tools: ToolContext,
+  comfy: ComfyClient,
+  workflow: WorkflowDefinition,
+  values: Record<string, unknown>,
+  sources: Record<string, ValueSource>,
+  signal: AbortSignal,
+): Promise<string[]> {
+  const notes: string[] = [];
   for (const param of workflow.params) {
     const value = values[param.name];
     // Defaults from the environment or built-ins are checked like the caller's values.
@@ -105,13 +192,14 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
     if (param.type === "image" || param.type === "audio" || param.type === "video") {
       if (sources[param.name] === "replayed") continue; // already a file ComfyUI has
       const classes = param.bindings.map((binding) => workflow.graph[binding.node_id]?.class_type ?? "");
-      values[param.name] = await resolveMedia({ comfy: tools.comfy, getAsset: (id) => tools.studio.getAsset(id), signal }, param, String(value), classes);
+      const media = { comfy, source: (asset: AssetView) => tools.backends.client(asset.backend), getAsset: (id: string) => tools.studio.getAsset(id), signal };
+      values[param.name] = await resolveMedia(media, param, String(value), classes);
       continue;
     }
-    const note = await checkCombos(tools, workflow, param, values, sources[param.name]!, signal);
+    const note = await checkCombos(comfy, workflow, param, values, sources[param.name]!, signal);
     if (note) notes.push(note);
   }
-  return { values, sources, notes };
+  return notes;
 }
 
 /**
@@ -120,7 +208,7 @@ async function fillParameters(tools: ToolContext, request: RunRequest, signal: A
  * an error listing the valid values.
  */
 async function checkCombos(
-  tools: ToolContext,
+  comfy: ComfyClient,
   workflow: WorkflowDefinition,
   param: ParamSpec,
   values: Record<string, unknown>,
@@ -130,10 +218,10 @@ async function checkCombos(
   for (const binding of param.bindings) {
     const classType = workflow.graph[binding.node_id]?.class_type;
     if (!classType) continue;
-    let options = await comboOptions(tools.comfy, classType, binding.input, signal);
+    let options = await comboOptions(comfy, classType, binding.input, signal);
     if (!options || options.includes(String(values[param.name]))) continue;
-    forgetCombos(tools.comfy, classType); // maybe just installed: look again before refusing
-    options = await comboOptions(tools.comfy, classType, binding.input, signal);
+    forgetCombos(comfy, classType); // maybe just installed: look again before refusing
+    options = await comboOptions(comfy, classType, binding.input, signal);
     if (!options || options.includes(String(values[param.name]))) continue;
     const folder = MODEL_FOLDER_OF[`${classType}.${binding.input}`];
     const value = String(values[param.name]);

@@ -19,6 +19,19 @@ export const waitSecondsArg = z
   .optional()
   .describe("How long to wait for the job to finish before returning its handle (seconds, 0-55). Default: the server's COMFY_MCP_WAIT_SECONDS (45).");
 
+export const backendArg = z
+  .string()
+  .trim()
+  .min(1)
+  .max(32)
+  .optional()
+  .describe("Run on this ComfyUI backend (a name from list_backends) instead of letting the gateway choose the least busy one that has the models.");
+
+export const resubmitArg = z
+  .boolean()
+  .optional()
+  .describe("If the backend running the job goes down, move the job to another backend that can run it instead of reporting it lost. Default false. Not possible for jobs with input media.");
+
 const assetSchema = z.object({
   asset_id: z.string().describe("Opaque id of this output file; pass it to asset tools."),
   job_id: z.string(),
@@ -40,6 +53,7 @@ const assetSchema = z.object({
   expires_at: z.string().nullable().describe("When this record is forgotten (ASSET_TTL_HOURS); null = kept."),
   duration: z.number().nullable().describe("Seconds, for audio and video."),
   session: z.string().nullable(),
+  backend: z.string().describe("The ComfyUI backend that made the file and holds it."),
   resource_uri: z.string().describe("MCP resource URI of the asset."),
   download_url: z.string().describe("Signed, short-lived URL of the full file, served through the gateway."),
 });
@@ -59,6 +73,9 @@ export const jobResultSchema = z.object({
   dropped_outputs: z.string().nullable().describe("Set when ComfyUI ran only part of the workflow: which outputs it dropped and why."),
   progress: z.looseObject({ fraction: z.number(), message: z.string() }).nullable(),
   assets: z.array(assetSchema),
+  backend: z.string().describe("The ComfyUI backend the job runs on (list_backends)."),
+  attempts: z.number().int().describe("Submissions so far: 2 or more when the job was moved off a backend that went down."),
+  backend_reason: z.string().optional().describe("Why the gateway chose this backend."),
   // The first asset's fields at the top level, as the original server returned them.
   asset_id: z.string().optional(),
   filename: z.string().optional(),

@@ -15,7 +15,7 @@ import { describeParam, paramField } from "../workflows/schema";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";
 import { runWorkflow } from "./run-workflow";
-import { jobResultSchema, waitSecondsArg } from "./schemas";
+import { backendArg, jobResultSchema, resubmitArg, waitSecondsArg } from "./schemas";
 
 const WRITE = { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false } as const;
 
@@ -26,6 +26,8 @@ export function workflowInputSchema(workflow: RegisteredWorkflow) {
   const shape: Record<string, z.ZodType> = {};
   for (const param of workflow.params) shape[param.name] = paramField(param);
   shape.wait_seconds = waitSecondsArg;
+  shape.backend = backendArg;
+  shape.resubmit_if_backend_lost = resubmitArg;
   return z.object(shape);
 }
 
@@ -43,8 +45,9 @@ export function registerWorkflowTools(server: McpServer, tools: ToolContext, cat
       },
       (args: Record<string, unknown>, ctx) =>
         runTool(() => {
-          const { wait_seconds, ...values } = args;
-          return runWorkflow(tools, { workflow, tool: workflow.tool, values, waitSeconds: wait_seconds as number | undefined }, ctx);
+          const { wait_seconds, backend, resubmit_if_backend_lost, ...values } = args;
+          const placement = { backend: backend as string | undefined, resubmit: resubmit_if_backend_lost as boolean | undefined };
+          return runWorkflow(tools, { workflow, tool: workflow.tool, values, waitSeconds: wait_seconds as number | undefined, ...placement }, ctx);
         }),
     );
   }
@@ -104,16 +107,19 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         overrides: z.record(z.string(), z.unknown()).optional().describe("Parameter values by name, e.g. {\"prompt\": \"a fox\", \"steps\": 30}."),
         options: z.record(z.string(), z.unknown()).optional().describe("Reserved; accepted for compatibility with the original server and ignored (reported back)."),
         wait_seconds: waitSecondsArg,
+        backend: backendArg,
+        resubmit_if_backend_lost: resubmitArg,
       }),
       outputSchema: jobResultSchema,
       annotations: WRITE,
     },
-    ({ workflow_id, overrides, options, wait_seconds }, ctx) =>
+    ({ workflow_id, overrides, options, wait_seconds, backend, resubmit_if_backend_lost }, ctx) =>
       runTool(async () => {
         const workflow = findWorkflow(catalogue, workflow_id);
         const { values, ignored } = checkOverrides(workflow, overrides ?? {});
         if (options && Object.keys(options).length > 0) ignored.options = "run_workflow has no options yet; ignored";
-        return runWorkflow(tools, { workflow, tool: "run_workflow", values, waitSeconds: wait_seconds, extra: Object.keys(ignored).length ? { ignored_overrides: ignored } : {} }, ctx);
+        const extra = Object.keys(ignored).length ? { ignored_overrides: ignored } : {};
+        return runWorkflow(tools, { workflow, tool: "run_workflow", values, waitSeconds: wait_seconds, extra, backend, resubmit: resubmit_if_backend_lost }, ctx);
       }),
   );
 
@@ -129,11 +135,13 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         seed: z.number().int().min(-1).max(Number.MAX_SAFE_INTEGER).optional().describe("Omit for a new random seed, -1 to keep the original seed, or a seed to use."),
         param_overrides: z.record(z.string(), z.unknown()).optional().describe("Parameters to change by name, e.g. {\"steps\": 30, \"prompt\": \"…\"}; typed and checked."),
         wait_seconds: waitSecondsArg,
+        backend: backendArg.describe("Run on this backend (a name from list_backends). Default: where the asset was made if it is up and has the models, else the least busy one that can."),
+        resubmit_if_backend_lost: resubmitArg,
       }),
       outputSchema: jobResultSchema,
       annotations: WRITE,
     },
-    ({ asset_id, seed, param_overrides, wait_seconds }, ctx) => runTool(() => regenerate(tools, catalogue, { asset_id, seed, param_overrides, wait_seconds }, ctx)),
+    (args, ctx) => runTool(() => regenerate(tools, catalogue, args, ctx)),
   );
 }
 
@@ -179,7 +187,7 @@ function checkOverrides(workflow: RegisteredWorkflow, overrides: Record<string, 
 async function regenerate(
   tools: ToolContext,
   catalogue: WorkflowCatalogue,
-  args: { asset_id: string; seed?: number; param_overrides?: Record<string, unknown>; wait_seconds?: number },
+  args: { asset_id: string; seed?: number; param_overrides?: Record<string, unknown>; wait_seconds?: number; backend?: string; resubmit_if_backend_lost?: boolean },
   ctx: ServerContext,
 ) {
   const asset: AssetView | undefined = await tools.studio.getAsset(args.asset_id.trim());
@@ -202,7 +210,17 @@ async function regenerate(
   }
   return runWorkflow(
     tools,
-    { workflow: seedParams.length > 0 ? workflow : withLiteralSeeds(workflow, args.seed), tool: "regenerate", values, replayed, waitSeconds: args.wait_seconds, extra: { regenerated_from: asset.asset_id } },
+    {
+      workflow: seedParams.length > 0 ? workflow : withLiteralSeeds(workflow, args.seed),
+      tool: "regenerate",
+      values,
+      replayed,
+      waitSeconds: args.wait_seconds,
+      extra: { regenerated_from: asset.asset_id },
+      backend: args.backend,
+      preferBackend: job.backend,
+      resubmit: args.resubmit_if_backend_lost,
+    },
     ctx,
   );
 }

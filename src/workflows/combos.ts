@@ -38,6 +38,23 @@ export function parseCombo(spec: unknown[]): string[] | undefined {
   return undefined;
 }
 
+/**
+ * The union of a combo's options over several backends, read fresh (a model may just have been
+ * installed): a default is valid when any backend can use it. Backends that cannot be asked are
+ * skipped; when none can, the first error is thrown.
+ */
+export async function comboOptionsAnywhere(clients: ComfyClient[], classType: string, input: string, signal?: AbortSignal): Promise<string[] | undefined> {
+  const reads = await Promise.allSettled(
+    clients.map((comfy) => {
+      forgetCombos(comfy, classType);
+      return comboOptions(comfy, classType, input, signal);
+    }),
+  );
+  if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
+  const lists = reads.flatMap((read) => (read.status === "fulfilled" && read.value ? [read.value] : []));
+  return lists.length === 0 ? undefined : [...new Set(lists.flat())];
+}
+
 /** Drops a cached class so the next lookup reads ComfyUI again (e.g. a model was just installed). */
 export function forgetCombos(comfy: ComfyClient, classType: string): void {
   cache.delete(`${comfy.baseUrl}|${classType}`);

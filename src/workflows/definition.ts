@@ -33,6 +33,8 @@ export interface WorkflowDefinition {
   graph: ComfyGraph;
   params: ParamSpec[];
   source: "bundled" | "r2";
+  /** Backend tags this workflow prefers (sidecar `backend_tags`, e.g. ["video"]). */
+  backendTags: string[];
 }
 
 export interface WorkflowFile {
@@ -67,7 +69,7 @@ const DESCRIPTIONS: Record<string, string> = {
   fps: "Frames per second of the output video.",
 };
 
-const SIDECAR_KEYS = new Set(["name", "title", "description", "namespace", "parameters", "constraints", "defaults", "updated_at", "hash", "version"]);
+const SIDECAR_KEYS = new Set(["name", "title", "description", "namespace", "parameters", "constraints", "defaults", "updated_at", "hash", "version", "backend_tags"]);
 const PARAMETER_KEYS = new Set(["description", "required", "default", "enum", "min", "max", "step"]);
 const OUTPUT_CLASSES: Record<string, Exclude<OutputKind, "mixed" | "unknown">> = {
   SaveImage: "image", PreviewImage: "image", SaveAnimatedWEBP: "image", SaveAnimatedPNG: "image", MaskPreview: "image", SaveImageWebsocket: "image",
@@ -115,6 +117,7 @@ export function parseWorkflow(file: WorkflowFile): ParseResult {
       graph,
       params,
       source: file.source,
+      backendTags: sidecar.backendTags ?? [],
     },
   };
 }
@@ -197,6 +200,7 @@ interface Sidecar {
   description?: string;
   namespace?: Namespace;
   parameters: Record<string, ParameterRules>;
+  backendTags?: string[];
 }
 
 /** The sidecar, or a problem. Accepts the original's `constraints` and `defaults` keys too. */
@@ -219,6 +223,11 @@ function readSidecar(meta: unknown, params: WorkflowParam[]): Sidecar | string {
   if (record.namespace !== undefined) {
     if (record.namespace !== "image" && record.namespace !== "audio" && record.namespace !== "video") return "'namespace' must be image, audio or video";
     sidecar.namespace = record.namespace;
+  }
+  if (record.backend_tags !== undefined) {
+    const tags = record.backend_tags;
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" && /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(t))) return "'backend_tags' must be a list of short words (letters, digits, '-' or '_')";
+    sidecar.backendTags = tags.map((t: string) => t.toLowerCase());
   }
   const known = new Map(params.map((param) => [param.name, param]));
   const merge = (section: string, value: unknown, shape: (name: string, entry: unknown) => ParameterRules | string): string | undefined => {

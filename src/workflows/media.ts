@@ -10,12 +10,18 @@ import { ToolFailure } from "../mcp/results";
 import type { AssetView } from "../studio/records";
 import type { ParamSpec } from "./definition.ts";
 
+/** Asset ids are canonical UUIDs. */
+export const ASSET_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export const MAX_MEDIA_BYTES = 20 * 1024 * 1024;
 const FETCH_TIMEOUT_MS = 20_000;
 const MAX_REDIRECTS = 3;
 
 export interface MediaContext {
+  /** The backend the job runs on: media are uploaded there. */
   comfy: ComfyClient;
+  /** The backend holding an asset, to read it from when it is not the job's. */
+  source(asset: AssetView): ComfyClient;
   getAsset(id: string): Promise<AssetView | undefined>;
   signal?: AbortSignal;
 }
@@ -28,15 +34,17 @@ interface LoadedMedia {
 /** Resolves a media reference to the file name ComfyUI should load for this parameter. */
 export async function resolveMedia(context: MediaContext, spec: ParamSpec, reference: string, bindingClasses: string[]): Promise<string> {
   const value = reference.trim();
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) {
+  if (ASSET_ID.test(value)) {
     const asset = await context.getAsset(value.toLowerCase());
     if (!asset) throw new ToolFailure(`'${spec.name}': no asset '${value}' in your studio. Pass an asset_id from one of your results, an https URL or base64 data.`);
     if (asset.kind !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type}, but asset ${value} is ${article(asset.kind)} ${asset.kind}.`);
-    // LoadImage reads annotated paths from ComfyUI's output/temp folders directly: no copy needed.
-    if (spec.type === "image" && bindingClasses.every((c) => c === "LoadImage")) {
+    // LoadImage reads annotated paths from ComfyUI's output/temp folders directly: no copy needed
+    // when the asset is on the backend that runs the job.
+    const home = context.source(asset);
+    if (spec.type === "image" && bindingClasses.every((c) => c === "LoadImage") && home.connection.name === context.comfy.connection.name) {
       return `${asset.subfolder ? `${asset.subfolder}/` : ""}${asset.filename} [${asset.folder_type}]`;
     }
-    const response = await context.comfy.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: context.signal });
+    const response = await home.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: context.signal });
     return upload(context, spec, { bytes: await readLimited(response, spec), mime: asset.mime_type });
   }
   if (/^https?:\/\//i.test(value)) return upload(context, spec, await download(context, spec, value));

@@ -67,7 +67,7 @@ describe("tool surface", () => {
     const tools = json.result.tools as Array<Record<string, any>>;
     expect(tools.map((t) => t.name).sort()).toEqual([
       "cancel_job", "generate_image", "generate_song", "generate_video", "get_asset_metadata", "get_defaults", "get_job", "get_publish_info",
-      "get_queue_status", "image_to_image", "list_assets", "list_models", "list_published", "list_workflows", "publish_asset", "regenerate",
+      "get_queue_status", "image_to_image", "list_assets", "list_backends", "list_models", "list_published", "list_workflows", "publish_asset", "regenerate",
       "run_workflow", "set_defaults", "unpublish", "view_image",
     ]);
     for (const tool of tools) {

@@ -23,7 +23,7 @@ function request(overrides: Record<string, unknown> = {}): SubmitRequest {
     ...overrides,
   };
   const graph = renderGraph(TEMPLATE, PARAMS, values);
-  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null };
+  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null, backend: "default", routing: { requirements: [] }, resubmit: false };
 }
 
 async function fake(path: string, body?: unknown) {
@@ -221,7 +221,7 @@ describe("asset registry", () => {
     await runInDurableObject(studio, async (_instance, state) => {
       const { AssetStore } = await import("../../src/studio/assets");
       const store = new AssetStore(state.storage.sql, 1_000);
-      const job = { id: "job-1", workflow_id: "w", tool: "t", session: null } as unknown as import("../../src/studio/records").JobRow;
+      const job = { id: "job-1", workflow_id: "w", tool: "t", session: null, backend: "default" } as unknown as import("../../src/studio/records").JobRow;
       state.storage.sql.exec(
         "INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('job-1', 'w', 't', 'completed', '{}', '{}', 0, 0, 0)",
       );

@@ -1,0 +1,215 @@
+/**
+ * What the coordinator knows about one backend: reachable or not (from its WebSocket and periodic
+ * `GET /prompt` checks), how many prompts it has queued, and what it can run (node classes and
+ * combo values from `/object_info`, read once and refreshed when it rejoins or on demand).
+ */
+import { ComfyClient } from "../comfy/client";
+import { parseCombo } from "../workflows/combos";
+import type { BackendConfig } from "./config";
+import type { Candidate, Requirement } from "./routing";
+import { ComfySocket } from "../studio/socket";
+
+const CHECK_TIMEOUT_MS = 5_000;
+const CAPABILITIES_TIMEOUT_MS = 30_000;
+/** A routed job counts towards the queue until ComfyUI's own count shows it, or this long. */
+const ROUTED_TTL_MS = 10_000;
+/** Model folders summarised by list_backends, and the loader input that lists each. */
+const MODEL_COMBOS: Record<string, [string, string]> = {
+  checkpoints: ["CheckpointLoaderSimple", "ckpt_name"],
+  diffusion_models: ["UNETLoader", "unet_name"],
+  loras: ["LoraLoader", "lora_name"],
+  vae: ["VAELoader", "vae_name"],
+  text_encoders: ["CLIPLoader", "clip_name"],
+};
+
+export interface BackendStatus {
+  name: string;
+  state: "up" | "down" | "unknown";
+  weight: number;
+  tags: string[];
+  queue_remaining: number | null;
+  last_error: string | null;
+  down_since: string | null;
+  last_checked_at: string | null;
+  node_count: number | null;
+  models: Record<string, string[]>;
+}
+
+interface Capabilities {
+  at: number;
+  /** class → combo inputs → allowed values (non-combo inputs are absent). */
+  classes: Map<string, Map<string, Set<string>>>;
+}
+
+export class BackendHealth {
+  readonly client: ComfyClient;
+  private readonly socket: ComfySocket;
+  state: "up" | "down" | "unknown" = "unknown";
+  private queueRemaining: number | null = null;
+  private routed: number[] = [];
+  private lastError: string | null = null;
+  private downSince: number | null = null;
+  lastCheckedAt = 0;
+  lastChosenAt = 0;
+  private capabilities: Capabilities | undefined;
+  private loadingCapabilities: Promise<void> | undefined;
+
+  constructor(
+    readonly config: BackendConfig,
+    wantsSocket: () => boolean,
+  ) {
+    this.client = new ComfyClient(config);
+    this.socket = new ComfySocket(this.client, {
+      onEvent: (event) => {
+        if (event.type !== "status") return;
+        const remaining = (event.data.status as { exec_info?: { queue_remaining?: unknown } } | undefined)?.exec_info?.queue_remaining;
+        if (typeof remaining === "number") this.observeQueue(remaining);
+      },
+      onFrame: () => undefined,
+      onConnected: () => this.markUp(),
+      // A dropped socket is the first sign of a backend going away: check at once.
+      wantsConnection: () => wantsSocket(),
+      onDisconnected: () => void this.check(),
+    });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** One cheap request (`GET /prompt` answers the queue length); keeps the event socket open. */
+  async check(): Promise<void> {
+    try {
+      const body = await this.client.request("GET", "/prompt", undefined, { timeoutMs: CHECK_TIMEOUT_MS });
+      const info = (await body.json().catch(() => ({}))) as { exec_info?: { queue_remaining?: unknown } };
+      if (body.status !== 200) throw new Error(`HTTP ${body.status}`);
+      const remaining = info.exec_info?.queue_remaining;
+      this.markUp();
+      if (typeof remaining === "number") this.observeQueue(remaining);
+      this.socket.ensure();
+    } catch (error) {
+      this.markDown(error instanceof Error ? error.message : String(error));
+    } finally {
+      this.lastCheckedAt = Date.now();
+    }
+  }
+
+  /** Reads `/object_info` when never read, after a rejoin, or when older than `maxAgeMs`. */
+  async ensureCapabilities(maxAgeMs: number): Promise<void> {
+    if (this.state !== "up" || (this.capabilities && Date.now() - this.capabilities.at < maxAgeMs)) return;
+    this.loadingCapabilities ??= this.loadCapabilities().finally(() => (this.loadingCapabilities = undefined));
+    await this.loadingCapabilities;
+  }
+
+  /** What the router sees: state, load, and which hard requirements this backend lacks. */
+  candidate(requirements: Requirement[]): Candidate {
+    this.routed = this.routed.filter((at) => Date.now() - at < ROUTED_TTL_MS);
+    const missing: string[] = [];
+    let softMissing = 0;
+    for (const requirement of requirements) {
+      if (!this.capabilities) break;
+      const problem = this.lacks(requirement);
+      if (problem && requirement.soft) softMissing++;
+      else if (problem) missing.push(problem);
+    }
+    return {
+      name: this.name,
+      state: this.state,
+      weight: this.config.weight,
+      tags: this.config.tags,
+      load: (this.queueRemaining ?? 0) + this.routed.length,
+      lastChosenAt: this.lastChosenAt,
+      missing: this.capabilities ? missing : undefined,
+      softMissing,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Counts a job towards this backend's queue until ComfyUI reports it (spreads bursts). */
+  chosen(): void {
+    this.lastChosenAt = Date.now();
+    this.routed.push(Date.now());
+  }
+
+  forgetCapabilities(): void {
+    this.capabilities = undefined;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  status(): BackendStatus {
+    const models: Record<string, string[]> = {};
+    for (const [folder, [classType, input]] of Object.entries(MODEL_COMBOS)) {
+      const values = this.capabilities?.classes.get(classType)?.get(input);
+      if (values) models[folder] = [...values];
+    }
+    return {
+      name: this.name,
+      state: this.state,
+      weight: this.config.weight,
+      tags: this.config.tags,
+      queue_remaining: this.state === "up" ? this.queueRemaining : null,
+      last_error: this.lastError,
+      down_since: this.downSince ? new Date(this.downSince).toISOString() : null,
+      last_checked_at: this.lastCheckedAt ? new Date(this.lastCheckedAt).toISOString() : null,
+      node_count: this.capabilities?.classes.size ?? null,
+      models,
+    };
+  }
+
+  private lacks(requirement: Requirement): string | undefined {
+    const inputs = this.capabilities!.classes.get(requirement.class_type);
+    if (!inputs) return `node ${requirement.class_type}`;
+    if (requirement.input === undefined || requirement.value === undefined) return undefined;
+    const allowed = inputs.get(requirement.input);
+    return allowed && !allowed.has(requirement.value) ? `${requirement.class_type}.${requirement.input} '${requirement.value}'` : undefined;
+  }
+
+  private observeQueue(remaining: number): void {
+    // Each increase is a prompt ComfyUI now counts: retire that many of our routed estimates.
+    const grown = this.queueRemaining === null ? remaining : remaining - this.queueRemaining;
+    if (grown > 0) this.routed.splice(0, grown);
+    this.queueRemaining = remaining;
+  }
+
+  private markUp(): void {
+    // Rejoining: its models or custom nodes may have changed while it was away.
+    if (this.state === "down") this.capabilities = undefined;
+    this.state = "up";
+    this.downSince = null;
+    this.lastError = null;
+  }
+
+  private markDown(reason: string): void {
+    if (this.state !== "down") this.downSince = Date.now();
+    this.state = "down";
+    this.lastError = reason;
+    this.queueRemaining = null;
+    this.routed = [];
+    this.socket.close();
+  }
+
+  private async loadCapabilities(): Promise<void> {
+    try {
+      const info = await this.client.request("GET", "/object_info", undefined, { timeoutMs: CAPABILITIES_TIMEOUT_MS });
+      if (info.status !== 200) throw new Error(`HTTP ${info.status}`);
+      const body = (await info.json()) as Record<string, { input?: Record<string, Record<string, unknown> | undefined> }>;
+      const classes = new Map<string, Map<string, Set<string>>>();
+      for (const [classType, spec] of Object.entries(body)) {
+        const combos = new Map<string, Set<string>>();
+        for (const group of [spec?.input?.required, spec?.input?.optional]) {
+          for (const [input, inputSpec] of Object.entries(group ?? {})) {
+            const options = Array.isArray(inputSpec) ? parseCombo(inputSpec) : undefined;
+            if (options) combos.set(input, new Set(options));
+          }
+        }
+        classes.set(classType, combos);
+      }
+      this.capabilities = { at: Date.now(), classes };
+    } catch {
+      // Unknown capabilities rank the backend below those known to qualify; retried next time.
+    }
+  }
+}

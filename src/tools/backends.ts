@@ -1,0 +1,44 @@
+/** list_backends: every ComfyUI backend of the pool with its health, queue and models, as the coordinator sees them. */
+import type { McpServer } from "@modelcontextprotocol/server";
+import * as z from "zod/v4";
+import type { ToolContext } from "./context";
+import { runTool } from "./run";
+
+export function registerBackendTools(server: McpServer, tools: ToolContext): void {
+  server.registerTool(
+    "list_backends",
+    {
+      title: "List ComfyUI backends",
+      description:
+        "The ComfyUI machines this gateway drives: whether each is up, how many prompts it has queued, its tags and weight, and its models. " +
+        "Jobs go to the least busy backend that has the models they need; pass 'backend' to a generation tool to choose one yourself.",
+      inputSchema: z.object({}),
+      outputSchema: z.object({
+        backends: z.array(
+          z.object({
+            name: z.string(),
+            state: z.enum(["up", "down", "unknown"]).describe("up: answering; down: not answering (see last_error); unknown: not checked yet."),
+            weight: z.number(),
+            tags: z.array(z.string()),
+            queue_remaining: z.number().int().nullable().describe("Prompts queued or running there (all users); null when down."),
+            last_error: z.string().nullable(),
+            down_since: z.string().nullable(),
+            last_checked_at: z.string().nullable(),
+            node_count: z.number().int().nullable().describe("Node classes it offers (from /object_info); null until read."),
+            models: z.record(z.string(), z.array(z.string())).describe("Model files by folder (checkpoints, diffusion_models, loras, vae, text_encoders)."),
+          }),
+        ),
+        message: z.string(),
+      }),
+      annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+    },
+    () =>
+      runTool(async () => {
+        const backends = await tools.backends.coordinator.status();
+        const up = backends.filter((b) => b.state === "up");
+        const down = backends.filter((b) => b.state !== "up").map((b) => b.name);
+        const message = `${up.length} of ${backends.length} backend${backends.length === 1 ? "" : "s"} up${down.length ? ` (not answering: ${down.join(", ")})` : ""}.`;
+        return { backends, message };
+      }),
+  );
+}
