@@ -53,8 +53,8 @@ const CANCEL_CONFIRM_MS = 10_000;
 const QUEUE_SNAPSHOT_MS = 500;
 /** A job is moved to another backend at most this many times. */
 const MAX_ATTEMPTS = 3;
-/** Jobs lost with their backend are looked for again this often, for this long, once it answers. */
-const ORPHAN_CHECK_MS = 15_000;
+/** Jobs lost with their backend are looked for again at most this often, for this long, once it answers. */
+const ORPHAN_CHECK_MAX_MS = 15_000;
 const ORPHAN_WINDOW_MS = 6 * 3_600_000;
 
 type QueueSnapshot = Awaited<ReturnType<ComfyClient["queue"]>>;
@@ -77,6 +77,8 @@ export class Studio extends DurableObject<Env> {
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly reconcileMs: number;
   private readonly graceMs: number;
+  /** Three reconcile intervals (15 s at most): a returning backend is asked soon, a dead one rarely. */
+  private readonly orphanCheckMs: number;
   private readonly assets: AssetStore;
   private readonly defaults: DefaultsStore;
   private readonly trackers = new Map<string, ProgressTracker>();
@@ -97,6 +99,7 @@ export class Studio extends DurableObject<Env> {
     this.backends = config.backends;
     this.reconcileMs = config.reconcileMs;
     this.graceMs = config.backendGraceMs;
+    this.orphanCheckMs = Math.min(ORPHAN_CHECK_MAX_MS, 3 * config.reconcileMs);
     this.assets = new AssetStore(this.sql, config.assetTtlMs);
     this.defaults = new DefaultsStore(this.sql);
     // Records from before the pool ran on what is now the first backend: name it.
@@ -404,11 +407,12 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** The one place a job becomes terminal: guarded so it happens once, then everyone is told. */
-  private settle(jobId: string, status: JobStatus, error: JobError | null): boolean {
+  private settle(jobId: string, status: JobStatus, error: JobError | null, onBackend?: string): boolean {
     const now = Date.now();
+    // With `onBackend`, only while the job is still there: it may have just been moved elsewhere.
     const changed = this.sql.exec(
-      `UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES}`,
-      status, error ? JSON.stringify(error) : null, now, now, jobId,
+      `UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = COALESCE(?, backend)`,
+      status, error ? JSON.stringify(error) : null, now, now, jobId, onBackend ?? null,
     ).rowsWritten;
     if (changed === 0) return false;
     this.trackers.delete(jobId);
@@ -484,6 +488,8 @@ export class Studio extends DurableObject<Env> {
     let queue: QueueSnapshot | undefined;
     for (const row of rows) {
       const entry = await endpoint.client.history(row.id);
+      // The job may have moved to another backend meanwhile: this one's answer is no longer its.
+      if (this.jobRow(row.id)?.backend !== endpoint.name) continue;
       if (entry) {
         await this.finalize(row.id, entry);
         continue;
@@ -495,14 +501,14 @@ export class Studio extends DurableObject<Env> {
         this.sql.exec(
           `UPDATE jobs SET missing_checks = 0, status = CASE WHEN ? THEN 'running' WHEN status = 'submitting' THEN 'queued' ELSE status END,
                   started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, updated_at = ?
-           WHERE id = ? AND status IN ${OPEN_STATUSES}`,
-          running ? 1 : 0, running ? 1 : 0, Date.now(), Date.now(), row.id,
+           WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = ?`,
+          running ? 1 : 0, running ? 1 : 0, Date.now(), Date.now(), row.id, endpoint.name,
         );
         continue;
       }
       // It may have finished between the two reads.
       const late = await endpoint.client.history(row.id);
-      if (late) {
+      if (late && this.jobRow(row.id)?.backend === endpoint.name) {
         await this.finalize(row.id, late);
         continue;
       }
@@ -513,9 +519,9 @@ export class Studio extends DurableObject<Env> {
           message:
             `ComfyUI${this.backends.length > 1 ? ` on backend '${endpoint.name}'` : ""} no longer knows this job (it is in neither its queue nor its history): ` +
             "it was most likely restarted while the job was queued or running. Nothing was produced; submit it again.",
-        });
+        }, endpoint.name);
       } else {
-        this.sql.exec("UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ?", checks, Date.now(), row.id);
+        this.sql.exec("UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ? AND backend = ?", checks, Date.now(), row.id, endpoint.name);
       }
     }
   }
@@ -526,22 +532,28 @@ export class Studio extends DurableObject<Env> {
    * take it, it is declared lost, provisionally: when the backend answers again and finished it
    * after all, the job is revived with its outputs.
    */
-  private async failover(from: Endpoint, row: JobRow): Promise<void> {
+  private async failover(from: Endpoint, stale: JobRow): Promise<void> {
     const outage = `Backend '${from.name}' has been unreachable for ${Math.round((Date.now() - from.unreachableSince!) / 1000)} s (${from.lastError ?? "no answer"})`;
     let why = "";
-    if (row.resubmit === 1 && row.attempts < MAX_ATTEMPTS && row.routing) {
-      const routing = JSON.parse(row.routing) as RouteRequest;
+    let target: { endpoint: Endpoint; routing: RouteRequest } | undefined;
+    if (stale.resubmit === 1 && stale.attempts < MAX_ATTEMPTS && stale.routing) {
+      const routing = JSON.parse(stale.routing) as RouteRequest;
+      const exclude = [...(routing.exclude ?? []), from.name];
       const decision = await coordinator(this.env)
-        .route({ requirements: routing.requirements, tags: routing.tags, exclude: [...(routing.exclude ?? []), from.name] })
+        .route({ requirements: routing.requirements, tags: routing.tags, exclude })
         .catch((error: unknown) => ({ ok: false as const, kind: "no_backend" as const, message: error instanceof Error ? error.message : String(error) }));
-      const target = decision.ok ? this.endpoint(decision.backend) : undefined;
-      if (target && decision.ok) {
-        await this.resubmit(row, target, { ...routing, exclude: [...(routing.exclude ?? []), from.name] });
-        return;
-      }
-      why = ` It could not be moved: ${decision.ok ? "its new backend is not configured" : decision.message}`;
-    } else if (row.resubmit === 1) {
-      why = ` It was already moved ${row.attempts - 1} time(s).`;
+      const endpoint = decision.ok ? this.endpoint(decision.backend) : undefined;
+      if (endpoint) target = { endpoint, routing: { ...routing, exclude } };
+      else why = ` It could not be moved: ${decision.ok ? "its new backend is not configured" : decision.message}`;
+    } else if (stale.resubmit === 1) {
+      why = ` It was already moved ${stale.attempts - 1} time(s).`;
+    }
+    // Another path (the alarm, a get_job) may have settled or moved it while we were routing.
+    const row = this.jobRow(stale.id);
+    if (!row || row.backend !== from.name || TERMINAL.has(row.status as JobStatus)) return;
+    if (target) {
+      await this.resubmit(row, target.endpoint, target.routing);
+      return;
     }
     const changed = this.settle(row.id, "lost", {
       kind: "backend_down",
@@ -549,7 +561,7 @@ export class Studio extends DurableObject<Env> {
       message:
         `${outage} while this job was ${row.status}.${why} Submit it again (it goes to a backend that is up), or pass ` +
         "resubmit_if_backend_lost=true to have such jobs moved automatically. If the backend comes back and finished it after all, this job completes by itself.",
-    });
+    }, from.name);
     if (changed) this.sql.exec("UPDATE jobs SET orphaned_at = ? WHERE id = ?", Date.now(), row.id);
   }
 
@@ -557,8 +569,8 @@ export class Studio extends DurableObject<Env> {
     const clientId = await this.clientIdFor(target);
     const moved = this.sql.exec(
       `UPDATE jobs SET backend = ?, client_id = ?, routing = ?, status = 'submitting', attempts = attempts + 1, missing_checks = 0,
-              started_at = NULL, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES}`,
-      target.name, clientId, JSON.stringify(routing), Date.now(), row.id,
+              started_at = NULL, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = ?`,
+      target.name, clientId, JSON.stringify(routing), Date.now(), row.id, row.backend,
     ).rowsWritten;
     if (moved === 0) return;
     const graph = JSON.parse(row.graph) as ComfyGraph;
@@ -577,7 +589,7 @@ export class Studio extends DurableObject<Env> {
     const orphans = this.sql.exec<JobRow>("SELECT * FROM jobs WHERE orphaned_at IS NOT NULL").toArray();
     for (const [backend, rows] of groupBy(orphans, (row) => row.backend)) {
       const endpoint = this.endpoint(backend);
-      if (!endpoint || Date.now() - endpoint.lastOrphanCheck < ORPHAN_CHECK_MS) continue;
+      if (!endpoint || Date.now() - endpoint.lastOrphanCheck < this.orphanCheckMs) continue;
       endpoint.lastOrphanCheck = Date.now();
       try {
         for (const row of rows) {
@@ -623,7 +635,7 @@ export class Studio extends DurableObject<Env> {
     const orphans = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE orphaned_at IS NOT NULL").one().n;
     const candidates = [
       this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null,
-      orphans > 0 ? Date.now() + Math.max(this.reconcileMs, ORPHAN_CHECK_MS) : null,
+      orphans > 0 ? Date.now() + this.orphanCheckMs : null,
       this.assets.nextExpiry(),
     ].filter((t): t is number => t !== null);
     if (candidates.length === 0) return;
