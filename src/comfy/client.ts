@@ -150,7 +150,7 @@ export class ComfyClient {
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason ?? error;
       if (timeout.aborted) throw timedOut(path.split("?")[0] ?? path, timeoutMs);
-      throw unreachable(this.connection.baseUrl, error);
+      throw unreachable(this.connection, error);
     }
     await this.classify(response, path);
     return response;
@@ -175,7 +175,7 @@ export class ComfyClient {
       await response.body?.cancel();
       throw new ComfyError(
         "unreachable",
-        `The tunnel answered HTTP ${response.status}: ComfyUI (or cloudflared) is not running behind ${describeTarget(this.connection.baseUrl)}. Start it and retry.`,
+        `The tunnel answered HTTP ${response.status}: ComfyUI (or cloudflared) is not running behind ${describeTarget(this.connection)}. Start it and retry.`,
         { status: response.status },
       );
     }

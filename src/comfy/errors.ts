@@ -27,12 +27,19 @@ export class ComfyError extends Error {
   }
 }
 
-export function unreachable(baseUrl: string, cause: unknown): ComfyError {
+/** Which ComfyUI: its address when that is safe to show, and its backend name in a pool. */
+export interface Target {
+  baseUrl: string;
+  name: string;
+}
+
+export function unreachable(target: Target, cause: unknown): ComfyError {
   const reason = cause instanceof Error ? cause.message : String(cause);
+  const setting = pooled(target) ? `the url of backend '${target.name}' in COMFYUI_BACKENDS` : "COMFYUI_URL";
   return new ComfyError(
     "unreachable",
-    `ComfyUI is not reachable at ${describeTarget(baseUrl)} (${reason}). Check that ComfyUI is running and that ` +
-      "COMFYUI_URL points at it (for a remote GPU, the Cloudflare Tunnel hostname), then retry.",
+    `ComfyUI is not reachable at ${describeTarget(target)} (${reason}). Check that ComfyUI is running and that ` +
+      `${setting} points at it (for a remote GPU, the Cloudflare Tunnel hostname), then retry.`,
   );
 }
 
@@ -40,14 +47,20 @@ export function unreachable(baseUrl: string, cause: unknown): ComfyError {
  * Where ComfyUI is, as far as a client may know: a local address helps a developer, but a tunnel
  * hostname is a private detail that must not reach remote clients (comfyui-api.md §17.2).
  */
-export function describeTarget(baseUrl: string): string {
+export function describeTarget(target: Target): string {
+  const hidden = pooled(target) ? `the configured URL of backend '${target.name}'` : "the configured COMFYUI_URL";
   try {
-    const host = new URL(baseUrl).hostname;
+    const host = new URL(target.baseUrl).hostname;
     const local = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+|172\.(1[6-9]|2\d|3[01])\.\d+\.\d+)$/.test(host);
-    return local ? baseUrl : "the configured COMFYUI_URL";
+    return local ? `${target.baseUrl}${pooled(target) ? ` (backend '${target.name}')` : ""}` : hidden;
   } catch {
-    return "the configured COMFYUI_URL";
+    return hidden;
   }
+}
+
+/** A backend of a configured pool (the single COMFYUI_URL is named "default"). */
+function pooled(target: Target): boolean {
+  return target.name !== "default";
 }
 
 export function timedOut(path: string, ms: number): ComfyError {

@@ -2,6 +2,7 @@
 // variables, the single COMFYUI_URL, every refusal) and choosing a backend (state, hard and soft
 // requirements, pinning, preference, tags, weights, turns), plus the requirements of a graph.
 import { describe, expect, it } from "vitest";
+import { unreachable } from "../../src/comfy/errors";
 import { readBackends } from "../../src/pool/config";
 import { chooseBackend, graphRequirements, type Candidate } from "../../src/pool/routing";
 import type { ComfyGraph } from "../../src/comfy/types";
@@ -72,6 +73,20 @@ describe("pool configuration", () => {
 
   it("refuses a numbered backend with a bad weight", () => {
     expect(readBackends(env({ COMFYUI_BACKEND_1_URL: "http://x", COMFYUI_BACKEND_1_WEIGHT: "heavy" }))).toMatchObject({ ok: false, error: expect.stringMatching(/COMFYUI_BACKEND_1_\* \('backend1'\): weight/) });
+  });
+});
+
+describe("errors name the backend, never a tunnel hostname", () => {
+  it("says which backend and which setting to check", () => {
+    const remote = unreachable({ baseUrl: "https://comfy-desk.example.com", name: "desktop" }, new Error("refused")).message;
+    expect(remote).toContain("the configured URL of backend 'desktop'");
+    expect(remote).toContain("the url of backend 'desktop' in COMFYUI_BACKENDS");
+    expect(remote).not.toContain("example.com");
+    const local = unreachable({ baseUrl: "http://127.0.0.1:8190", name: "laptop" }, new Error("refused")).message;
+    expect(local).toContain("http://127.0.0.1:8190 (backend 'laptop')");
+    const single = unreachable({ baseUrl: "https://comfy.example.com", name: "default" }, new Error("refused")).message;
+    expect(single).toContain("the configured COMFYUI_URL");
+    expect(single).not.toContain("example.com");
   });
 });
 
