@@ -21,7 +21,8 @@ export async function freePort() {
 }
 
 /**
- * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string>, readyTimeoutMs?: number }} options
+ * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string>, readyTimeoutMs?: number, readyStatus?: number }} options
+ *   `readyStatus`: the /healthz status that means "up" (503 for a gateway expected to refuse its configuration).
  * @returns {Promise<{ url: string, mcpUrl: string, port: number, persistDir: string, stop: () => Promise<void>, logs: () => string }>}
  */
 export async function startGateway(options) {
@@ -56,7 +57,7 @@ export async function startGateway(options) {
     }
     try {
       const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
-      if (response.ok) break;
+      if (response.status === (options.readyStatus ?? 200)) break;
     } catch {
       // not listening yet
     }

@@ -6,7 +6,7 @@
 // for resubmission) and rejoins when it comes back. The tests run in order and share the pool.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MODELS, startFakeComfy } from "../fake-comfyui/server.mjs";
-import { connectV2 } from "./clients.mjs";
+import { connectV1, connectV2 } from "./clients.mjs";
 import { startGateway } from "./gateway.mjs";
 
 const ONLY_ON_C = "only-on-c.safetensors";
@@ -135,6 +135,14 @@ describe("backend pool", () => {
       expect(b.models?.checkpoints, `${name}.models.checkpoints`).toEqual(expect.arrayContaining(DEFAULT_MODELS.checkpoints));
       expect(b.models.checkpoints.includes(ONLY_ON_C), `${name} lists ${ONLY_ON_C}: ${brief(b.models.checkpoints)}`).toBe(name === "c");
     }
+    // The 2025-era SDK sees the same pool.
+    const v1 = await connectV1(gateway.mcpUrl);
+    try {
+      const listed = (await v1.call("list_backends")).structuredContent;
+      expect(listed.backends.map((b) => b.name), "list_backends over SDK v1").toEqual(NAMES);
+    } finally {
+      await v1.close();
+    }
   }, 60_000);
 
   it("get_queue_status lists all three backends with their state, and which one runs each prompt", async () => {
@@ -218,7 +226,26 @@ describe("backend pool", () => {
     expect(blob.equals(expected), "comfy://assets/<id> bytes equal fake c's file").toBe(true);
   }, 60_000);
 
+  it("inputs stay near their asset: regenerate and image_to_image prefer its backend; elsewhere the image is copied over", async () => {
+    const source = await ok("generate_image", { prompt: "source on c", width: 64, height: 48, steps: 2, backend: "c" });
+    const again = await ok("regenerate", { asset_id: source.asset_id, param_overrides: { steps: 3 } });
+    expectCompleted(again, "c", "regenerate of an asset made on c");
+    const near = await ok("image_to_image", { image: source.asset_id, prompt: "same machine", steps: 2 });
+    expectCompleted(near, "c", "image_to_image of an asset made on c");
+    const loadNear = Object.values(fakes.c.prompts.get(near.prompt_id).prompt).find((node) => node.class_type === "LoadImage");
+    expect(loadNear.inputs.image, "on its own backend the asset is read in place").toMatch(/\[output\]$/);
+
+    const far = await ok("image_to_image", { image: source.asset_id, prompt: "other machine", steps: 2, backend: "a" });
+    expectCompleted(far, "a", "image_to_image pinned to a with an asset made on c");
+    const loadFar = Object.values(fakes.a.prompts.get(far.prompt_id).prompt).find((node) => node.class_type === "LoadImage");
+    expect(loadFar.inputs.image, "on another backend the asset was uploaded there").toMatch(/^mcp\/[0-9a-f]{24}\.png$/);
+    expect(far.width, "the copied input keeps its size").toBe(64);
+    expect(far.height, "the copied input keeps its size").toBe(48);
+  }, 60_000);
+
   it("a backend killed mid-run: its job is lost quickly, it shows down, others take new work, pinning to it is refused", async () => {
+    const early = await ok("generate_image", { prompt: "made on a before it died", ...FAST, backend: "a" });
+    expectCompleted(early, "a", "an asset made on a");
     const doomed = await ok("generate_image", { prompt: "doomed on a", ...FAST, steps: 200, backend: "a", wait_seconds: 0 });
     await untilBusy("a");
     // Queued behind the doomed job on a; asks to be moved if a goes away.
@@ -250,6 +277,10 @@ describe("backend pool", () => {
       expectCompleted(job, undefined, `unpinned job ${i} after a died`);
       expect(["b", "c"], `unpinned job ${i} ran on ${job.backend}`).toContain(job.backend);
     }
+
+    const replay = await ok("regenerate", { asset_id: early.asset_id });
+    expectCompleted(replay, undefined, "regenerate of an asset whose backend died");
+    expect(["b", "c"], `regenerate re-routed to ${replay.backend}`).toContain(replay.backend);
 
     const why = await refused("generate_image", { prompt: "pinned to dead a", ...FAST, backend: "a" });
     expect(why, "the refusal names backend a").toMatch(/\ba\b/);
@@ -293,4 +324,30 @@ describe("backend pool", () => {
     expectCompleted(seen, "b", "the revived job");
     expect(seen.error, "a revived job carries no error").toBeNull();
   }, 60_000);
+});
+
+describe("a malformed pool", () => {
+  it("is refused whole: /mcp and /healthz answer 503 naming the problem, without echoing credentials", async () => {
+    const broken = await startGateway({
+      comfyUrl: "http://127.0.0.1:9",
+      vars: { COMFYUI_BACKENDS: JSON.stringify([{ name: "a", url: "http://127.0.0.1:9", access_client_id: "id", access_client_secret: "hunter2-secret" }, { name: "a", url: "http://127.0.0.1:10" }]) },
+      readyTimeoutMs: 60_000,
+      readyStatus: 503,
+    });
+    try {
+      const health = await fetch(`${broken.url}/healthz`);
+      expect(health.status, "/healthz").toBe(503);
+      const mcp = await fetch(broken.mcpUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }),
+      });
+      expect(mcp.status, "/mcp").toBe(503);
+      const body = await mcp.text();
+      expect(body, "names the problem").toMatch(/misconfigured.*'a' is used twice/s);
+      expect(body, "never echoes a secret").not.toContain("hunter2");
+    } finally {
+      await broken.stop();
+    }
+  }, 90_000);
 });
