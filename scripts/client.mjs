@@ -26,6 +26,7 @@ const USAGE = `Usage: npm run client -- [options]
       --steps <n>         sampling steps (default: the server's)
       --seed <n>          sampler seed (default: random)
       --wait <seconds>    how long each call blocks before returning a job handle (0-55, default: the server's)
+      --backend <name>    run on this ComfyUI backend (default: the gateway chooses; see list_backends)
   -h, --help              show this help`;
 
 /** Failures we explain ourselves (printed as one `[X]` line, no stack); anything else is a bug. */
@@ -62,6 +63,7 @@ async function main() {
   const args = { prompt: opts.prompt };
   for (const key of ["width", "height", "steps", "seed"]) if (opts[key] !== undefined) args[key] = opts[key];
   if (opts.wait !== undefined) args.wait_seconds = opts.wait;
+  if (opts.backend !== undefined) args.backend = opts.backend;
   const image = defaults.image ?? {};
   console.log(`Generating: "${opts.prompt}"`);
   console.log(`  ${args.width ?? image.width}x${args.height ?? image.height}, ${args.steps ?? image.steps} steps, seed ${args.seed ?? "random"}\n`);
@@ -96,6 +98,7 @@ function readOptions() {
         url: { type: "string", default: process.env.COMFY_MCP_URL || DEFAULT_URL },
         token: { type: "string", default: process.env.COMFY_MCP_TOKEN || undefined },
         client: { type: "string", default: "v1" },
+        backend: { type: "string" },
         // Numbers arrive as strings and are converted below.
         ...Object.fromEntries(["width", "height", "steps", "seed", "wait"].map((name) => [name, { type: "string" }])),
         help: { type: "boolean", short: "h" },
@@ -212,6 +215,7 @@ function printAssets(job, seconds) {
     console.log(`  mime type  ${asset.mime_type}`);
     console.log(`  size       ${asset.width ?? "?"}x${asset.height ?? "?"}, ${asset.bytes_size ?? "?"} bytes`);
     console.log(`  job id     ${asset.job_id}`);
+    console.log(`  backend    ${asset.backend}`);
     console.log(`  uri        ${asset.resource_uri}`);
   }
   if (job.params?.seed !== undefined) console.log(`\nSeed ${job.params.seed} (pass --seed to reproduce).`);
