@@ -16,6 +16,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { integerOption, progress, progressDone } from "./cli.mjs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startGateway } from "../test/e2e/gateway.mjs";
@@ -243,15 +244,6 @@ function times(value) {
   return Number.isFinite(value) ? `${value.toFixed(1)}x` : "n/a";
 }
 
-/** Progress on stderr, redrawn in place on a terminal, so stdout stays the report alone. */
-function progress(text) {
-  if (process.stderr.isTTY) process.stderr.write(`\r  ${text}\x1b[K`);
-}
-
-function progressDone() {
-  if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-}
-
 // --- plumbing -----------------------------------------------------------------------------------
 
 function readOptions() {
@@ -269,14 +261,7 @@ function readOptions() {
     console.log("usage: npm run bench -- [--jobs 60] [--baseline-jobs 12] [--warmup 3] [--step-delay-ms 2] [--json]");
     process.exit(0);
   }
-  const count = (name, min) => {
-    const value = Number(values[name]);
-    if (!Number.isInteger(value) || value < min) {
-      console.error(`--${name} must be an integer >= ${min}, not '${values[name]}'`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const count = (name, min) => integerOption(values, name, min);
   return { jobs: count("jobs", 1), baselineJobs: count("baseline-jobs", 1), warmup: count("warmup", 0), stepDelayMs: count("step-delay-ms", 0), json: values.json };
 }
 

@@ -17,6 +17,7 @@
  * result. Exit code 0 unless the run itself crashes. See bench/README.md.
  */
 import { parseArgs } from "node:util";
+import { integerOption, progress, progressDone } from "./cli.mjs";
 import { connectV2 } from "../test/e2e/clients.mjs";
 import { startGateway } from "../test/e2e/gateway.mjs";
 import { startFakeComfy } from "../test/fake-comfyui/server.mjs";
@@ -211,15 +212,6 @@ function pct(value) {
   return Number.isFinite(value) ? `${(value * 100).toFixed(0)}%` : "n/a";
 }
 
-/** Progress on stderr, redrawn in place on a terminal, so stdout stays the report alone. */
-function progress(line) {
-  if (process.stderr.isTTY) process.stderr.write(`\r  ${line}\x1b[K`);
-}
-
-function progressDone() {
-  if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-}
-
 // --- plumbing -----------------------------------------------------------------------------------
 
 function readOptions() {
@@ -235,15 +227,7 @@ function readOptions() {
     console.log("usage: node bench/pool-scaling.mjs [--jobs 30] [--job-ms 400] [--json]");
     process.exit(0);
   }
-  const count = (name, min) => {
-    const value = Number(values[name]);
-    if (!Number.isInteger(value) || value < min) {
-      console.error(`--${name} must be an integer >= ${min}, not '${values[name]}'`);
-      process.exit(2);
-    }
-    return value;
-  };
-  return { jobs: count("jobs", 1), jobMs: count("job-ms", 0), json: values.json };
+  return { jobs: integerOption(values, "jobs", 1), jobMs: integerOption(values, "job-ms", 0), json: values.json };
 }
 
 /** Idempotent per backend count: runs between counts, from `finally` and from SIGINT. */

@@ -18,6 +18,7 @@ import type { ComfyEvent, ComfyGraph, ExecutionErrorPayload, HistoryEntry } from
 import { readConfig } from "../config";
 import type { BackendConfig } from "../pool/config";
 import { coordinator } from "../pool/backends";
+import type { RouteRequest } from "../pool/routing";
 import { AssetStore, decodeCursor, type AssetPage, type AssetQuery, type ProbedOutput } from "./assets";
 import { DefaultsStore, type DefaultsLayers } from "./defaults";
 import { ProgressTracker } from "./progress";
@@ -35,7 +36,6 @@ import {
 } from "./records";
 import { migrate } from "./schema";
 import { ComfySocket } from "./socket";
-import type { RouteRequest } from "../pool/routing";
 
 /** One line of a watch stream (NDJSON). */
 export type WatchEvent =
