@@ -3,11 +3,14 @@
  * coordinator that routes jobs and knows each backend's health. Records made before the pool
  * existed carry no backend name and belong to the first configured backend.
  */
-import { ComfyClient } from "../comfy/client";
+import { ComfyClient, type CallOptions } from "../comfy/client";
 import type { GatewayConfig } from "../config";
 import { ToolFailure } from "../mcp/results";
+import type { AssetView } from "../studio/records";
 import type { Pool } from "./coordinator";
-import { POOL_NAME } from "./coordinator";
+
+/** The coordinator is one Durable Object for the whole gateway, under this name. */
+const POOL_NAME = "pool";
 
 export class Backends {
   private readonly clients = new Map<string, ComfyClient>();
@@ -47,6 +50,11 @@ export class Backends {
     return this.names.map((name) => this.client(name));
   }
 
+  /** An asset's file, read from the backend that made it. */
+  viewAsset(asset: AssetView, options?: CallOptions & { range?: string }): Promise<Response> {
+    return this.client(asset.backend).view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, options);
+  }
+
   get coordinator(): DurableObjectStub<Pool> {
     return coordinator(this.env);
   }
@@ -54,4 +62,20 @@ export class Backends {
 
 export function coordinator(env: Env): DurableObjectStub<Pool> {
   return env.POOL.get(env.POOL.idFromName(POOL_NAME));
+}
+
+export type Answer<T> = { backend: string; ok: true; value: T } | { backend: string; ok: false; error: string };
+
+/**
+ * Asks every backend at once and keeps each answer or error, so one machine being down never
+ * hides the others. When none answers, the first error is thrown: it says how to bring one back.
+ */
+export async function askAll<T>(clients: ComfyClient[], ask: (client: ComfyClient) => Promise<T>): Promise<Answer<T>[]> {
+  const reads = await Promise.allSettled(clients.map(ask));
+  if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
+  return reads.map((read, index) => {
+    const backend = clients[index]!.connection.name;
+    if (read.status === "fulfilled") return { backend, ok: true, value: read.value };
+    return { backend, ok: false, error: read.reason instanceof Error ? read.reason.message : String(read.reason) };
+  });
 }

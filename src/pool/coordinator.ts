@@ -16,8 +16,6 @@ const CAPABILITIES_MAX_AGE_MS = 10 * 60_000;
 /** When no backend has what a job needs, look again (a model may just have been installed). */
 const CAPABILITIES_RETRY_AGE_MS = 15_000;
 
-export const POOL_NAME = "pool";
-
 export class Pool extends DurableObject<Env> {
   private readonly backends: BackendHealth[];
   private readonly healthMs: number;
@@ -37,7 +35,7 @@ export class Pool extends DurableObject<Env> {
     await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_MAX_AGE_MS)));
     let decision = chooseBackend(this.candidates(request), request);
     if (!decision.ok && decision.kind === "no_backend") {
-      await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_RETRY_AGE_MS)));
+      await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_RETRY_AGE_MS, true)));
       decision = chooseBackend(this.candidates(request), request);
     }
     if (decision.ok) this.backends.find((b) => b.name === decision.backend)!.chosen();

@@ -94,11 +94,15 @@ export class BackendHealth {
     }
   }
 
-  /** Reads `/object_info` when never read, after a rejoin, or when older than `maxAgeMs`. */
-  async ensureCapabilities(maxAgeMs: number): Promise<void> {
+  /**
+   * Reads `/object_info` when never read (or since a rejoin), or when older than `maxAgeMs`. An old
+   * copy keeps serving while a fresh one loads unless `wait` (a real ComfyUI with many custom nodes
+   * takes seconds to answer, and routing should not wait for what it mostly knows).
+   */
+  async ensureCapabilities(maxAgeMs: number, wait = false): Promise<void> {
     if (this.state !== "up" || (this.capabilities && Date.now() - this.capabilities.at < maxAgeMs)) return;
     this.loadingCapabilities ??= this.loadCapabilities().finally(() => (this.loadingCapabilities = undefined));
-    await this.loadingCapabilities;
+    if (wait || !this.capabilities) await this.loadingCapabilities;
   }
 
   /** What the router sees: state, load, and which hard requirements this backend lacks. */

@@ -125,7 +125,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
         if (asset.kind !== "image") {
           return failure(`Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}), not an image, so it cannot be shown inline. Full file: ${url}`, { download_url: url, resource_uri: assetUri(asset) });
         }
-        const response = await tools.backends.client(asset.backend).view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: ctx.mcpReq.signal, timeoutMs: 30_000 });
+        const response = await tools.backends.viewAsset(asset, { signal: ctx.mcpReq.signal, timeoutMs: 30_000 });
         const declared = Number(response.headers.get("Content-Length") ?? "0");
         if (declared > MAX_SOURCE_BYTES) {
           await response.body?.cancel();
@@ -168,7 +168,7 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
       if (!asset) throw new ResourceNotFoundError(uri.href, `No asset '${id}' in your studio. Use an asset_id from a generation result.`);
       const inline = asset.kind === "image" && asset.bytes_size !== null && asset.bytes_size <= MAX_INLINE_BYTES;
       if (inline) {
-        const response = await tools.backends.client(asset.backend).view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: ctx.mcpReq.signal });
+        const response = await tools.backends.viewAsset(asset, { signal: ctx.mcpReq.signal });
         const bytes = new Uint8Array(await response.arrayBuffer());
         return { contents: [{ uri: uri.href, mimeType: asset.mime_type, blob: Buffer.from(bytes).toString("base64") }] };
       }

@@ -8,6 +8,7 @@ import * as z from "zod/v4";
 import type { QueueItem } from "../comfy/types";
 import type { JobView } from "../studio/records";
 import { failure, success } from "../mcp/results";
+import { askAll } from "../pool/backends";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitSecondsArg } from "./schemas";
@@ -95,29 +96,26 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     (_args, ctx) =>
       runTool(async () => {
         const clients = tools.backends.all();
-        const reads = await Promise.allSettled(clients.map((comfy) => comfy.queue({ signal: ctx.mcpReq.signal })));
-        // Nothing answered: the error itself is the useful answer (how to bring ComfyUI back).
-        if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
-        const queues = reads.map((read) => (read.status === "fulfilled" ? read.value : { queue_running: [], queue_pending: [] }));
+        const answers = await askAll(tools.backends.all(), (comfy) => comfy.queue({ signal: ctx.mcpReq.signal }));
+        const queues = answers.map((answer) => (answer.ok ? answer.value : { queue_running: [], queue_pending: [] }));
         const ids = queues.flatMap((queue) => [...queue.queue_running, ...queue.queue_pending].map((item) => item[1]));
         const owned = new Set(await tools.studio.ownedJobs(ids));
         const running: QueueEntry[] = [];
         const waiting: QueueEntry[] = [];
-        const backends = clients.map((comfy, index) => {
+        const backends = answers.map((answer, index) => {
           const queue = queues[index]!;
-          const backend = comfy.connection.name;
+          const backend = answer.backend;
           // queue_pending is the raw heap array, not sorted (comfyui-api.md §5).
           const pending = [...queue.queue_pending].sort((a, b) => a[0] - b[0]);
           const entry = (item: QueueItem, position: number): QueueEntry => ({ position: position + 1, number: item[0], mine: owned.has(item[1]), prompt_id: owned.has(item[1]) ? item[1] : null, backend });
           running.push(...queue.queue_running.map(entry));
           waiting.push(...pending.map(entry));
-          const read = reads[index]!;
           return {
             name: backend,
-            state: read.status === "fulfilled" ? ("up" as const) : ("down" as const),
+            state: answer.ok ? ("up" as const) : ("down" as const),
             running_count: queue.queue_running.length,
             pending_count: pending.length,
-            error: read.status === "rejected" ? (read.reason instanceof Error ? read.reason.message : String(read.reason)) : null,
+            error: answer.ok ? null : answer.error,
           };
         });
         const down = backends.filter((b) => b.state === "down").map((b) => b.name);

@@ -2,6 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { ComfyClient } from "../comfy/client";
+import { askAll } from "../pool/backends";
 import { effectiveDefaults } from "./configuration";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";
@@ -53,16 +54,9 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
         const signal = ctx.mcpReq.signal;
         const clients = backend === undefined ? tools.backends.all() : [tools.backends.client(backend)];
         const list = (comfy: ComfyClient) => (folder === "checkpoints" ? listCheckpoints(comfy, signal) : comfy.models(folder, { signal }).then((m) => m ?? []));
-        const reads = await Promise.allSettled(clients.map(list));
-        // Nothing answered: the error itself is the useful answer (how to bring ComfyUI back).
-        if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
-        const byBackend: Record<string, string[]> = {};
-        const unreachable: Record<string, string> = {};
-        reads.forEach((read, index) => {
-          const name = clients[index]!.connection.name;
-          if (read.status === "fulfilled") byBackend[name] = read.value;
-          else unreachable[name] = read.reason instanceof Error ? read.reason.message : String(read.reason);
-        });
+        const answers = await askAll(clients, list);
+        const byBackend = Object.fromEntries(answers.flatMap((a) => (a.ok ? [[a.backend, a.value]] : [])));
+        const unreachable = Object.fromEntries(answers.flatMap((a) => (a.ok ? [] : [[a.backend, a.error]])));
         const lists = Object.values(byBackend);
         const models = lists.length === 1 ? lists[0]! : [...new Set(lists.flat())].sort();
         const fallback = folder === "checkpoints" ? await defaultCheckpoint(tools, models) : null;

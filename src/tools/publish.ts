@@ -185,7 +185,7 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
   if (asset.kind !== "image" && args.target_filename) {
     return coded("UNSUPPORTED_ASSET", `Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}); it cannot be published as an image file. Omit target_filename and give a manifest_key to publish it as-is.`);
   }
-  const response = await tools.backends.client(asset.backend).view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { timeoutMs: 60_000 });
+  const response = await tools.backends.viewAsset(asset, { timeoutMs: 60_000 });
   const source = new Uint8Array(await response.arrayBuffer());
 
   let body: Uint8Array;

@@ -51,7 +51,8 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
   const promptId = crypto.randomUUID();
   const signal = ctx.mcpReq.signal;
   const { values, sources } = await fillParameters(tools, request);
-  const routing = routeRequest(workflow, values, sources, request);
+  // With one backend there is nothing to choose: no second render, no coordinator round trip.
+  const routing = tools.backends.multiple ? routeRequest(workflow, values, sources) : { requirements: [], tags: workflow.backendTags };
   const decision = await chooseBackend(tools, routing, request.backend, await inputsHome(tools, request, values, sources));
   if (!decision.ok) throw new ToolFailure(decision.message, { kind: decision.kind });
   const comfy = tools.backends.client(decision.backend);
@@ -98,7 +99,7 @@ function render(workflow: WorkflowDefinition, values: Record<string, unknown>): 
  * left out (they are uploaded to whichever backend runs it) and defaults the gateway may swap are
  * soft.
  */
-function routeRequest(workflow: WorkflowDefinition, values: Record<string, unknown>, sources: Record<string, ValueSource>, request: RunRequest): RouteRequest {
+function routeRequest(workflow: WorkflowDefinition, values: Record<string, unknown>, sources: Record<string, ValueSource>): RouteRequest {
   const keys = (params: ParamSpec[]) => new Set(params.flatMap((param) => param.bindings.map((b) => `${b.node_id}.${b.input}`)));
   const media = workflow.params.filter((param) => MEDIA_TYPES.has(param.type));
   const placeholders = Object.fromEntries(media.map((param) => [param.name, ""]));

@@ -4,6 +4,7 @@
  * with the list of valid ones. All three combo forms are understood (comfyui-api.md §13.1).
  */
 import type { ComfyClient } from "../comfy/client";
+import { askAll } from "../pool/backends";
 
 const CACHE_MS = 60_000;
 /**
@@ -44,14 +45,11 @@ export function parseCombo(spec: unknown[]): string[] | undefined {
  * skipped; when none can, the first error is thrown.
  */
 export async function comboOptionsAnywhere(clients: ComfyClient[], classType: string, input: string, signal?: AbortSignal): Promise<string[] | undefined> {
-  const reads = await Promise.allSettled(
-    clients.map((comfy) => {
-      forgetCombos(comfy, classType);
-      return comboOptions(comfy, classType, input, signal);
-    }),
-  );
-  if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
-  const lists = reads.flatMap((read) => (read.status === "fulfilled" && read.value ? [read.value] : []));
+  const answers = await askAll(clients, (comfy) => {
+    forgetCombos(comfy, classType);
+    return comboOptions(comfy, classType, input, signal);
+  });
+  const lists = answers.flatMap((answer) => (answer.ok && answer.value ? [answer.value] : []));
   return lists.length === 0 ? undefined : [...new Set(lists.flat())];
 }
 
