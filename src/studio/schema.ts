@@ -69,11 +69,21 @@ const MIGRATIONS: string[] = [
    ALTER TABLE assets ADD COLUMN backend TEXT NOT NULL DEFAULT '';`,
 ];
 
-export function migrate(sql: SqlStorage): void {
+/** Applies every migration not applied yet (up to `target`, for tests of an upgrade). */
+export function migrate(sql: SqlStorage, target = MIGRATIONS.length): void {
   sql.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
   const row = sql.exec<{ version: number | null }>("SELECT MAX(version) AS version FROM schema_migrations").one();
-  for (let version = (row.version ?? 0) + 1; version <= MIGRATIONS.length; version++) {
+  for (let version = (row.version ?? 0) + 1; version <= target; version++) {
     sql.exec(MIGRATIONS[version - 1]!);
     sql.exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, Date.now());
   }
+}
+
+/**
+ * Jobs and assets from before the pool carry no backend: they were made on the single ComfyUI of
+ * that time, which is the first configured backend now (COMFYUI_URL is the backend "default").
+ */
+export function adoptLegacyRecords(sql: SqlStorage, firstBackend: string): void {
+  sql.exec("UPDATE jobs SET backend = ? WHERE backend = ''", firstBackend);
+  sql.exec("UPDATE assets SET backend = ? WHERE backend = ''", firstBackend);
 }

@@ -34,7 +34,7 @@ import {
   type JobView,
   type SubmitRequest,
 } from "./records";
-import { migrate } from "./schema";
+import { adoptLegacyRecords, migrate } from "./schema";
 import { ComfySocket } from "./socket";
 
 /** One line of a watch stream (NDJSON). */
@@ -102,12 +102,8 @@ export class Studio extends DurableObject<Env> {
     this.orphanCheckMs = Math.min(ORPHAN_CHECK_MAX_MS, 3 * config.reconcileMs);
     this.assets = new AssetStore(this.sql, config.assetTtlMs);
     this.defaults = new DefaultsStore(this.sql);
-    // Records from before the pool ran on what is now the first backend: name it.
     const first = this.backends[0]?.name;
-    if (first) {
-      this.sql.exec("UPDATE jobs SET backend = ? WHERE backend = ''", first);
-      this.sql.exec("UPDATE assets SET backend = ? WHERE backend = ''", first);
-    }
+    if (first) adoptLegacyRecords(this.sql, first);
   }
 
   /** The line to a backend, opened on first use; undefined when no such backend is configured. */

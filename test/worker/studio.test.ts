@@ -132,6 +132,28 @@ describe("studio jobs", () => {
     expect((await restarted.getJob(id))?.assets).toHaveLength(1);
   });
 
+  it("a studio from before the pool upgrades in place: its jobs and assets belong to the first backend", async () => {
+    const name = `test-${crypto.randomUUID()}`;
+    const studio = newStudio(name);
+    await runInDurableObject(studio, async (_instance, state) => {
+      const { migrate } = await import("../../src/studio/schema");
+      const sql = state.storage.sql;
+      for (const table of ["assets", "jobs", "defaults", "schema_migrations"]) sql.exec(`DROP TABLE ${table}`);
+      migrate(sql, 2); // the schema a deployed studio had before this change
+      sql.exec("INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('old-job', 'generate_image', 'generate_image', 'completed', '{}', '{}', 1, 2, 2)");
+      sql.exec(
+        `INSERT INTO assets (id, job_id, node_id, filename, subfolder, folder_type, output_key, mime_type, kind, animated, workflow_id, tool, created_at)
+         VALUES ('old-asset', 'old-job', '9', 'a.png', 'mcp', 'output', 'images', 'image/png', 'image', 0, 'generate_image', 'generate_image', ?)`,
+        Date.now(),
+      );
+      setTimeout(() => state.abort("upgrade drill"), 0);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const upgraded = newStudio(name);
+    expect((await upgraded.getAsset("old-asset"))?.backend).toBe("default");
+    expect((await upgraded.getJob("old-job"))).toMatchObject({ backend: "default", attempts: 1, status: "completed" });
+  });
+
   it("marks a job lost when ComfyUI restarts and forgets it, and new jobs still work", async () => {
     const studio = newStudio();
     const outcome = await studio.submit(request({ steps: 400 }));
