@@ -12,6 +12,9 @@
  *   - fire every job at once (generate_image 64x64, 4 steps, distinct seeds) and time until all
  *     resolve; each job must complete, and `structuredContent.backend` says where it ran.
  * Speed-up and efficiency (speed-up / backends) are against the 1-backend wall time of the same run.
+ * Then the same batch on two unequal machines (b 3x slower per job), once with weights 1:1 and
+ * once 3:1, against the ideal where both stay busy to the end: a burst is routed before any job
+ * finishes, so only the weights can tell the router that a will drain its queue faster.
  *
  * Nothing is asserted: the table and the last line (`scaling: 2 backends 1.96x, ...`) are the
  * result. Exit code 0 unless the run itself crashes. See bench/README.md.
@@ -23,6 +26,8 @@ import { startGateway } from "../test/e2e/gateway.mjs";
 import { startFakeComfy } from "../test/fake-comfyui/server.mjs";
 
 const BACKEND_COUNTS = [1, 2, 3];
+/** In the mixed run, backend b is this many times slower than a. */
+const SLOW_FACTOR = 3;
 const NAMES = ["a", "b", "c", "d", "e", "f", "g", "h"];
 const STEPS = 4;
 const IMAGE = { width: 64, height: 64, steps: STEPS };
@@ -64,21 +69,36 @@ async function main() {
   const runs = [];
   for (const count of BACKEND_COUNTS) {
     if (interrupted) return;
-    runs.push(await measure(count, stepDelayMs));
+    runs.push(await measureFresh(NAMES.slice(0, count).map((name) => ({ name, stepDelayMs, weight: 1 }))));
+  }
+  // Unequal machines: b takes SLOW_FACTOR times as long per job. A burst is routed before any job
+  // finishes, so queue length alone splits it evenly; weights tell the router what it cannot see.
+  const mixed = [];
+  for (const weight of [1, SLOW_FACTOR]) {
+    if (interrupted) return;
+    mixed.push(await measureFresh([{ name: "a", stepDelayMs, weight }, { name: "b", stepDelayMs: stepDelayMs * SLOW_FACTOR, weight: 1 }]));
+  }
+  report(runs, mixed);
+}
+
+async function measureFresh(specs) {
+  try {
+    return await measure(specs);
+  } finally {
     await cleanup();
     cleaning = undefined;
     current = { fakes: [], gatewayStarting: undefined, gateway: undefined, client: undefined };
   }
-  report(runs);
 }
 
 // --- one backend count -------------------------------------------------------------------------
 
-/** Starts `count` fakes and a gateway over them, warms up, runs the batch; returns its figures. */
-async function measure(count, stepDelayMs) {
-  const names = NAMES.slice(0, count);
-  for (let i = 0; i < count; i++) current.fakes.push(await startFakeComfy({ port: 0, stepDelayMs }));
-  const backends = names.map((name, i) => ({ name, url: current.fakes[i].url }));
+/** Starts a fake per spec ({name, stepDelayMs, weight}) and a gateway over them, warms up, runs the batch. */
+async function measure(specs) {
+  const count = specs.length;
+  const names = specs.map((spec) => spec.name);
+  for (const spec of specs) current.fakes.push(await startFakeComfy({ port: 0, stepDelayMs: spec.stepDelayMs }));
+  const backends = specs.map((spec, i) => ({ name: spec.name, url: current.fakes[i].url, weight: spec.weight }));
   const started = performance.now();
   current.gatewayStarting = startGateway({
     comfyUrl: current.fakes[0].url,
@@ -121,7 +141,7 @@ async function measure(count, stepDelayMs) {
     for (const failure of failures.slice(0, 10)) log(`      ${failure}`);
     log(`  gateway log tail:\n${current.gateway.logs().slice(-3000)}`);
   }
-  return { backends: count, wallMs, completed: jobs.length - failures.length, failures, perBackend };
+  return { backends: count, weights: specs.map((spec) => spec.weight), wallMs, completed: jobs.length - failures.length, failures, perBackend };
 }
 
 /**
@@ -158,7 +178,7 @@ async function untilUp(client, names) {
 
 // --- report -------------------------------------------------------------------------------------
 
-function report(runs) {
+function report(runs, mixed) {
   const base = runs.find((run) => run.backends === 1);
   const rows = runs.map((run) => {
     const speedup = base && run.wallMs > 0 ? base.wallMs / run.wallMs : NaN;
@@ -177,8 +197,19 @@ function report(runs) {
   log(`  (speed-up = 1-backend wall time / this wall time; efficiency = speed-up / backends; ideal ${fmt((opts.jobs * opts.jobMs) / 1000, 1)} s / backends)`);
   const failed = rows.reduce((n, row) => n + row.failures.length, 0);
   if (failed > 0) log(`  [!] ${failed} jobs failed: the figures above do not describe a clean run`);
+  // The mixed pair's ideal: both busy until the end, a at 1 job per job-ms, b at 1 per 3 job-ms.
+  const ideal = (opts.jobs * opts.jobMs) / (1 + 1 / SLOW_FACTOR);
   log();
-  log(`scaling: ${rows.filter((row) => row.backends > 1).map((row) => `${row.backends} backends ${times(row.speedup)}`).join(", ")}`);
+  log(`  unequal machines: b is ${SLOW_FACTOR}x slower than a; ideal wall ${fmt(ideal / 1000, 2)} s`);
+  log(`  ${"weights a:b".padStart(12)} ${"wall s".padStart(8)} ${"vs ideal".padStart(9)}  jobs per backend`);
+  for (const run of mixed) {
+    const spread = Object.entries(run.perBackend).map(([name, n]) => `${name}:${n}`).join(" ");
+    log(`  ${run.weights.join(":").padStart(12)} ${fmt(run.wallMs / 1000, 2).padStart(8)} ${times(run.wallMs / ideal).padStart(9)}  ${spread}${run.failures.length ? `  (${run.failures.length} failed)` : ""}`);
+  }
+  const [even, weighted] = mixed;
+  log();
+  log(`scaling: ${rows.filter((row) => row.backends > 1).map((row) => `${row.backends} backends ${times(row.speedup)}`).join(", ")}; ` +
+    `unequal pair ${SLOW_FACTOR}:1 weights ${times(even.wallMs / weighted.wallMs)} faster than 1:1`);
 
   if (opts.json) {
     const round = (value, digits = 3) => (Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : null);
@@ -194,6 +225,7 @@ function report(runs) {
         per_backend: row.perBackend,
         failures: row.failures.length,
       })),
+      mixed: mixed.map((run) => ({ weights: run.weights, wall_s: round(run.wallMs / 1000), per_backend: run.perBackend, failures: run.failures.length })),
     }));
   }
 }
