@@ -92,6 +92,8 @@ export interface SubmitRequest {
   routing: RouteRequest;
   /** Move the job to another backend (instead of declaring it lost) if its backend goes down. */
   resubmit: boolean;
+  /** Neither pinned nor tied to uploaded inputs: if its backend cannot be reached at submission, another takes it. */
+  movable: boolean;
 }
 
 export interface JobRow extends Record<string, SqlStorageValue> {
@@ -114,6 +116,7 @@ export interface JobRow extends Record<string, SqlStorageValue> {
   backend: string;
   routing: string | null;
   resubmit: number;
+  movable: number;
   attempts: number;
   orphaned_at: number | null;
 }

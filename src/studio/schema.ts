@@ -62,7 +62,8 @@ const MIGRATIONS: string[] = [
   // 3: the backend pool. '' = made before the pool existed, on the (then only) first backend.
   `ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT '';
    ALTER TABLE jobs ADD COLUMN routing TEXT;              -- JSON RouteRequest, to re-route on failover
-   ALTER TABLE jobs ADD COLUMN resubmit INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE jobs ADD COLUMN resubmit INTEGER NOT NULL DEFAULT 0;  -- the caller asked: move it if its backend goes down
+   ALTER TABLE jobs ADD COLUMN movable INTEGER NOT NULL DEFAULT 0;   -- not pinned, no uploaded inputs: may go elsewhere if submission fails
    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
    ALTER TABLE jobs ADD COLUMN orphaned_at INTEGER;       -- lost because its backend went down; rechecked when it returns
    CREATE INDEX jobs_orphaned ON jobs(orphaned_at) WHERE orphaned_at IS NOT NULL;

@@ -144,10 +144,10 @@ export class Studio extends DurableObject<Env> {
     const clientId = await this.clientIdFor(endpoint);
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
     this.sql.exec(
-      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at, backend, routing, resubmit)
-       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at, backend, routing, resubmit, movable)
+       VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, request.session, now, now,
-      request.backend, JSON.stringify(request.routing), request.resubmit ? 1 : 0,
+      request.backend, JSON.stringify(request.routing), request.resubmit ? 1 : 0, request.movable ? 1 : 0,
     );
     this.trackerFor(request.prompt_id, request.graph, request.backend);
     return this.sendPrompt(endpoint, request.prompt_id, request.graph, clientId);
@@ -173,12 +173,29 @@ export class Studio extends DurableObject<Env> {
         dropped, Date.now(), jobId,
       );
     } catch (error) {
+      const moved = isOutage(error) ? await this.submitElsewhere(endpoint, jobId, error) : undefined;
+      if (moved) return moved;
       const jobError = toJobError(error);
       this.settle(jobId, "failed", jobError);
       return { ok: false, error: jobError };
     }
     await this.scheduleAlarm();
     return { ok: true, job: this.view(jobId)! };
+  }
+
+  /**
+   * The backend went away between routing and submission. A job that may go elsewhere (neither
+   * pinned nor tied to inputs uploaded there) is routed again without it; the others fail with the
+   * backend's error.
+   */
+  private async submitElsewhere(from: Endpoint, jobId: string, error: unknown): Promise<StudioResult | undefined> {
+    const row = this.jobRow(jobId);
+    if (!row || row.movable !== 1 || row.attempts >= MAX_ATTEMPTS || this.backends.length < 2) return undefined;
+    this.ctx.waitUntil(coordinator(this.env).suspect(from.name).catch(() => undefined));
+    const target = await this.routeAway(row, from.name);
+    if (typeof target === "string") return undefined;
+    const reason = error instanceof Error ? error.message : String(error);
+    return this.resubmit(row, target.endpoint, target.routing, `Backend '${from.name}' could not take the job (${reason})`);
   }
 
   /**
@@ -532,15 +549,10 @@ export class Studio extends DurableObject<Env> {
     const outage = `Backend '${from.name}' has been unreachable for ${Math.round((Date.now() - from.unreachableSince!) / 1000)} s (${from.lastError ?? "no answer"})`;
     let why = "";
     let target: { endpoint: Endpoint; routing: RouteRequest } | undefined;
-    if (stale.resubmit === 1 && stale.attempts < MAX_ATTEMPTS && stale.routing) {
-      const routing = JSON.parse(stale.routing) as RouteRequest;
-      const exclude = [...(routing.exclude ?? []), from.name];
-      const decision = await coordinator(this.env)
-        .route({ requirements: routing.requirements, tags: routing.tags, exclude })
-        .catch((error: unknown) => ({ ok: false as const, kind: "no_backend" as const, message: error instanceof Error ? error.message : String(error) }));
-      const endpoint = decision.ok ? this.endpoint(decision.backend) : undefined;
-      if (endpoint) target = { endpoint, routing: { ...routing, exclude } };
-      else why = ` It could not be moved: ${decision.ok ? "its new backend is not configured" : decision.message}`;
+    if (stale.resubmit === 1 && stale.attempts < MAX_ATTEMPTS) {
+      const routed = await this.routeAway(stale, from.name);
+      if (typeof routed === "string") why = ` It could not be moved: ${routed}`;
+      else target = routed;
     } else if (stale.resubmit === 1) {
       why = ` It was already moved ${stale.attempts - 1} time(s).`;
     }
@@ -548,7 +560,7 @@ export class Studio extends DurableObject<Env> {
     const row = this.jobRow(stale.id);
     if (!row || row.backend !== from.name || TERMINAL.has(row.status as JobStatus)) return;
     if (target) {
-      await this.resubmit(row, target.endpoint, target.routing);
+      await this.resubmit(row, target.endpoint, target.routing, `Backend '${from.name}' went down`);
       return;
     }
     const changed = this.settle(row.id, "lost", {
@@ -561,18 +573,31 @@ export class Studio extends DurableObject<Env> {
     if (changed) this.sql.exec("UPDATE jobs SET orphaned_at = ? WHERE id = ?", Date.now(), row.id);
   }
 
-  private async resubmit(row: JobRow, target: Endpoint, routing: RouteRequest): Promise<void> {
+  /** Asks the coordinator for another backend, never one the job already left; or says why there is none. */
+  private async routeAway(row: JobRow, from: string): Promise<{ endpoint: Endpoint; routing: RouteRequest } | string> {
+    const routing: RouteRequest = row.routing ? (JSON.parse(row.routing) as RouteRequest) : { requirements: [] };
+    const exclude = [...(routing.exclude ?? []), from];
+    const decision = await coordinator(this.env)
+      .route({ requirements: routing.requirements, tags: routing.tags, exclude })
+      .catch((error: unknown) => ({ ok: false as const, kind: "no_backend" as const, message: error instanceof Error ? error.message : String(error) }));
+    if (!decision.ok) return decision.message;
+    const endpoint = this.endpoint(decision.backend);
+    return endpoint ? { endpoint, routing: { ...routing, exclude } } : `backend '${decision.backend}' is not configured here`;
+  }
+
+  /** Sends the job to another backend under the same id; undefined when another path moved or ended it first. */
+  private async resubmit(row: JobRow, target: Endpoint, routing: RouteRequest, why: string): Promise<StudioResult | undefined> {
     const clientId = await this.clientIdFor(target);
     const moved = this.sql.exec(
       `UPDATE jobs SET backend = ?, client_id = ?, routing = ?, status = 'submitting', attempts = attempts + 1, missing_checks = 0,
               started_at = NULL, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = ?`,
       target.name, clientId, JSON.stringify(routing), Date.now(), row.id, row.backend,
     ).rowsWritten;
-    if (moved === 0) return;
+    if (moved === 0) return undefined;
     const graph = JSON.parse(row.graph) as ComfyGraph;
     this.trackerFor(row.id, graph, target.name);
-    this.broadcast(row.id, { fraction: 0, message: `Backend '${row.backend}' went down; moved to '${target.name}' and queued again.` });
-    await this.sendPrompt(target, row.id, graph, clientId);
+    this.broadcast(row.id, { fraction: 0, message: `${why}; moved to '${target.name}' and queued again.` });
+    return this.sendPrompt(target, row.id, graph, clientId);
   }
 
   /**

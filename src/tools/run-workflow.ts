@@ -70,7 +70,7 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
   if (request.resubmit && hasMedia) notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
   const submitted = await tools.studio.submit({
     prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params, session: tools.session,
-    backend: decision.backend, routing, resubmit: Boolean(request.resubmit) && !hasMedia,
+    backend: decision.backend, routing, resubmit: Boolean(request.resubmit) && !hasMedia, movable: request.backend === undefined && !hasMedia,
   });
   if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
 

@@ -188,6 +188,30 @@ describe("backend pool", () => {
     expectCompleted(await waitJob(slowB.job_id), "b", "the slow job pinned to b");
   }, 60_000);
 
+  it("a backend that cuts the submission: an unpinned job goes to another backend; a pinned one fails with the backend's error", async () => {
+    const slowA = await ok("generate_image", { prompt: "busy a again", ...FAST, steps: 60, backend: "a", wait_seconds: 0 });
+    const slowB = await ok("generate_image", { prompt: "busy b again", ...FAST, steps: 60, backend: "b", wait_seconds: 0 });
+    await untilBusy("a");
+    await untilBusy("b");
+    await until("list_backends shows a and b with a queue", 5_000, async () => {
+      const all = await backends();
+      return [all.a.queue_remaining >= 1 && all.b.queue_remaining >= 1, Object.values(all).map((b) => [b.name, b.queue_remaining])];
+    });
+    fakes.c.setFaults({ dropPromptPosts: true });
+    try {
+      const job = await ok("generate_image", { prompt: "c cuts the line", ...FAST });
+      expectCompleted(job, undefined, "a job whose first backend cut the submission");
+      expect(["a", "b"], `it moved to ${job.backend}`).toContain(job.backend);
+      expect(job.attempts, "its second submission is counted").toBe(2);
+      const why = await refused("generate_image", { prompt: "pinned to c", ...FAST, backend: "c" });
+      expect(why, "a pinned job fails with the backend's own error").toMatch(/not reachable|connection/i);
+    } finally {
+      fakes.c.setFaults({ dropPromptPosts: false });
+    }
+    expectCompleted(await waitJob(slowA.job_id), "a", "the slow job pinned to a");
+    expectCompleted(await waitJob(slowB.job_id), "b", "the slow job pinned to b");
+  }, 60_000);
+
   it("pins: backend 'b' runs on b; an unknown backend is refused with the names that exist", async () => {
     const job = await ok("generate_image", { prompt: "pinned to b", ...FAST, backend: "b" });
     expectCompleted(job, "b", "generate_image pinned to b");

@@ -420,6 +420,10 @@ await check("fault accessRedirect (HTTP via /__fake/faults): 302 to cloudflareac
   await http(B, "POST", "/__fake/faults", { reset: true, http500: true });
   const e = await http(B, "GET", "/queue");
   eq([e.status, e.text], [500, "500 Internal Server Error\n\nServer got itself in trouble"], "http500");
+  await http(B, "POST", "/__fake/faults", { reset: true, dropPromptPosts: true });
+  const cut = await http(B, "POST", "/prompt", { prompt: {} }).then(() => "answered", (error) => error);
+  assert(cut instanceof Error, "dropPromptPosts cuts POST /prompt", cut);
+  eq((await http(B, "GET", "/prompt")).status, 200, "dropPromptPosts leaves GET /prompt alone");
   await http(B, "POST", "/__fake/faults", { reset: true, refuseWebSocket: true });
   eq((await upgradeStatus(B)).status, 403, "refuseWebSocket");
   fake.setFaults({ refuseWebSocket: false, slowMs: 60 });

@@ -36,10 +36,12 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
  * @property {boolean} accessRedirect               misconfigured Cloudflare Access: 302 to the login page (WS too)
  * @property {boolean} accessHtml200                Cloudflare Access login page as an HTML 200
  * @property {string|null} failNodeClass            that class fails with a CUDA OOM execution_error
+ * @property {boolean} dropPromptPosts              POST /prompt: the connection is cut before any answer
+ *                                                  (a tunnel dying mid-submission); every other route works
  */
 const DEFAULT_FAULTS = () => /** @type {Faults} */ ({
   dropSocketsAfterEvents: null, refuseWebSocket: false, slowMs: 0, http500: false,
-  accessRedirect: false, accessHtml200: false, failNodeClass: null,
+  accessRedirect: false, accessHtml200: false, failNodeClass: null, dropPromptPosts: false,
 });
 
 /**
@@ -297,6 +299,7 @@ export async function startFakeComfy(options = {}) {
     const q = url.searchParams;
     let m;
 
+    if (path === "/prompt" && method === "POST" && faults.dropPromptPosts) return void req.socket.destroy();
     if (path === "/prompt" && method === "POST") return postPrompt(res, await readBody(req));
     if (path === "/prompt" && method === "GET") return sendJson(res, 200, { exec_info: { queue_remaining: queueRemaining() } }); // [GET_prompt.json]
     if (path === "/queue" && method === "GET") {

@@ -23,7 +23,7 @@ function request(overrides: Record<string, unknown> = {}): SubmitRequest {
     ...overrides,
   };
   const graph = renderGraph(TEMPLATE, PARAMS, values);
-  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null, backend: "default", routing: { requirements: [] }, resubmit: false };
+  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null, backend: "default", routing: { requirements: [] }, resubmit: false, movable: false };
 }
 
 async function fake(path: string, body?: unknown) {
