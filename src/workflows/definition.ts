@@ -77,12 +77,17 @@ const OUTPUT_CLASSES: Record<string, Exclude<OutputKind, "mixed" | "unknown">> =
   SaveAudio: "audio", SaveAudioMP3: "audio", SaveAudioOpus: "audio", SaveAudioAdvanced: "audio", PreviewAudio: "audio",
 };
 
+/** Arguments every workflow tool takes besides its parameters. */
+const RESERVED_ARGUMENTS = new Set(["wait_seconds", "backend", "resubmit_if_backend_lost"]);
+
 export function parseWorkflow(file: WorkflowFile): ParseResult {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(file.id)) return fail(`the name '${file.id}' must be letters, digits, '_', '-' or '.' (at most 100)`);
   const graphProblem = checkGraph(file.graph);
   if (graphProblem) return fail(graphProblem);
   const graph = file.graph as ComfyGraph;
   const discovered = discoverParams(graph);
+  const taken = discovered.find((param) => RESERVED_ARGUMENTS.has(param.name));
+  if (taken) return fail(`the parameter '${taken.name}' would hide the tool argument of that name (${[...RESERVED_ARGUMENTS].join(", ")} are reserved); rename its PARAM_ placeholder`);
   const sidecar = readSidecar(file.meta, discovered);
   if (typeof sidecar === "string") return fail(`${file.id}.meta.json: ${sidecar}`);
 

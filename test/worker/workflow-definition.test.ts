@@ -67,6 +67,15 @@ describe("parsing workflow files", () => {
     expect(problem(parse(graph, { parameters: { width: { step: 0 } } }))).toMatch(/'step' must be greater than 0/);
     expect(problem(parse(graph, { parameters: { width: { colour: 1 } } }))).toMatch(/unknown key\(s\) colour/);
     expect(problem(parse(graph, "just a string"))).toMatch(/must be a JSON object/);
+    expect(ok(parse(graph, { backend_tags: ["Video", "sdxl"] })).backendTags).toEqual(["video", "sdxl"]);
+    expect(problem(parse(graph, { backend_tags: "video" }))).toMatch(/'backend_tags' must be a list of short words/);
+  });
+
+  it("refuses a parameter that would hide a tool argument (wait_seconds, backend, resubmit_if_backend_lost)", () => {
+    for (const name of ["WAIT_SECONDS", "BACKEND", "RESUBMIT_IF_BACKEND_LOST"]) {
+      const graph = { 1: { class_type: "EmptyImage", inputs: { width: `PARAM_STR_${name}`, height: 8, batch_size: 1, color: 0 } }, 2: save };
+      expect(problem(parse(graph))).toMatch(new RegExp(`the parameter '${name.toLowerCase()}' would hide the tool argument`));
+    }
   });
 
   it("applies the original's constraints and defaults keys (its defaults were never applied: defect 8)", () => {
