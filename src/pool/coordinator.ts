@@ -42,7 +42,7 @@ export class Pool extends DurableObject<Env> {
     return decision;
   }
 
-  /** Every backend's state for list_backends, get_queue_status and /healthz. */
+  /** Every backend's state, for list_backends. */
   async status(): Promise<BackendStatus[]> {
     await this.touch();
     await this.refreshStale();

@@ -53,6 +53,7 @@ export class BackendHealth {
   lastChosenAt = 0;
   private capabilities: Capabilities | undefined;
   private loadingCapabilities: Promise<void> | undefined;
+  private checking: Promise<void> | undefined;
 
   constructor(
     readonly config: BackendConfig,
@@ -77,8 +78,16 @@ export class BackendHealth {
     return this.config.name;
   }
 
-  /** One cheap request (`GET /prompt` answers the queue length); keeps the event socket open. */
-  async check(): Promise<void> {
+  /**
+   * One cheap request (`GET /prompt` answers the queue length; `/queue` would carry every graph);
+   * keeps the event socket open. Concurrent callers share one request.
+   */
+  check(): Promise<void> {
+    this.checking ??= this.probe().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private async probe(): Promise<void> {
     try {
       const body = await this.client.request("GET", "/prompt", undefined, { timeoutMs: CHECK_TIMEOUT_MS });
       const info = (await body.json().catch(() => ({}))) as { exec_info?: { queue_remaining?: unknown } };
