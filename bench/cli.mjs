@@ -1,5 +1,33 @@
-// What the gateway benchmarks share: integer options that exit 2 with a message when malformed,
-// and progress lines on stderr that keep stdout the report alone.
+// What the gateway benchmarks share: running main with cleanup on every exit (Ctrl-C included),
+// integer options that exit 2 with a message when malformed, and progress lines on stderr that
+// keep stdout the report alone.
+
+/**
+ * Runs `main`, then `cleanup` however it ends. The gateway runs detached (its own process group),
+ * so Ctrl-C must take it down too; after Ctrl-C the in-flight calls fail because their gateway is
+ * gone, which is not a crash. `interrupted` lets main stop between steps.
+ */
+export function benchmark(what, cleanup) {
+  const state = {
+    interrupted: false,
+    async run(main) {
+      try {
+        await main();
+      } catch (error) {
+        if (!state.interrupted) console.error(`\n[X] benchmark crashed: ${error?.stack ?? error}`);
+        process.exitCode = 1;
+      } finally {
+        await cleanup();
+      }
+    },
+  };
+  process.once("SIGINT", () => {
+    state.interrupted = true;
+    console.error(`\ninterrupted: stopping ${what}`);
+    void cleanup().finally(() => process.exit(130));
+  });
+  return state;
+}
 
 /** Reads `values[name]` as an integer >= min, or exits 2 naming the option. */
 export function integerOption(values, name, min) {

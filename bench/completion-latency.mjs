@@ -16,7 +16,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { integerOption, progress, progressDone } from "./cli.mjs";
+import { benchmark, integerOption, progress, progressDone } from "./cli.mjs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startGateway } from "../test/e2e/gateway.mjs";
@@ -40,23 +40,8 @@ let gatewayStarting;
 let gateway;
 let client;
 let cleaning;
-let interrupted = false;
-// The gateway runs detached (its own process group); Ctrl-C must still take it down.
-process.once("SIGINT", () => {
-  interrupted = true;
-  console.error("\ninterrupted: stopping the gateway and the fake ComfyUI");
-  void cleanup().finally(() => process.exit(130));
-});
-
-try {
-  await main();
-} catch (error) {
-  // After Ctrl-C the in-flight call fails because its gateway is gone: that is not a crash.
-  if (!interrupted) console.error(`\n[X] benchmark crashed: ${error?.stack ?? error}`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+const bench = benchmark("the gateway and the fake ComfyUI", cleanup);
+await bench.run(main);
 
 async function main() {
   log("completion latency: ComfyUI finished -> MCP client has the result");

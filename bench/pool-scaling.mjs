@@ -20,7 +20,7 @@
  * result. Exit code 0 unless the run itself crashes. See bench/README.md.
  */
 import { parseArgs } from "node:util";
-import { integerOption, progress, progressDone } from "./cli.mjs";
+import { benchmark, integerOption, progress, progressDone } from "./cli.mjs";
 import { connectV2 } from "../test/e2e/clients.mjs";
 import { startGateway } from "../test/e2e/gateway.mjs";
 import { startFakeComfy } from "../test/fake-comfyui/server.mjs";
@@ -42,23 +42,8 @@ const log = (line = "") => console.log(line);
 /** Everything started for the backend count being measured; cleanup() stops it. */
 let current = { fakes: [], gatewayStarting: undefined, gateway: undefined, client: undefined };
 let cleaning;
-let interrupted = false;
-// The gateway runs detached (its own process group); Ctrl-C must still take it down.
-process.once("SIGINT", () => {
-  interrupted = true;
-  console.error("\ninterrupted: stopping the gateway and the fake ComfyUIs");
-  void cleanup().finally(() => process.exit(130));
-});
-
-try {
-  await main();
-} catch (error) {
-  // After Ctrl-C the in-flight calls fail because their gateway is gone: that is not a crash.
-  if (!interrupted) console.error(`\n[X] benchmark crashed: ${error?.stack ?? error}`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+const bench = benchmark("the gateway and the fake ComfyUIs", cleanup);
+await bench.run(main);
 
 async function main() {
   const stepDelayMs = opts.jobMs / STEPS;
@@ -68,14 +53,14 @@ async function main() {
 
   const runs = [];
   for (const count of BACKEND_COUNTS) {
-    if (interrupted) return;
+    if (bench.interrupted) return;
     runs.push(await measureFresh(NAMES.slice(0, count).map((name) => ({ name, stepDelayMs, weight: 1 }))));
   }
   // Unequal machines: b takes SLOW_FACTOR times as long per job. A burst is routed before any job
   // finishes, so queue length alone splits it evenly; weights tell the router what it cannot see.
   const mixed = [];
   for (const weight of [1, SLOW_FACTOR]) {
-    if (interrupted) return;
+    if (bench.interrupted) return;
     mixed.push(await measureFresh([{ name: "a", stepDelayMs, weight }, { name: "b", stepDelayMs: stepDelayMs * SLOW_FACTOR, weight: 1 }]));
   }
   report(runs, mixed);
@@ -128,7 +113,7 @@ async function measure(specs) {
   const wallMs = performance.now() - t0;
   progressDone();
   // Ctrl-C closed the gateway under the calls: their failures are not results.
-  if (interrupted) throw new Error("interrupted");
+  if (bench.interrupted) throw new Error("interrupted");
 
   const perBackend = Object.fromEntries(names.map((name) => [name, 0]));
   const failures = [];

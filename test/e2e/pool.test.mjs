@@ -108,6 +108,21 @@ async function untilBusy(name, boundMs = 10_000) {
   });
 }
 
+/**
+ * Starts a slow job pinned to each named backend and waits until they run and list_backends
+ * counts them (from the health check or from what the gateway just routed); returns the jobs.
+ */
+async function keepBusy(names, steps) {
+  const jobs = [];
+  for (const name of names) jobs.push(await ok("generate_image", { prompt: `keep ${name} busy`, ...FAST, steps, backend: name, wait_seconds: 0 }));
+  for (const name of names) await untilBusy(name);
+  await until(`list_backends shows ${names.join(", ")} with a queue`, 5_000, async () => {
+    const all = await backends();
+    return [names.every((name) => all[name].queue_remaining >= 1), Object.values(all).map((b) => [b.name, b.queue_remaining])];
+  });
+  return jobs;
+}
+
 /** A job that must have completed, on `backend` when given; checks the result and its first asset. */
 function expectCompleted(job, backend, what) {
   expect(job?.status, `${what}: ${brief(job)}`).toBe("completed");
@@ -171,15 +186,7 @@ describe("backend pool", () => {
   }, 60_000);
 
   it("routes by queue length: with a and b busy, an unpinned job goes to c", async () => {
-    const slowA = await ok("generate_image", { prompt: "busy a", ...FAST, steps: 150, backend: "a", wait_seconds: 0 });
-    const slowB = await ok("generate_image", { prompt: "busy b", ...FAST, steps: 150, backend: "b", wait_seconds: 0 });
-    await untilBusy("a");
-    await untilBusy("b");
-    // Whether from the health check or from counting what it just routed, the gateway knows.
-    await until("list_backends shows a and b with a queue", 5_000, async () => {
-      const all = await backends();
-      return [all.a.queue_remaining >= 1 && all.b.queue_remaining >= 1, Object.values(all).map((b) => [b.name, b.queue_remaining])];
-    });
+    const [slowA, slowB] = await keepBusy(["a", "b"], 150);
     for (let i = 0; i < 2; i++) {
       const job = await ok("generate_image", { prompt: `unpinned ${i}`, ...FAST });
       expectCompleted(job, "c", `unpinned job ${i} while a and b are busy`);
@@ -189,14 +196,7 @@ describe("backend pool", () => {
   }, 60_000);
 
   it("a backend that cuts the submission: an unpinned job goes to another backend; a pinned one fails with the backend's error", async () => {
-    const slowA = await ok("generate_image", { prompt: "busy a again", ...FAST, steps: 60, backend: "a", wait_seconds: 0 });
-    const slowB = await ok("generate_image", { prompt: "busy b again", ...FAST, steps: 60, backend: "b", wait_seconds: 0 });
-    await untilBusy("a");
-    await untilBusy("b");
-    await until("list_backends shows a and b with a queue", 5_000, async () => {
-      const all = await backends();
-      return [all.a.queue_remaining >= 1 && all.b.queue_remaining >= 1, Object.values(all).map((b) => [b.name, b.queue_remaining])];
-    });
+    const [slowA, slowB] = await keepBusy(["a", "b"], 60);
     fakes.c.setFaults({ dropPromptPosts: true });
     try {
       const job = await ok("generate_image", { prompt: "c cuts the line", ...FAST });
