@@ -1,11 +1,14 @@
-// `npm run reliability`: every reliability scenario of issue #7 with bigger N, end to end through
+// `npm run reliability`: every reliability scenario of issues #7 and #8 with bigger N, end to end through
 // wrangler dev and the fake ComfyUI (loopback only), then ONE markdown table and the load figures.
 // Bounded loops; gateways and fakes are always stopped. Exit code 1 if anything failed or was lost.
-import { clientDisconnect, comfyFaults, comfyRestart, load, startHarness, studioRestart, table, websocketDrops } from "../test/e2e/reliability-scenarios.mjs";
+import {
+  backendKilledUnderLoad, clientDisconnect, comfyFaults, comfyRestart, load, startHarness, startPoolHarness, studioRestart, table, websocketDrops,
+} from "../test/e2e/reliability-scenarios.mjs";
 
 const USERS = ["u1", "u2", "u3", "u4"];
 const results = [];
 let figures;
+let failover;
 
 async function withHarness(options, body) {
   const harness = await startHarness(options);
@@ -52,6 +55,13 @@ try {
     const bigger = await step("Load", () => load(harness, { users: USERS, perUser: 25, steps: 1 }));
     if (bigger?.figures) figures = [figures, bigger.figures].filter(Boolean);
   });
+  // A pool of three backends, one killed in the middle of each burst.
+  const pool = await startPoolHarness({ stepDelayMs: 20 });
+  try {
+    failover = await step("Backend killed under load", () => backendKilledUnderLoad(pool, { runs: 3, jobs: 30 }));
+  } finally {
+    await pool.stop();
+  }
 } finally {
   clearTimeout(overall);
 }
@@ -63,6 +73,13 @@ for (const f of [figures ?? []].flat()) {
     `Load ${f.users} users × ${f.per_user} concurrent generate_image (${f.jobs} jobs, fake ComfyUI at 1 ms/step): ` +
       `throughput ${f.throughput_jobs_per_s} jobs/s over ${f.wall_ms} ms; tool call latency p50 ${f.call_p50_ms} ms, p99 ${f.call_p99_ms} ms; ` +
       `completion notice latency (ComfyUI finished → client has the result) p50 ${f.notice_p50_ms} ms, p99 ${f.notice_p99_ms} ms (${f.notices_measured} measured).`,
+  );
+}
+if (failover?.figures) {
+  console.log(
+    `Backend killed under load: ${failover.runs} bursts of 30 generate_image jobs (resubmit_if_backend_lost, 400 ms each) over 3 fake backends, ` +
+      `one killed as soon as it ran one: ${failover.figures.jobs} completed, ${failover.figures.moved} moved to another backend; slowest burst answered ` +
+      `${failover.max_recovery_ms} ms after the kill (grace 2 s, reconcile 1 s).`,
   );
 }
 const notes = results.filter((r) => r.notes && (r.passed < r.runs || r.lost_items > 0));

@@ -1,6 +1,7 @@
 // Reliability scenarios (issue #7), end to end through `wrangler dev` against the fake ComfyUI:
 // faults (dropped WebSocket, ComfyUI restarted / unreachable / 500 / slow / Access 302), a studio
-// restart, a client that disconnects mid-wait, and concurrent load by several users.
+// restart, a client that disconnects mid-wait, concurrent load by several users, and (issue #8)
+// one backend of a pool killed in the middle of a burst.
 // Shared by test/e2e/reliability.test.mjs (small N, inside `npm test`) and scripts/reliability.mjs
 // (bigger N, prints the table). Every scenario returns
 // { scenario, runs, passed, lost_items, max_recovery_ms, notes } and never throws for a failed
@@ -523,6 +524,93 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
     notices_measured: noticeLatency.length,
   };
   return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. A pool of backends (issue #8): one killed in the middle of a burst.
+
+/** Three fake ComfyUIs behind one gateway (COMFYUI_BACKENDS), with an SDK v2 client on /mcp. */
+export async function startPoolHarness({ names = ["a", "b", "c"], stepDelayMs = 20, vars = {} } = {}) {
+  const fakes = {};
+  for (const name of names) fakes[name] = await startFakeComfy({ port: 0, stepDelayMs });
+  const pool = { fakes, stepDelayMs, gateway: undefined, client: undefined };
+  pool.stop = async () => {
+    await pool.client?.close().catch(() => undefined);
+    await pool.gateway?.stop().catch(() => undefined);
+    await Promise.all(Object.values(fakes).map((fake) => fake.close().catch(() => undefined)));
+  };
+  try {
+    pool.gateway = await startGateway({
+      comfyUrl: fakes[names[0]].url,
+      vars: {
+        COMFYUI_BACKENDS: JSON.stringify(names.map((name) => ({ name, url: fakes[name].url }))),
+        COMFY_MCP_HEALTH_SECONDS: "1",
+        COMFY_MCP_BACKEND_GRACE_SECONDS: "2",
+        COMFY_MCP_WAIT_SECONDS: "30",
+        ...vars,
+      },
+    });
+    pool.client = await connectV2(pool.gateway.mcpUrl);
+  } catch (error) {
+    await pool.stop();
+    throw error;
+  }
+  return pool;
+}
+
+/**
+ * `jobs` concurrent generate_image calls with resubmit_if_backend_lost; the victim is killed once
+ * it runs one of them. Every job must complete exactly once (one asset, listed once), none may
+ * report the victim unless it finished there before dying, and moved jobs count their attempts.
+ * Recovery = kill → every call answered. The victim comes back on its port before the next run.
+ */
+export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim = "b", steps = 20 } = {}) {
+  const t = tally(`Backend killed under load (${Object.keys(pool.fakes).length} backends, ${jobs} jobs)`);
+  const figures = { jobs: 0, moved: 0 };
+  for (let i = 0; i < runs; i++) {
+    t.run();
+    const problems = [];
+    const calls = Array.from({ length: jobs }, (_, n) =>
+      pool.client.call("generate_image", { ...SMALL, prompt: `burst ${i}.${n}`, steps, seed: 9000 + n, resubmit_if_backend_lost: true, wait_seconds: 30 }, { timeout: 90_000 }),
+    );
+    const killed = pool.fakes[victim];
+    const deadline = Date.now() + 10_000;
+    while (![...killed.prompts.values()].some((p) => p.status === "running") && Date.now() < deadline) await sleep(20);
+    const finishedBefore = new Set(killed.finishTimes.keys());
+    const killedAt = now();
+    await killed.close();
+    const results = await Promise.all(calls);
+    t.recovery(now() - killedAt);
+    const listed = await allAssets(pool.client);
+    for (const result of results) {
+      const job = result.structuredContent;
+      const problem = result.isError ? `isError: ${text(result).slice(0, 200)}` : checkOneAsset(job, listed);
+      if (problem) {
+        problems.push(problem);
+        t.lost();
+        continue;
+      }
+      if (job.backend === victim && !finishedBefore.has(job.prompt_id)) problems.push(`job ${job.job_id} reports ${victim} after it died`);
+      if (job.attempts > 1) figures.moved++;
+      figures.jobs++;
+    }
+    pool.fakes[victim] = await startFakeComfy({ port: killed.port, stepDelayMs: pool.stepDelayMs });
+    const back = Date.now() + 15_000;
+    for (;;) {
+      const listedBackends = (await pool.client.call("list_backends")).structuredContent?.backends ?? [];
+      if (listedBackends.find((b) => b.name === victim)?.state === "up") break;
+      if (Date.now() > back) {
+        problems.push(`${victim} did not rejoin within 15 s`);
+        break;
+      }
+      await sleep(200);
+    }
+    if (problems.length === 0) t.pass();
+    else t.fail(`run ${i + 1}: ${problems.slice(0, 3).join("; ")}`);
+  }
+  const result = t.done();
+  result.figures = figures;
+  return result;
 }
 
 /** The markdown table of scenario results. */
