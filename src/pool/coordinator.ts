@@ -30,9 +30,7 @@ export class Pool extends DurableObject<Env> {
 
   /** Picks a backend for a job (see routing.ts), or says why none can take it. */
   async route(request: RouteRequest): Promise<RouteDecision> {
-    await this.touch();
-    await this.refreshStale();
-    await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_MAX_AGE_MS)));
+    await this.upToDate();
     let decision = chooseBackend(this.candidates(request), request);
     if (!decision.ok && decision.kind === "no_backend") {
       await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_RETRY_AGE_MS, true)));
@@ -44,9 +42,7 @@ export class Pool extends DurableObject<Env> {
 
   /** Every backend's state, for list_backends. */
   async status(): Promise<BackendStatus[]> {
-    await this.touch();
-    await this.refreshStale();
-    await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_MAX_AGE_MS)));
+    await this.upToDate();
     return this.backends.map((b) => b.status());
   }
 
@@ -62,6 +58,13 @@ export class Pool extends DurableObject<Env> {
     }
     await Promise.all(this.backends.map((b) => b.check()));
     await this.ctx.storage.setAlarm(Date.now() + this.healthMs);
+  }
+
+  /** Before answering: keep the checks going, check what is stale, and know what each backend has. */
+  private async upToDate(): Promise<void> {
+    await this.touch();
+    await this.refreshStale();
+    await Promise.all(this.backends.map((b) => b.ensureCapabilities(CAPABILITIES_MAX_AGE_MS)));
   }
 
   private candidates(request: RouteRequest) {
