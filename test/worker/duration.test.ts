@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { probeDuration } from "../../src/comfy/duration";
 import { PROBE_BYTES } from "../../src/comfy/media";
 import fixture from "../fixtures/media-durations.json";
+import { concat } from "../support/bytes";
 
 type Sample = keyof typeof fixture.files;
 
@@ -44,16 +45,6 @@ function patched(source: Uint8Array, at: number, patch: ArrayLike<number>): Uint
 const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0));
 /** Byte offset of `text` (one char per byte) in `haystack`. */
 const indexOf = (haystack: Uint8Array, text: string) => String.fromCharCode(...haystack).indexOf(text);
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 /** ISO-BMFF box with a 32-bit size, or a 64-bit `largesize` when asked. */
 function box(type: string, payload: Uint8Array, large = false): Uint8Array {

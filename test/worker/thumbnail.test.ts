@@ -9,6 +9,7 @@ import { MAX_THUMBNAIL_DIM, ThumbnailError, makeThumbnail, scaleLadder, type Thu
 import media from "../fixtures/media.json";
 import { decodePixels as decode } from "../support/photon";
 import { photoLike } from "../support/photo-like";
+import { concat } from "../support/bytes";
 
 const fromBase64 = (base64: string) => Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
 
@@ -22,7 +23,6 @@ function encode(pixels: Uint8Array, width: number, height: number, as: Encoding)
     image.free();
   }
 }
-
 
 function thumbnailError(bytes: Uint8Array, options: ThumbnailOptions): ThumbnailError {
   try {
@@ -309,8 +309,8 @@ function webpFrames(bytes: Uint8Array): Uint8Array[] {
 }
 
 function riff(chunks: Uint8Array[]): Uint8Array {
-  const body = concat([new TextEncoder().encode("WEBP"), ...chunks]);
-  const out = concat([new TextEncoder().encode("RIFF"), new Uint8Array(4), body]);
+  const body = concat(new TextEncoder().encode("WEBP"), ...chunks);
+  const out = concat(new TextEncoder().encode("RIFF"), new Uint8Array(4), body);
   new DataView(out.buffer).setUint32(4, body.length, true);
   return out;
 }
@@ -320,16 +320,6 @@ function chunk(fourcc: string, payload: Uint8Array): Uint8Array {
   out.set(new TextEncoder().encode(fourcc));
   new DataView(out.buffer).setUint32(4, payload.length, true);
   out.set(payload, 8);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
   return out;
 }
 
@@ -344,7 +334,7 @@ function animatedWebp(width: number, height: number, frames: { x: number; y: num
   return riff([
     chunk("VP8X", new Uint8Array([0x12, 0, 0, 0, ...u24(width - 1), ...u24(height - 1)])),
     chunk("ANIM", new Uint8Array(6)),
-    ...frames.map((f) => chunk("ANMF", concat([new Uint8Array([...u24(f.x / 2), ...u24(f.y / 2), ...u24(f.width - 1), ...u24(f.height - 1), ...u24(100), 0]), still(f.width, f.height, f.rgba)]))),
+    ...frames.map((f) => chunk("ANMF", concat(new Uint8Array([...u24(f.x / 2), ...u24(f.y / 2), ...u24(f.width - 1), ...u24(f.height - 1), ...u24(100), 0]), still(f.width, f.height, f.rgba)))),
   ]);
 }
 
