@@ -4,7 +4,7 @@
  * combo values from `/object_info`, read once and refreshed when it rejoins or on demand).
  */
 import { ComfyClient } from "../comfy/client";
-import { parseCombo } from "../workflows/combos";
+import { MODEL_FOLDER_OF, parseCombo } from "../workflows/combos";
 import type { BackendConfig } from "./config";
 import type { Candidate, Requirement } from "./routing";
 import { ComfySocket } from "../studio/socket";
@@ -13,14 +13,6 @@ const CHECK_TIMEOUT_MS = 5_000;
 const CAPABILITIES_TIMEOUT_MS = 30_000;
 /** A routed job counts towards the queue until ComfyUI's own count shows it, or this long. */
 const ROUTED_TTL_MS = 10_000;
-/** Model folders summarised by list_backends, and the loader input that lists each. */
-const MODEL_COMBOS: Record<string, [string, string]> = {
-  checkpoints: ["CheckpointLoaderSimple", "ckpt_name"],
-  diffusion_models: ["UNETLoader", "unet_name"],
-  loras: ["LoraLoader", "lora_name"],
-  vae: ["VAELoader", "vae_name"],
-  text_encoders: ["CLIPLoader", "clip_name"],
-};
 
 export interface BackendStatus {
   name: string;
@@ -154,9 +146,11 @@ export class BackendHealth {
 
   status(): BackendStatus {
     const models: Record<string, string[]> = {};
-    for (const [folder, [classType, input]] of Object.entries(MODEL_COMBOS)) {
+    // The loader inputs that hint at model folders elsewhere list each folder's files here too.
+    for (const [target, folder] of Object.entries(MODEL_FOLDER_OF)) {
+      const [classType, input] = target.split(".") as [string, string];
       const values = this.capabilities?.classes.get(classType)?.get(input);
-      if (values) models[folder] = [...values];
+      if (values && !models[folder]) models[folder] = [...values];
     }
     return {
       name: this.name,
