@@ -45,14 +45,19 @@ await bench.run(main);
 
 async function main() {
   log("completion latency: ComfyUI finished -> MCP client has the result");
-  log(`  ${opts.jobs} gateway jobs (+${opts.warmup} warm-up), ${opts.baselineJobs} baseline jobs, ${IMAGE.width}x${IMAGE.height}, ${IMAGE.steps} steps, fake stepDelayMs ${opts.stepDelayMs}`);
-  if (opts.jobs < 50 || opts.baselineJobs < 10) log("  [!] fewer jobs than the benchmark's minimum (50 gateway, 10 baseline): figures are indicative only");
+  log(
+    `  ${opts.jobs} gateway jobs (+${opts.warmup} warm-up), ${opts.baselineJobs} baseline jobs, ${IMAGE.width}x${IMAGE.height}, ${IMAGE.steps} steps, fake stepDelayMs ${opts.stepDelayMs}`,
+  );
+  if (opts.jobs < 50 || opts.baselineJobs < 10)
+    log("  [!] fewer jobs than the benchmark's minimum (50 gateway, 10 baseline): figures are indicative only");
 
   fake = await startFakeComfy({ port: 0, stepDelayMs: opts.stepDelayMs });
   const started = performance.now();
   gatewayStarting = startGateway({ comfyUrl: fake.url, vars: { COMFY_MCP_WAIT_SECONDS: "50" } });
   gateway = await gatewayStarting;
-  log(`  fake ComfyUI ${fake.url}, gateway ${gateway.url} (ready in ${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
+  log(
+    `  fake ComfyUI ${fake.url}, gateway ${gateway.url} (ready in ${((performance.now() - started) / 1000).toFixed(1)} s)\n`,
+  );
 
   client = new Client({ name: "completion-latency-bench", version: "0.1.0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(gateway.mcpUrl)));
@@ -83,7 +88,9 @@ async function measureGateway() {
     const job = result.structuredContent;
     const finished = job?.prompt_id ? fake.finishTimes.get(job.prompt_id) : undefined;
     if (result.isError || job?.status !== "completed" || finished === undefined) {
-      const why = result.isError ? String(result.content?.[0]?.text).slice(0, 300) : `status ${job?.status}, finish time ${finished ?? "not recorded"}`;
+      const why = result.isError
+        ? String(result.content?.[0]?.text).slice(0, 300)
+        : `status ${job?.status}, finish time ${finished ?? "not recorded"}`;
       failures.push(`job ${i}: ${why}`);
       continue;
     }
@@ -107,11 +114,24 @@ async function measureBaseline() {
   for (let i = 0; i < opts.baselineJobs; i++) {
     progress(`baseline job ${i + 1}/${opts.baselineJobs} (1 s polling)`);
     const graph = fillGraph(TEMPLATE, {
-      seed: Math.floor(Math.random() * 2 ** 32), steps: IMAGE.steps, cfg: 8, sampler_name: "euler", scheduler: "normal", denoise: 1,
-      model, width: IMAGE.width, height: IMAGE.height, prompt: `baseline job ${i}`, negative_prompt: "text, watermark",
+      seed: Math.floor(Math.random() * 2 ** 32),
+      steps: IMAGE.steps,
+      cfg: 8,
+      sampler_name: "euler",
+      scheduler: "normal",
+      denoise: 1,
+      model,
+      width: IMAGE.width,
+      height: IMAGE.height,
+      prompt: `baseline job ${i}`,
+      negative_prompt: "text, watermark",
     });
     const submitted = now();
-    const response = await fetch(`${fake.url}/prompt`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: graph }) });
+    const response = await fetch(`${fake.url}/prompt`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt: graph }),
+    });
     if (!response.ok) throw new Error(`baseline POST /prompt answered ${response.status}: ${await response.text()}`);
     const { prompt_id: promptId } = await response.json();
     let seen;
@@ -126,7 +146,9 @@ async function measureBaseline() {
     }
     const finished = fake.finishTimes.get(promptId);
     if (!entry || finished === undefined || entry.status?.status_str !== "success") {
-      failures.push(`baseline job ${i}: ${entry ? (entry.status?.status_str ?? "no status") : `not in history after ${MAX_POLLS} polls`}, finish time ${finished ?? "not recorded"}`);
+      failures.push(
+        `baseline job ${i}: ${entry ? (entry.status?.status_str ?? "no status") : `not in history after ${MAX_POLLS} polls`}, finish time ${finished ?? "not recorded"}`,
+      );
       continue;
     }
     latencies.push(seen - finished);
@@ -142,7 +164,10 @@ function fillGraph(template, values) {
   for (const node of Object.values(graph)) {
     for (const [input, value] of Object.entries(node.inputs)) {
       if (typeof value !== "string" || !value.startsWith("PARAM_")) continue;
-      const key = value.slice("PARAM_".length).replace(/^(INT|FLOAT|STR|STRING|TEXT|BOOL)_/, "").toLowerCase();
+      const key = value
+        .slice("PARAM_".length)
+        .replace(/^(INT|FLOAT|STR|STRING|TEXT|BOOL)_/, "")
+        .toLowerCase();
       if (!(key in values)) throw new Error(`no value for placeholder ${value}`);
       node.inputs[input] = values[key];
     }
@@ -166,8 +191,13 @@ function report(viaGateway, viaPolling) {
   const speedup = { median: ratio(b.median, g.median), p99: ratio(b.p99, g.p99) };
 
   log("latency from ComfyUI finishing to the client seeing it (ms)");
-  log(`  ${"".padEnd(24)} ${"jobs".padStart(5)} ${"min".padStart(9)} ${"median".padStart(9)} ${"p99".padStart(9)} ${"max".padStart(9)}`);
-  for (const [name, s] of [["gateway (MCP result)", g], ["1 s /history polling", b]]) {
+  log(
+    `  ${"".padEnd(24)} ${"jobs".padStart(5)} ${"min".padStart(9)} ${"median".padStart(9)} ${"p99".padStart(9)} ${"max".padStart(9)}`,
+  );
+  for (const [name, s] of [
+    ["gateway (MCP result)", g],
+    ["1 s /history polling", b],
+  ]) {
     log(`  ${name.padEnd(24)} ${String(s.count).padStart(5)} ${ms(s.min)} ${ms(s.median)} ${ms(s.p99)} ${ms(s.max)}`);
   }
   log(`  (baseline uses fewer jobs: each costs up to a full 1 s poll interval)`);
@@ -177,15 +207,22 @@ function report(viaGateway, viaPolling) {
   // A poll that starts at submission sees a job of duration D at the first whole second after D, so
   // with these identical short jobs the baseline sits near 1000 - D ms; over real jobs of varying
   // length the phase is random and a 1 s poll averages ~500 ms. Show that fairer comparison too.
-  log(`  note: baseline jobs ran ${fmt(runtime.median)} ms each, so polling saw them ~${fmt(1000 - (runtime.median % 1000))} ms late;`);
-  log(`        against a phase-neutral 500 ms (jobs of random length) the median speedup is ${times(ratio(500, g.median))}`);
+  log(
+    `  note: baseline jobs ran ${fmt(runtime.median)} ms each, so polling saw them ~${fmt(1000 - (runtime.median % 1000))} ms late;`,
+  );
+  log(
+    `        against a phase-neutral 500 ms (jobs of random length) the median speedup is ${times(ratio(500, g.median))}`,
+  );
   if (viaGateway.notifications === 0) log("  [!] the gateway sent no progress notifications");
   log();
 
   const failures = [...viaGateway.failures, ...viaPolling.failures];
   const checks = [
     { name: `gateway median ${fmt(g.median)} ms <= ${TARGET_MEDIAN_MS} ms`, pass: g.median <= TARGET_MEDIAN_MS },
-    { name: `gateway median ${times(speedup.median)} better than 1 s polling (>= ${TARGET_SPEEDUP}x)`, pass: speedup.median >= TARGET_SPEEDUP },
+    {
+      name: `gateway median ${times(speedup.median)} better than 1 s polling (>= ${TARGET_SPEEDUP}x)`,
+      pass: speedup.median >= TARGET_SPEEDUP,
+    },
     // Figures from a run where jobs failed describe a different path; flag them instead of trusting them.
     { name: `every job completed (${failures.length} failed)`, pass: failures.length === 0 },
   ];
@@ -194,14 +231,22 @@ function report(viaGateway, viaPolling) {
   if (viaGateway.failures.length > 0) log(`\ngateway log tail:\n${gateway.logs().slice(-3000)}`);
 
   if (opts.json) {
-    const round = (s) => Object.fromEntries(Object.entries(s).map(([key, value]) => [key, Math.round(value * 1000) / 1000]));
-    log(JSON.stringify({
-      gateway: { ...round(g), failures: viaGateway.failures.length },
-      baseline: { ...round(b), failures: viaPolling.failures.length, poll_interval_ms: POLL_INTERVAL_MS, job_runtime_median_ms: Math.round(runtime.median * 1000) / 1000 },
-      speedup: { median: Math.round(speedup.median * 10) / 10, p99: Math.round(speedup.p99 * 10) / 10 },
-      targets: { median_ms: TARGET_MEDIAN_MS, speedup: TARGET_SPEEDUP },
-      pass: checks.every((check) => check.pass),
-    }));
+    const round = (s) =>
+      Object.fromEntries(Object.entries(s).map(([key, value]) => [key, Math.round(value * 1000) / 1000]));
+    log(
+      JSON.stringify({
+        gateway: { ...round(g), failures: viaGateway.failures.length },
+        baseline: {
+          ...round(b),
+          failures: viaPolling.failures.length,
+          poll_interval_ms: POLL_INTERVAL_MS,
+          job_runtime_median_ms: Math.round(runtime.median * 1000) / 1000,
+        },
+        speedup: { median: Math.round(speedup.median * 10) / 10, p99: Math.round(speedup.p99 * 10) / 10 },
+        targets: { median_ms: TARGET_MEDIAN_MS, speedup: TARGET_SPEEDUP },
+        pass: checks.every((check) => check.pass),
+      }),
+    );
   }
 }
 
@@ -247,7 +292,13 @@ function readOptions() {
     process.exit(0);
   }
   const count = (name, min) => integerOption(values, name, min);
-  return { jobs: count("jobs", 1), baselineJobs: count("baseline-jobs", 1), warmup: count("warmup", 0), stepDelayMs: count("step-delay-ms", 0), json: values.json };
+  return {
+    jobs: count("jobs", 1),
+    baselineJobs: count("baseline-jobs", 1),
+    warmup: count("warmup", 0),
+    stepDelayMs: count("step-delay-ms", 0),
+    json: values.json,
+  };
 }
 
 /** Idempotent: runs from `finally` and from SIGINT, whichever comes first. */

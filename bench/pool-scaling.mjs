@@ -48,7 +48,9 @@ await bench.run(main);
 async function main() {
   const stepDelayMs = opts.jobMs / STEPS;
   log("pool scaling: one batch of concurrent generate_image jobs over 1, 2 and 3 fake ComfyUI backends");
-  log(`  ${opts.jobs} jobs per run, ${IMAGE.width}x${IMAGE.height}, ${STEPS} steps x ${fmt(stepDelayMs, 1)} ms = ${opts.jobMs} ms of fake GPU time per job`);
+  log(
+    `  ${opts.jobs} jobs per run, ${IMAGE.width}x${IMAGE.height}, ${STEPS} steps x ${fmt(stepDelayMs, 1)} ms = ${opts.jobMs} ms of fake GPU time per job`,
+  );
   log(`  ideal wall time with 1 backend: ${fmt((opts.jobs * opts.jobMs) / 1000, 1)} s\n`);
 
   const runs = [];
@@ -61,7 +63,12 @@ async function main() {
   const mixed = [];
   for (const weight of [1, SLOW_FACTOR]) {
     if (bench.interrupted) return;
-    mixed.push(await measureFresh([{ name: "a", stepDelayMs, weight }, { name: "b", stepDelayMs: stepDelayMs * SLOW_FACTOR, weight: 1 }]));
+    mixed.push(
+      await measureFresh([
+        { name: "a", stepDelayMs, weight },
+        { name: "b", stepDelayMs: stepDelayMs * SLOW_FACTOR, weight: 1 },
+      ]),
+    );
   }
   report(runs, mixed);
 }
@@ -97,10 +104,14 @@ async function measure(specs) {
   current.client = await connectV2(current.gateway.mcpUrl);
   const client = current.client;
   const ready = await untilUp(client, names);
-  log(`  ${count} backend${count === 1 ? "" : "s"}: gateway ${current.gateway.url} ready in ${fmt((performance.now() - started) / 1000, 1)} s, backends up after ${fmt(ready / 1000, 1)} s`);
+  log(
+    `  ${count} backend${count === 1 ? "" : "s"}: gateway ${current.gateway.url} ready in ${fmt((performance.now() - started) / 1000, 1)} s, backends up after ${fmt(ready / 1000, 1)} s`,
+  );
 
   // Warm-up: one job pinned to each backend, untimed.
-  const warm = await Promise.all(names.map((name, i) => runJob(client, { prompt: `warm-up ${name}`, seed: 1_000_000 + i, backend: name })));
+  const warm = await Promise.all(
+    names.map((name, i) => runJob(client, { prompt: `warm-up ${name}`, seed: 1_000_000 + i, backend: name })),
+  );
   const warmFailures = warm.filter((job) => job.problem).map((job) => `warm-up: ${job.problem}`);
   if (warmFailures.length > 0) log(`  [!] ${warmFailures.join("; ")}`);
 
@@ -126,7 +137,14 @@ async function measure(specs) {
     for (const failure of failures.slice(0, 10)) log(`      ${failure}`);
     log(`  gateway log tail:\n${current.gateway.logs().slice(-3000)}`);
   }
-  return { backends: count, weights: specs.map((spec) => spec.weight), wallMs, completed: jobs.length - failures.length, failures, perBackend };
+  return {
+    backends: count,
+    weights: specs.map((spec) => spec.weight),
+    wallMs,
+    completed: jobs.length - failures.length,
+    failures,
+    perBackend,
+  };
 }
 
 /**
@@ -135,13 +153,22 @@ async function measure(specs) {
  */
 async function runJob(client, args) {
   try {
-    let result = await client.call("generate_image", { ...IMAGE, ...args, wait_seconds: WAIT_SECONDS }, { timeout: 120_000 });
+    let result = await client.call(
+      "generate_image",
+      { ...IMAGE, ...args, wait_seconds: WAIT_SECONDS },
+      { timeout: 120_000 },
+    );
     for (;;) {
       if (result.isError) return { problem: `seed ${args.seed}: ${text(result).slice(0, 300)}` };
       const job = result.structuredContent;
       if (job?.status === "completed") return { backend: job.backend ?? "(none)" };
-      if (TERMINAL.includes(job?.status)) return { problem: `seed ${args.seed}: ${job.status}: ${job.message ?? ""}`.slice(0, 300) };
-      result = await client.call("get_job", { prompt_id: job.job_id, wait_seconds: WAIT_SECONDS }, { timeout: 120_000 });
+      if (TERMINAL.includes(job?.status))
+        return { problem: `seed ${args.seed}: ${job.status}: ${job.message ?? ""}`.slice(0, 300) };
+      result = await client.call(
+        "get_job",
+        { prompt_id: job.job_id, wait_seconds: WAIT_SECONDS },
+        { timeout: 120_000 },
+      );
     }
   } catch (error) {
     return { problem: `seed ${args.seed}: ${error?.message ?? error}` };
@@ -155,7 +182,8 @@ async function untilUp(client, names) {
   while (performance.now() - started < READY_TIMEOUT_MS) {
     const result = await client.call("list_backends", {});
     last = result.isError ? text(result) : result.structuredContent?.backends;
-    if (!result.isError && names.every((name) => last?.find((b) => b.name === name)?.state === "up")) return performance.now() - started;
+    if (!result.isError && names.every((name) => last?.find((b) => b.name === name)?.state === "up"))
+      return performance.now() - started;
     await sleep(250);
   }
   throw new Error(`backends not all up after ${READY_TIMEOUT_MS} ms: ${JSON.stringify(last)?.slice(0, 1000)}`);
@@ -171,15 +199,21 @@ function report(runs, mixed) {
   });
 
   log();
-  log(`  ${"backends".padStart(8)} ${"wall s".padStart(8)} ${"jobs/s".padStart(8)} ${"speed-up".padStart(9)} ${"efficiency".padStart(10)}  jobs per backend`);
+  log(
+    `  ${"backends".padStart(8)} ${"wall s".padStart(8)} ${"jobs/s".padStart(8)} ${"speed-up".padStart(9)} ${"efficiency".padStart(10)}  jobs per backend`,
+  );
   for (const row of rows) {
-    const spread = Object.entries(row.perBackend).map(([name, n]) => `${name}:${n}`).join(" ");
+    const spread = Object.entries(row.perBackend)
+      .map(([name, n]) => `${name}:${n}`)
+      .join(" ");
     log(
       `  ${String(row.backends).padStart(8)} ${fmt(row.wallMs / 1000, 2).padStart(8)} ${fmt(row.jobsPerSecond, 2).padStart(8)} ` +
         `${times(row.speedup).padStart(9)} ${pct(row.efficiency).padStart(10)}  ${spread}${row.failures.length ? `  (${row.failures.length} failed)` : ""}`,
     );
   }
-  log(`  (speed-up = 1-backend wall time / this wall time; efficiency = speed-up / backends; ideal ${fmt((opts.jobs * opts.jobMs) / 1000, 1)} s / backends)`);
+  log(
+    `  (speed-up = 1-backend wall time / this wall time; efficiency = speed-up / backends; ideal ${fmt((opts.jobs * opts.jobMs) / 1000, 1)} s / backends)`,
+  );
   const failed = rows.reduce((n, row) => n + row.failures.length, 0);
   if (failed > 0) log(`  [!] ${failed} jobs failed: the figures above do not describe a clean run`);
   // The mixed pair's ideal: both busy until the end, a at 1 job per job-ms, b at 1 per 3 job-ms.
@@ -188,30 +222,46 @@ function report(runs, mixed) {
   log(`  unequal machines: b is ${SLOW_FACTOR}x slower than a; ideal wall ${fmt(ideal / 1000, 2)} s`);
   log(`  ${"weights a:b".padStart(12)} ${"wall s".padStart(8)} ${"vs ideal".padStart(9)}  jobs per backend`);
   for (const run of mixed) {
-    const spread = Object.entries(run.perBackend).map(([name, n]) => `${name}:${n}`).join(" ");
-    log(`  ${run.weights.join(":").padStart(12)} ${fmt(run.wallMs / 1000, 2).padStart(8)} ${times(run.wallMs / ideal).padStart(9)}  ${spread}${run.failures.length ? `  (${run.failures.length} failed)` : ""}`);
+    const spread = Object.entries(run.perBackend)
+      .map(([name, n]) => `${name}:${n}`)
+      .join(" ");
+    log(
+      `  ${run.weights.join(":").padStart(12)} ${fmt(run.wallMs / 1000, 2).padStart(8)} ${times(run.wallMs / ideal).padStart(9)}  ${spread}${run.failures.length ? `  (${run.failures.length} failed)` : ""}`,
+    );
   }
   const [even, weighted] = mixed;
   log();
-  log(`scaling: ${rows.filter((row) => row.backends > 1).map((row) => `${row.backends} backends ${times(row.speedup)}`).join(", ")}; ` +
-    `unequal pair ${SLOW_FACTOR}:1 weights ${times(even.wallMs / weighted.wallMs)} faster than 1:1`);
+  log(
+    `scaling: ${rows
+      .filter((row) => row.backends > 1)
+      .map((row) => `${row.backends} backends ${times(row.speedup)}`)
+      .join(", ")}; ` + `unequal pair ${SLOW_FACTOR}:1 weights ${times(even.wallMs / weighted.wallMs)} faster than 1:1`,
+  );
 
   if (opts.json) {
-    const round = (value, digits = 3) => (Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : null);
-    log(JSON.stringify({
-      jobs: opts.jobs,
-      job_ms: opts.jobMs,
-      runs: rows.map((row) => ({
-        backends: row.backends,
-        wall_s: round(row.wallMs / 1000),
-        jobs_per_s: round(row.jobsPerSecond),
-        speedup: round(row.speedup),
-        efficiency: round(row.efficiency),
-        per_backend: row.perBackend,
-        failures: row.failures.length,
-      })),
-      mixed: mixed.map((run) => ({ weights: run.weights, wall_s: round(run.wallMs / 1000), per_backend: run.perBackend, failures: run.failures.length })),
-    }));
+    const round = (value, digits = 3) =>
+      Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : null;
+    log(
+      JSON.stringify({
+        jobs: opts.jobs,
+        job_ms: opts.jobMs,
+        runs: rows.map((row) => ({
+          backends: row.backends,
+          wall_s: round(row.wallMs / 1000),
+          jobs_per_s: round(row.jobsPerSecond),
+          speedup: round(row.speedup),
+          efficiency: round(row.efficiency),
+          per_backend: row.perBackend,
+          failures: row.failures.length,
+        })),
+        mixed: mixed.map((run) => ({
+          weights: run.weights,
+          wall_s: round(run.wallMs / 1000),
+          per_backend: run.perBackend,
+          failures: run.failures.length,
+        })),
+      }),
+    );
   }
 }
 

@@ -55,8 +55,12 @@ async function main() {
   const src = args.includes("--src") ? args[args.indexOf("--src") + 1] : "/tmp/wp/root/usr/share/backgrounds";
   const quick = args.includes("--quick");
   const inputs = prepareInputs(src, quick);
-  console.log(`# publish bench: node ${process.version}, ${inputs.synthetic ? "SYNTHETIC photo-like inputs (no wallpaper package found)" : `photos from ${src}`}`);
-  console.log(`# ${inputs.images.length} images x ${SIZES.length} sizes x ${BUDGETS.length} budgets; CPU = process.cpuUsage (user+sys) of one publish incl. PNG decode\n`);
+  console.log(
+    `# publish bench: node ${process.version}, ${inputs.synthetic ? "SYNTHETIC photo-like inputs (no wallpaper package found)" : `photos from ${src}`}`,
+  );
+  console.log(
+    `# ${inputs.images.length} images x ${SIZES.length} sizes x ${BUDGETS.length} budgets; CPU = process.cpuUsage (user+sys) of one publish incl. PNG decode\n`,
+  );
 
   // Warm up JIT and both WASM codecs so the first case is not charged for compilation.
   {
@@ -67,20 +71,36 @@ async function main() {
   }
 
   const rows = [];
-  console.log("| image | size | budget | ours webp: q / scale / bytes / SSIM / enc / CPU ms | pillow ladder: q / scale / bytes / SSIM / enc / CPU ms | ours jpg: q / scale / bytes / SSIM / enc / CPU ms | photon jpeg linear: q / scale / bytes / SSIM / enc / CPU ms |");
+  console.log(
+    "| image | size | budget | ours webp: q / scale / bytes / SSIM / enc / CPU ms | pillow ladder: q / scale / bytes / SSIM / enc / CPU ms | ours jpg: q / scale / bytes / SSIM / enc / CPU ms | photon jpeg linear: q / scale / bytes / SSIM / enc / CPU ms |",
+  );
   console.log("|---|---|---|---|---|---|---|");
   for (const image of inputs.images) {
     for (const file of image.files) {
       const source = decodePng(file.png);
       for (const budget of BUDGETS) {
-        const ours = await measure(() => encodeForWeb({ bytes: file.png, sourceMime: "image/png", format: "webp", maxBytes: budget }), (r) => r);
-        const pillow = await measure(() => pillowLadder(file.png, budget), (r) => r);
-        const oursJpg = await measure(() => encodeForWeb({ bytes: file.png, sourceMime: "image/png", format: "jpeg", maxBytes: budget }), (r) => r);
-        const jpeg = await measure(() => photonJpegLadder(file.png, budget), (r) => r);
+        const ours = await measure(
+          () => encodeForWeb({ bytes: file.png, sourceMime: "image/png", format: "webp", maxBytes: budget }),
+          (r) => r,
+        );
+        const pillow = await measure(
+          () => pillowLadder(file.png, budget),
+          (r) => r,
+        );
+        const oursJpg = await measure(
+          () => encodeForWeb({ bytes: file.png, sourceMime: "image/png", format: "jpeg", maxBytes: budget }),
+          (r) => r,
+        );
+        const jpeg = await measure(
+          () => photonJpegLadder(file.png, budget),
+          (r) => r,
+        );
         for (const m of [ours, pillow, oursJpg, jpeg]) m.ssim = m.bytes ? ssimAgainst(source, m.bytes) : NaN;
         const row = { image: image.name, size: `${file.w}x${file.h}`, budget, ours, pillow, oursJpg, jpeg };
         rows.push(row);
-        console.log(`| ${row.image} | ${row.size} | ${budget} | ${cell(ours)} | ${cell(pillow)} | ${cell(oursJpg)} | ${cell(jpeg)} |`);
+        console.log(
+          `| ${row.image} | ${row.size} | ${budget} | ${cell(ours)} | ${cell(pillow)} | ${cell(oursJpg)} | ${cell(jpeg)} |`,
+        );
       }
     }
   }
@@ -103,7 +123,9 @@ function prepareInputs(src, quick) {
     for (const [w, h] of SIZES) {
       const file = join(cache, `${name}-${w}x${h}.png`);
       if (!existsSync(file)) {
-        const rgba = path ? cropResize(readFileSync(join(src, path)), w, h) : syntheticPhoto(w, h, name.length * 7919 + w);
+        const rgba = path
+          ? cropResize(readFileSync(join(src, path)), w, h)
+          : syntheticPhoto(w, h, name.length * 7919 + w);
         const img = new PhotonImage(rgba, w, h);
         writeFileSync(file, img.get_bytes());
         img.free();
@@ -137,8 +159,13 @@ function cropResize(bytes, w, h) {
 /** Fallback only: gradients, soft blobs, edges and grain (clearly labelled SYNTHETIC in the output). */
 function syntheticPhoto(w, h, seed) {
   let s = seed >>> 0 || 1;
-  const rand = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 4294967296);
-  const blobs = Array.from({ length: 12 }, () => ({ x: rand() * w, y: rand() * h, r: (0.05 + rand() * 0.3) * w, c: [rand() * 255, rand() * 255, rand() * 255] }));
+  const rand = () => (s = (s * 1664525 + 1013904223) >>> 0) / 4294967296;
+  const blobs = Array.from({ length: 12 }, () => ({
+    x: rand() * w,
+    y: rand() * h,
+    r: (0.05 + rand() * 0.3) * w,
+    c: [rand() * 255, rand() * 255, rand() * 255],
+  }));
   const px = new Uint8Array(w * h * 4);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
@@ -240,7 +267,15 @@ async function measure(run) {
     r = { bytes: null, quality: null, scale: null, attempts: NaN, error: error.reason ?? error.message };
   }
   const cpu = process.cpuUsage(cpu0);
-  return { bytes: r.bytes, quality: r.quality, scale: r.scale, attempts: r.attempts, error: r.error, wall: performance.now() - t0, cpu: (cpu.user + cpu.system) / 1000 };
+  return {
+    bytes: r.bytes,
+    quality: r.quality,
+    scale: r.scale,
+    attempts: r.attempts,
+    error: r.error,
+    wall: performance.now() - t0,
+    cpu: (cpu.user + cpu.system) / 1000,
+  };
 }
 
 function ssimAgainst(source, bytes) {
@@ -269,27 +304,44 @@ function summarise(rows) {
     const s = [...xs].sort((a, b) => a - b);
     return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   };
-  const over = rows.flatMap((r) => [r.ours, r.pillow, r.oursJpg, r.jpeg].filter((m, i) => m.bytes && m.bytes.length > r.budget).map(() => r));
+  const over = rows.flatMap((r) =>
+    [r.ours, r.pillow, r.oursJpg, r.jpeg].filter((m, _i) => m.bytes && m.bytes.length > r.budget).map(() => r),
+  );
   const fitted = rows.filter((r) => r.ours.bytes && r.pillow.bytes);
   const better = fitted.filter((r) => r.ours.ssim >= r.pillow.ssim - 0.0005).length;
   console.log("\n## Summary\n");
-  console.log(`cases: ${rows.length}; over budget (any method): ${over.length}; ours failed: ${rows.filter((r) => !r.ours.bytes).length}; pillow failed: ${rows.filter((r) => !r.pillow.bytes).length}`);
+  console.log(
+    `cases: ${rows.length}; over budget (any method): ${over.length}; ours failed: ${rows.filter((r) => !r.ours.bytes).length}; pillow failed: ${rows.filter((r) => !r.pillow.bytes).length}`,
+  );
   console.log("\n| method | mean SSIM | min SSIM | total encodes | total CPU ms | CPU vs pillow ladder |");
   console.log("|---|---|---|---|---|---|");
   const total = (k) => sum(rows.map((r) => r[k].cpu));
-  for (const [k, label] of [["ours", "ours (WebP, searched)"], ["pillow", "pillow-style ladder (WebP, linear)"], ["oursJpg", "ours (JPEG, searched)"], ["jpeg", "photon JPEG (linear)"]]) {
+  for (const [k, label] of [
+    ["ours", "ours (WebP, searched)"],
+    ["pillow", "pillow-style ladder (WebP, linear)"],
+    ["oursJpg", "ours (JPEG, searched)"],
+    ["jpeg", "photon JPEG (linear)"],
+  ]) {
     const ok = rows.filter((r) => r[k].bytes);
-    console.log(`| ${label} | ${mean(ok.map((r) => r[k].ssim)).toFixed(4)} | ${Math.min(...ok.map((r) => r[k].ssim)).toFixed(4)} | ${sum(rows.map((r) => r[k].attempts || 0))} | ${total(k).toFixed(0)} | ${(total(k) / total("pillow")).toFixed(2)}x |`);
+    console.log(
+      `| ${label} | ${mean(ok.map((r) => r[k].ssim)).toFixed(4)} | ${Math.min(...ok.map((r) => r[k].ssim)).toFixed(4)} | ${sum(rows.map((r) => r[k].attempts || 0))} | ${total(k).toFixed(0)} | ${(total(k) / total("pillow")).toFixed(2)}x |`,
+    );
   }
-  console.log(`\nSSIM ours >= pillow (within 0.0005) in ${better}/${fitted.length} cases; mean SSIM difference ours - pillow: ${mean(fitted.map((r) => r.ours.ssim - r.pillow.ssim)).toFixed(4)}`);
+  console.log(
+    `\nSSIM ours >= pillow (within 0.0005) in ${better}/${fitted.length} cases; mean SSIM difference ours - pillow: ${mean(fitted.map((r) => r.ours.ssim - r.pillow.ssim)).toFixed(4)}`,
+  );
   console.log(`CPU ratio ours/pillow (goal <= 0.8): ${(total("ours") / total("pillow")).toFixed(2)}`);
   for (const [w, h] of SIZES) {
     const at = rows.filter((r) => r.size === `${w}x${h}`);
-    console.log(`  ${w}x${h}: median CPU ms ours ${median(at.map((r) => r.ours.cpu)).toFixed(0)}, pillow ${median(at.map((r) => r.pillow.cpu)).toFixed(0)}, photon jpeg ${median(at.map((r) => r.jpeg.cpu)).toFixed(0)}; ratio of sums ${(sum(at.map((r) => r.ours.cpu)) / sum(at.map((r) => r.pillow.cpu))).toFixed(2)}`);
+    console.log(
+      `  ${w}x${h}: median CPU ms ours ${median(at.map((r) => r.ours.cpu)).toFixed(0)}, pillow ${median(at.map((r) => r.pillow.cpu)).toFixed(0)}, photon jpeg ${median(at.map((r) => r.jpeg.cpu)).toFixed(0)}; ratio of sums ${(sum(at.map((r) => r.ours.cpu)) / sum(at.map((r) => r.pillow.cpu))).toFixed(2)}`,
+    );
   }
   for (const budget of BUDGETS) {
     const at = rows.filter((r) => r.budget === budget);
-    console.log(`  budget ${budget}: ratio of CPU sums ${(sum(at.map((r) => r.ours.cpu)) / sum(at.map((r) => r.pillow.cpu))).toFixed(2)}, encodes ours ${sum(at.map((r) => r.ours.attempts || 0))} vs pillow ${sum(at.map((r) => r.pillow.attempts || 0))}`);
+    console.log(
+      `  budget ${budget}: ratio of CPU sums ${(sum(at.map((r) => r.ours.cpu)) / sum(at.map((r) => r.pillow.cpu))).toFixed(2)}, encodes ours ${sum(at.map((r) => r.ours.attempts || 0))} vs pillow ${sum(at.map((r) => r.pillow.attempts || 0))}`,
+    );
   }
 }
 
@@ -299,7 +351,9 @@ function summarise(rows) {
 async function memory(inputs) {
   const image = inputs.images.at(-1); // the densest input (the painting, or the last synthetic one)
   console.log(`\n## Peak WASM memory per stage (MiB; fresh worker per run; image: ${image.name}, WebP target)\n`);
-  console.log("| size | budget | photon after decode | photon after prepare | photon peak (resizes) | libwebp peak (encodes) | photon + libwebp at end | worker JS heap + ArrayBuffers at end |");
+  console.log(
+    "| size | budget | photon after decode | photon after prepare | photon peak (resizes) | libwebp peak (encodes) | photon + libwebp at end | worker JS heap + ArrayBuffers at end |",
+  );
   console.log("|---|---|---|---|---|---|---|---|");
   for (const file of image.files) {
     for (const budget of BUDGETS) {

@@ -38,11 +38,12 @@ const median = (xs) => {
 };
 const b64 = (n) => 4 * Math.ceil(n / 3);
 
-
 function makeInput(size) {
   const image = new PhotonImage(photoLike(size, size, size * 31 + 7, NOISE), size, size);
   try {
-    return size >= 4096 ? { bytes: image.get_bytes_jpeg(92), format: "JPEG q92" } : { bytes: image.get_bytes(), format: "PNG" };
+    return size >= 4096
+      ? { bytes: image.get_bytes_jpeg(92), format: "JPEG q92" }
+      : { bytes: image.get_bytes(), format: "PNG" };
   } finally {
     image.free();
   }
@@ -86,20 +87,39 @@ for (const size of SIZES) {
   const { bytes, format } = makeInput(size);
   const base = timed(() => baseline(bytes));
   const thumb = timed(() => makeThumbnail(bytes, { maxDim: MAX_DIM, maxB64Chars: BUDGET }));
-  const linear = args.linear ? timed(() => makeThumbnail(bytes, { maxDim: MAX_DIM, maxB64Chars: BUDGET, strategy: "linear" })) : undefined;
+  const linear = args.linear
+    ? timed(() => makeThumbnail(bytes, { maxDim: MAX_DIM, maxB64Chars: BUDGET, strategy: "linear" }))
+    : undefined;
   const t = thumb.result;
   rows.push({
     size,
     input: `${format} ${(bytes.length / 1e6).toFixed(2)} MB`,
-    baseline: { ms: base.ms, bytes: base.result.bytes, b64: b64(base.result.bytes), fits: b64(base.result.bytes) <= BUDGET, width: base.result.width, height: base.result.height },
-    thumbnail: { ms: thumb.ms, bytes: t.bytes, b64: t.base64.length, quality: t.quality, width: t.width, height: t.height, attempts: t.attempts },
+    baseline: {
+      ms: base.ms,
+      bytes: base.result.bytes,
+      b64: b64(base.result.bytes),
+      fits: b64(base.result.bytes) <= BUDGET,
+      width: base.result.width,
+      height: base.result.height,
+    },
+    thumbnail: {
+      ms: thumb.ms,
+      bytes: t.bytes,
+      b64: t.base64.length,
+      quality: t.quality,
+      width: t.width,
+      height: t.height,
+      attempts: t.attempts,
+    },
     linear: linear && { ms: linear.ms, attempts: linear.result.attempts, same: linear.result.base64 === t.base64 },
   });
   if (process.stderr.isTTY) process.stderr.write(`  measured ${size}px\n`);
 }
 
 const pad = (v, n) => String(v).padStart(n);
-console.log(`view_image encoder vs one-shot baseline (maxDim ${MAX_DIM}, budget ${BUDGET} base64 chars, median of ${RUNS} runs, node ${process.version})`);
+console.log(
+  `view_image encoder vs one-shot baseline (maxDim ${MAX_DIM}, budget ${BUDGET} base64 chars, median of ${RUNS} runs, node ${process.version})`,
+);
 console.log(`baseline = decode + photon resize (Triangle) + JPEG q70, one encode, no budget check`);
 console.log("");
 console.log(
@@ -111,7 +131,9 @@ for (const r of rows) {
   const t = r.thumbnail;
   console.log(
     `${`${r.size}px ${r.input}`.padEnd(22)} ${pad(b.ms.toFixed(1), 8)} ${pad(b.bytes, 8)} ${pad(b.fits ? "yes" : "NO", 5)} | ${pad(t.ms.toFixed(1), 8)} ${pad(t.bytes, 8)} ${pad(t.quality ?? "png", 3)} ${pad(`${t.width}x${t.height}`, 9)} ${pad(t.attempts, 5)} | ${pad((t.ms / b.ms).toFixed(2), 6)} ${pad((t.bytes / b.bytes).toFixed(2), 7)}` +
-      (r.linear ? ` | ${pad(r.linear.ms.toFixed(1), 9)} ${pad(r.linear.attempts, 5)} ${r.linear.same ? "yes" : "NO"}` : ""),
+      (r.linear
+        ? ` | ${pad(r.linear.ms.toFixed(1), 9)} ${pad(r.linear.attempts, 5)} ${r.linear.same ? "yes" : "NO"}`
+        : ""),
   );
 }
 console.log("");

@@ -14,9 +14,12 @@ const target = join(root, "src", "workflows", "bundled.generated.ts");
 
 const files = [];
 const rejected = [];
-const names = readdirSync(directory).filter((name) => name.endsWith(".json") && !name.endsWith(".meta.json")).sort();
+const names = readdirSync(directory)
+  .filter((name) => name.endsWith(".json") && !name.endsWith(".meta.json"))
+  .sort();
 for (const name of readdirSync(directory).filter((n) => n.endsWith(".meta.json"))) {
-  if (!names.includes(name.replace(/\.meta\.json$/, ".json"))) rejected.push({ file: `workflows/${name}`, problem: "sidecar without a workflow file next to it" });
+  if (!names.includes(name.replace(/\.meta\.json$/, ".json")))
+    rejected.push({ file: `workflows/${name}`, problem: "sidecar without a workflow file next to it" });
 }
 for (const name of names) {
   const id = name.slice(0, -".json".length);
@@ -24,7 +27,9 @@ for (const name of names) {
   const metaPath = join(directory, `${id}.meta.json`);
   const meta = existsSync(metaPath) ? readJson(metaPath) : { value: undefined };
   const problem = graph.error ?? (meta.error && `${id}.meta.json: ${meta.error}`);
-  const result = problem ? { ok: false, problem } : parseWorkflow({ id, graph: graph.value, meta: meta.value, source: "bundled" });
+  const result = problem
+    ? { ok: false, problem }
+    : parseWorkflow({ id, graph: graph.value, meta: meta.value, source: "bundled" });
   if (result.ok) files.push({ id, graph: graph.value, meta: meta.value });
   else rejected.push({ file: `workflows/${name}`, problem: result.problem });
 }
@@ -40,7 +45,10 @@ export const REJECTED_WORKFLOWS: RejectedWorkflow[] = ${JSON.stringify(rejected,
 // Only write on change: wrangler dev watches src/ and would otherwise rebuild in a loop.
 const previous = existsSync(target) ? readFileSync(target, "utf8") : "";
 if (previous !== source) writeFileSync(target, source);
-if (!process.argv.includes("--quiet")) console.log(`workflows: ${files.length} bundled (${files.map((f) => f.id).join(", ")})${rejected.length ? `, ${rejected.length} rejected` : ""}`);
+if (!process.argv.includes("--quiet"))
+  console.log(
+    `workflows: ${files.length} bundled (${files.map((f) => f.id).join(", ")})${rejected.length ? `, ${rejected.length} rejected` : ""}`,
+  );
 
 function readJson(path) {
   try {

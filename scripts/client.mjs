@@ -9,7 +9,8 @@
  */
 import { parseArgs } from "node:util";
 
-const DEFAULT_PROMPT = "an english mastiff dog, mouth closed, standing majestically in a grassy field, bright shiny day, forest background";
+const DEFAULT_PROMPT =
+  "an english mastiff dog, mouth closed, standing majestically in a grassy field, bright shiny day, forest background";
 const DEFAULT_URL = "http://127.0.0.1:8787/mcp";
 const OPEN_STATUSES = new Set(["submitting", "queued", "running"]);
 /** The gateway never blocks a call longer than 55 s; the client must wait at least that long. */
@@ -46,7 +47,9 @@ try {
 async function main() {
   console.log("ComfyUI MCP test client");
   console.log(`  server  ${opts.url}${opts.token ? "  (bearer token set)" : ""}`);
-  console.log(`  sdk     ${opts.client === "v2" ? "@modelcontextprotocol/client (v2)" : "@modelcontextprotocol/sdk (v1)"}\n`);
+  console.log(
+    `  sdk     ${opts.client === "v2" ? "@modelcontextprotocol/client (v2)" : "@modelcontextprotocol/sdk (v1)"}\n`,
+  );
 
   client = await connect(opts);
   const server = client.getServerVersion?.();
@@ -66,7 +69,9 @@ async function main() {
   if (opts.backend !== undefined) args.backend = opts.backend;
   const image = defaults.image ?? {};
   console.log(`Generating: "${opts.prompt}"`);
-  console.log(`  ${args.width ?? image.width}x${args.height ?? image.height}, ${args.steps ?? image.steps} steps, seed ${args.seed ?? "random"}\n`);
+  console.log(
+    `  ${args.width ?? image.width}x${args.height ?? image.height}, ${args.steps ?? image.steps} steps, seed ${args.seed ?? "random"}\n`,
+  );
 
   const started = performance.now();
   const bar = progressBar();
@@ -121,10 +126,18 @@ function readOptions() {
   const number = (name, integer = true) => {
     if (values[name] === undefined) return undefined;
     const parsed = Number(values[name]);
-    if (values[name].trim() === "" || !Number.isFinite(parsed) || (integer && !Number.isInteger(parsed))) usageError(`--${name} must be ${integer ? "an integer" : "a number"}, not '${values[name]}'`);
+    if (values[name].trim() === "" || !Number.isFinite(parsed) || (integer && !Number.isInteger(parsed)))
+      usageError(`--${name} must be ${integer ? "an integer" : "a number"}, not '${values[name]}'`);
     return parsed;
   };
-  return { ...values, width: number("width"), height: number("height"), steps: number("steps"), seed: number("seed"), wait: number("wait", false) };
+  return {
+    ...values,
+    width: number("width"),
+    height: number("height"),
+    steps: number("steps"),
+    seed: number("seed"),
+    wait: number("wait", false),
+  };
 }
 
 function usageError(message) {
@@ -140,11 +153,17 @@ async function connect({ url, token, client: generation }) {
   const sdk =
     generation === "v2"
       ? await import("@modelcontextprotocol/client")
-      : { ...(await import("@modelcontextprotocol/sdk/client/index.js")), ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")) };
+      : {
+          ...(await import("@modelcontextprotocol/sdk/client/index.js")),
+          ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")),
+        };
   const mcp = new sdk.Client({ name: "comfyui-mcp-edge-cli", version: "0.1.0" });
   await mcp.connect(new sdk.StreamableHTTPClientTransport(new URL(url), { requestInit })).catch(connectionError);
   // v1's callTool takes a result schema before the request options; v2 dropped that parameter.
-  mcp.callToolCompat = generation === "v2" ? (params, options) => mcp.callTool(params, options) : (params, options) => mcp.callTool(params, undefined, options);
+  mcp.callToolCompat =
+    generation === "v2"
+      ? (params, options) => mcp.callTool(params, options)
+      : (params, options) => mcp.callTool(params, undefined, options);
   return mcp;
 }
 
@@ -153,11 +172,18 @@ async function callTool(name, args, onprogress) {
   // A blocking call may legitimately take the server's whole wait budget; give it that plus slack,
   // and let progress keep it alive so a slow-but-moving job never times out on the client side.
   const waitSeconds = args.wait_seconds ?? MAX_WAIT_SECONDS;
-  const options = { timeout: (waitSeconds + 30) * 1000, resetTimeoutOnProgress: true, ...(onprogress && { onprogress }) };
+  const options = {
+    timeout: (waitSeconds + 30) * 1000,
+    resetTimeoutOnProgress: true,
+    ...(onprogress && { onprogress }),
+  };
   const result = await client.callToolCompat({ name, arguments: args }, options);
   const text = result.content?.find((item) => item.type === "text")?.text ?? "";
   // The server's text is a sentence, sometimes followed by a JSON details block: indent it under [X].
-  if (result.isError) throw new ToolError(`${name}: ${(text || "the server reported an error without a message").trim().replaceAll("\n", "\n    ")}`);
+  if (result.isError)
+    throw new ToolError(
+      `${name}: ${(text || "the server reported an error without a message").trim().replaceAll("\n", "\n    ")}`,
+    );
   if (result.structuredContent) return result.structuredContent;
   try {
     return JSON.parse(text);
@@ -173,11 +199,15 @@ function connectionError(error) {
   // The gateway answers refusals with JSON { error, message }; show its message, not the raw body.
   const serverMessage = body.match(/"message"\s*:\s*"((?:[^"\\]|\\.)*)"/)?.[1]?.replace(/\\(.)/g, "$1");
   let hint;
-  if (status === 401 || status === 403) hint = "the server wants credentials: pass --token <token> (or set COMFY_MCP_TOKEN).";
-  else if (typeof status === "number" && status >= 400) hint = `the server answered HTTP ${status}: check --url (the MCP endpoint is /mcp) and the gateway's configuration.`;
+  if (status === 401 || status === 403)
+    hint = "the server wants credentials: pass --token <token> (or set COMFY_MCP_TOKEN).";
+  else if (typeof status === "number" && status >= 400)
+    hint = `the server answered HTTP ${status}: check --url (the MCP endpoint is /mcp) and the gateway's configuration.`;
   else hint = "is the gateway running? Start it with `npm start` (and ComfyUI, or `npm run fake-comfyui`).";
   const cause = error?.cause?.code ?? error?.cause?.message;
-  throw new ConnectionError(`could not connect to ${opts.url}: ${serverMessage ?? body}${cause ? ` (${cause})` : ""}\n    Hint: ${hint}`);
+  throw new ConnectionError(
+    `could not connect to ${opts.url}: ${serverMessage ?? body}${cause ? ` (${cause})` : ""}\n    Hint: ${hint}`,
+  );
 }
 
 async function close(code) {
@@ -187,7 +217,10 @@ async function close(code) {
 
 function fail(error) {
   if (error instanceof ToolError || error instanceof ConnectionError) console.error(`[X] ${error.message}`);
-  else console.error(`[X] ${error?.message ?? error}${error?.cause ? ` (${error.cause.code ?? error.cause.message ?? error.cause})` : ""}`);
+  else
+    console.error(
+      `[X] ${error?.message ?? error}${error?.cause ? ` (${error.cause.code ?? error.cause.message ?? error.cause})` : ""}`,
+    );
 }
 
 // --- output -------------------------------------------------------------------------------------
@@ -199,8 +232,12 @@ function firstSentence(text = "") {
 
 function printDefaults({ image = {}, sources = {}, warnings = [] }) {
   const { width, height, steps, cfg, sampler_name, scheduler, denoise, model, negative_prompt } = image;
-  console.log(`Server defaults (image): ${width}x${height}, ${steps} steps, cfg ${cfg}, ${sampler_name}/${scheduler}, denoise ${denoise}, model ${model}, negative "${negative_prompt}"`);
-  const fromEnv = Object.entries(sources.image ?? {}).filter(([, source]) => source === "env").map(([key]) => key);
+  console.log(
+    `Server defaults (image): ${width}x${height}, ${steps} steps, cfg ${cfg}, ${sampler_name}/${scheduler}, denoise ${denoise}, model ${model}, negative "${negative_prompt}"`,
+  );
+  const fromEnv = Object.entries(sources.image ?? {})
+    .filter(([, source]) => source === "env")
+    .map(([key]) => key);
   if (fromEnv.length > 0) console.log(`  set by environment: ${fromEnv.join(", ")}`);
   for (const warning of warnings) console.log(`  [!] ${warning}`);
   console.log();

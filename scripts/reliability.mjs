@@ -2,7 +2,16 @@
 // wrangler dev and the fake ComfyUI (loopback only), then ONE markdown table and the load figures.
 // Bounded loops; gateways and fakes are always stopped. Exit code 1 if anything failed or was lost.
 import {
-  backendKilledUnderLoad, clientDisconnect, comfyFaults, comfyRestart, load, startHarness, startPoolHarness, studioRestart, table, websocketDrops,
+  backendKilledUnderLoad,
+  clientDisconnect,
+  comfyFaults,
+  comfyRestart,
+  load,
+  startHarness,
+  startPoolHarness,
+  studioRestart,
+  table,
+  websocketDrops,
 } from "../test/e2e/reliability-scenarios.mjs";
 
 const USERS = ["u1", "u2", "u3", "u4"];
@@ -25,10 +34,19 @@ async function step(name, fn) {
   try {
     const result = await fn();
     results.push(result);
-    process.stderr.write(`  ${result.passed}/${result.runs} passed, ${result.lost_items} lost, ${Date.now() - started} ms${result.notes ? ` — ${result.notes}` : ""}\n`);
+    process.stderr.write(
+      `  ${result.passed}/${result.runs} passed, ${result.lost_items} lost, ${Date.now() - started} ms${result.notes ? ` — ${result.notes}` : ""}\n`,
+    );
     return result;
   } catch (error) {
-    results.push({ scenario: name, runs: 1, passed: 0, lost_items: 0, max_recovery_ms: 0, notes: `crashed: ${error.message}` });
+    results.push({
+      scenario: name,
+      runs: 1,
+      passed: 0,
+      lost_items: 0,
+      max_recovery_ms: 0,
+      notes: `crashed: ${error.message}`,
+    });
     process.stderr.write(`  crashed: ${error.stack}\n`);
   }
 }

@@ -34,7 +34,11 @@ app.get("/healthz", async (c) => {
         const system = (stats.system ?? {}) as Record<string, unknown>;
         return { name: comfy.connection.name, reachable: true, version: system.comfyui_version ?? null };
       } catch (error) {
-        return { name: comfy.connection.name, reachable: false, error: error instanceof Error ? error.message : String(error) };
+        return {
+          name: comfy.connection.name,
+          reachable: false,
+          error: error instanceof Error ? error.message : String(error),
+        };
       }
     }),
   );
@@ -48,9 +52,17 @@ app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
   if (!check.ok) return c.json({ error: "forbidden", message: check.message }, check.status);
   const studio = c.env.STUDIO.get(c.env.STUDIO.idFromName(check.principal));
   const asset = await studio.getAsset(id);
-  if (!asset) return c.json({ error: "not_found", message: `Asset ${id} no longer exists (assets are kept ASSET_TTL_HOURS).` }, 404);
+  if (!asset)
+    return c.json(
+      { error: "not_found", message: `Asset ${id} no longer exists (assets are kept ASSET_TTL_HOURS).` },
+      404,
+    );
   const comfy = new Backends(readConfig(c.env), c.env).find(asset.backend);
-  if (!comfy) return c.json({ error: "gone", message: `Asset ${id} was made on backend '${asset.backend}', which is no longer configured.` }, 410);
+  if (!comfy)
+    return c.json(
+      { error: "gone", message: `Asset ${id} was made on backend '${asset.backend}', which is no longer configured.` },
+      410,
+    );
   return streamAsset(comfy, asset, c.req.raw);
 });
 
@@ -61,7 +73,8 @@ app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
 app.on(["GET", "HEAD"], "/published/*", async (c) => {
   const config = publishConfig(c.env, readConfig(c.env).publicUrl);
   const key = decodeURIComponent(new URL(c.req.url).pathname.slice("/published/".length));
-  if (!config.bucket || !key.startsWith(config.prefix) || key.includes("..")) return c.json({ error: "not_found", message: "No such published file." }, 404);
+  if (!config.bucket || !key.startsWith(config.prefix) || key.includes(".."))
+    return c.json({ error: "not_found", message: "No such published file." }, 404);
   const object = await config.bucket.get(key);
   if (!object) return c.json({ error: "not_found", message: `Nothing is published at ${key}.` }, 404);
   const headers = new Headers({ ETag: object.httpEtag, "X-Content-Type-Options": "nosniff" });
@@ -78,7 +91,12 @@ app.all("/mcp-key", async (c) => {
   if (!user) {
     const configured = Boolean(c.env.MCP_TOKENS);
     return c.json(
-      { error: "unauthorized", message: configured ? "Send Authorization: Bearer <one of the MCP_TOKENS>." : "No MCP_TOKENS are configured on this gateway." },
+      {
+        error: "unauthorized",
+        message: configured
+          ? "Send Authorization: Bearer <one of the MCP_TOKENS>."
+          : "No MCP_TOKENS are configured on this gateway.",
+      },
       configured ? 401 : 503,
     );
   }
@@ -92,7 +110,9 @@ app.all("/mcp", async (c) => {
   const config = readConfig(c.env);
   if (config.allowUnauthenticatedLocal && LOOPBACK.has(new URL(c.req.url).hostname)) {
     if (!warned) {
-      console.warn("WARNING: serving MCP WITHOUT AUTHENTICATION on a loopback address (ALLOW_UNAUTHENTICATED_LOCAL=true). Never deploy like this.");
+      console.warn(
+        "WARNING: serving MCP WITHOUT AUTHENTICATION on a loopback address (ALLOW_UNAUTHENTICATED_LOCAL=true). Never deploy like this.",
+      );
       warned = true;
     }
     return serveMcp(c.req.raw, c.env, c.executionCtx as ExecutionContext, { principal: OWNER, scopes: ALL_SCOPES });
@@ -109,17 +129,31 @@ app.all("/mcp", async (c) => {
   );
 });
 
-app.notFound((c) => c.json({ error: "not_found", message: `No route ${c.req.method} ${new URL(c.req.url).pathname}. MCP is served at /mcp.` }, 404));
+app.notFound((c) =>
+  c.json(
+    { error: "not_found", message: `No route ${c.req.method} ${new URL(c.req.url).pathname}. MCP is served at /mcp.` },
+    404,
+  ),
+);
 
 app.onError((error, c) => {
   console.error("request failed:", error.message);
-  return c.json({ error: "internal", message: "The gateway hit an unexpected error; retry, and check the gateway logs if it persists." }, 500);
+  return c.json(
+    {
+      error: "internal",
+      message: "The gateway hit an unexpected error; retry, and check the gateway logs if it persists.",
+    },
+    500,
+  );
 });
 
 /** The OAuth-protected MCP route: the provider has verified the token; its props name the user. */
 const oauthMcp = {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-    const props = ((ctx as unknown as { props?: { user?: string; scopes?: string[] } }).props ?? {}) as { user?: string; scopes?: string[] };
+    const props = ((ctx as unknown as { props?: { user?: string; scopes?: string[] } }).props ?? {}) as {
+      user?: string;
+      scopes?: string[];
+    };
     return serveMcp(request, env, ctx, { principal: props.user ?? OWNER, scopes: new Set(props.scopes ?? []) });
   },
 };

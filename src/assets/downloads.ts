@@ -16,11 +16,20 @@ declare global {
   }
 }
 
-export async function signedDownloadUrl(env: Env, publicUrl: string, principal: string, assetId: string, ttlSeconds: number): Promise<{ url: string; expires_at: string }> {
+export async function signedDownloadUrl(
+  env: Env,
+  publicUrl: string,
+  principal: string,
+  assetId: string,
+  ttlSeconds: number,
+): Promise<{ url: string; expires_at: string }> {
   const exp = Math.floor(Date.now() / 1000) + ttlSeconds;
   const sig = await sign(env, `${principal}\n${assetId}\n${exp}`);
   const query = new URLSearchParams({ u: principal, exp: String(exp), sig });
-  return { url: `${publicUrl}/assets/${encodeURIComponent(assetId)}?${query}`, expires_at: new Date(exp * 1000).toISOString() };
+  return {
+    url: `${publicUrl}/assets/${encodeURIComponent(assetId)}?${query}`,
+    expires_at: new Date(exp * 1000).toISOString(),
+  };
 }
 
 export type DownloadCheck = { ok: true; principal: string } | { ok: false; status: 403; message: string };
@@ -30,10 +39,26 @@ export async function verifyDownload(env: Env, assetId: string, params: URLSearc
   const principal = params.get("u") ?? "";
   const exp = Number(params.get("exp"));
   const sig = params.get("sig") ?? "";
-  if (!principal || !Number.isInteger(exp) || !/^[0-9a-f]{64}$/.test(sig)) return { ok: false, status: 403, message: "This download link is incomplete. Ask the assistant for a fresh link (tool results include one per asset)." };
+  if (!principal || !Number.isInteger(exp) || !/^[0-9a-f]{64}$/.test(sig))
+    return {
+      ok: false,
+      status: 403,
+      message:
+        "This download link is incomplete. Ask the assistant for a fresh link (tool results include one per asset).",
+    };
   const expected = await sign(env, `${principal}\n${assetId}\n${exp}`);
-  if (!timingSafeEqual(expected, sig)) return { ok: false, status: 403, message: "This download link is not valid (it was altered or signed with another key). Ask for a fresh link." };
-  if (exp * 1000 < Date.now()) return { ok: false, status: 403, message: "This download link has expired. Ask for a fresh link (get_asset_metadata returns one)." };
+  if (!timingSafeEqual(expected, sig))
+    return {
+      ok: false,
+      status: 403,
+      message: "This download link is not valid (it was altered or signed with another key). Ask for a fresh link.",
+    };
+  if (exp * 1000 < Date.now())
+    return {
+      ok: false,
+      status: 403,
+      message: "This download link has expired. Ask for a fresh link (get_asset_metadata returns one).",
+    };
   return { ok: true, principal };
 }
 
@@ -42,10 +67,16 @@ export async function streamAsset(comfy: ComfyClient, asset: AssetView, request:
   const range = request.headers.get("Range") ?? undefined;
   let upstream: Response;
   try {
-    upstream = await comfy.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { range, timeoutMs: 30_000 });
+    upstream = await comfy.view(
+      { filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type },
+      { range, timeoutMs: 30_000 },
+    );
   } catch (error) {
     const message = error instanceof ComfyError ? error.message : "ComfyUI could not be reached.";
-    return Response.json({ error: "upstream", message }, { status: error instanceof ComfyError && /404/.test(message) ? 404 : 502 });
+    return Response.json(
+      { error: "upstream", message },
+      { status: error instanceof ComfyError && /404/.test(message) ? 404 : 502 },
+    );
   }
   const headers = new Headers({
     "Content-Type": asset.mime_type,

@@ -97,7 +97,6 @@ const QUALITY_CURVE: readonly number[] = [1, 0.68, 0.53, 0.45, 0.38, 0.31];
  */
 const LANCZOS_MAX_RATIO = 2;
 
-
 type Format = "png" | "jpeg" | "webp" | "gif";
 
 interface Header {
@@ -119,7 +118,8 @@ interface Size {
 export function makeThumbnail(bytes: Uint8Array, options: ThumbnailOptions): Thumbnail {
   const { maxDim, maxB64Chars, strategy = "search" } = options;
   if (!Number.isFinite(maxDim) || maxDim < 1) throw new RangeError(`maxDim must be a positive number, got ${maxDim}`);
-  if (!Number.isFinite(maxB64Chars) || maxB64Chars < 1) throw new RangeError(`maxB64Chars must be a positive number, got ${maxB64Chars}`);
+  if (!Number.isFinite(maxB64Chars) || maxB64Chars < 1)
+    throw new RangeError(`maxB64Chars must be a positive number, got ${maxB64Chars}`);
   const dimCap = Math.min(Math.floor(maxDim), MAX_THUMBNAIL_DIM);
   /** The largest n with 4·ceil(n/3) <= maxB64Chars. */
   const maxBytes = Math.floor(maxB64Chars / 4) * 3;
@@ -136,16 +136,23 @@ export function makeThumbnail(bytes: Uint8Array, options: ThumbnailOptions): Thu
   const images = new Images();
   try {
     const source = images.own(photon(`decoding the ${kind}`, header, () => PhotonImage.new_from_byteslice(bytes)));
-    const stored = photon("reading the decoded size", header, () => ({ width: source.get_width(), height: source.get_height() }));
+    const stored = photon("reading the decoded size", header, () => ({
+      width: source.get_width(),
+      height: source.get_height(),
+    }));
     if (stored.width < 1 || stored.height < 1 || stored.width * stored.height > MAX_SOURCE_PIXELS) {
-      throw new ThumbnailError("too_large", `The decoded ${kind} is ${stored.width}x${stored.height}, outside what thumbnails accept.`);
+      throw new ThumbnailError(
+        "too_large",
+        `The decoded ${kind} is ${stored.width}x${stored.height}, outside what thumbnails accept.`,
+      );
     }
     const display: Size = header.orientation >= 5 ? { width: stored.height, height: stored.width } : stored;
     const scales = scaleLadder(display, Math.min(Math.max(stored.width, stored.height), dimCap));
     const { flat, withAlpha } = topRung(images, header, source, stored, scales[0]!);
 
     const encoder = new Encoder(images, header, flat, scales, maxBytes);
-    const result = (withAlpha && encoder.png(withAlpha)) || (strategy === "linear" ? encoder.linear() : encoder.search());
+    const result =
+      (withAlpha && encoder.png(withAlpha)) || (strategy === "linear" ? encoder.linear() : encoder.search());
     if (!result) {
       const smallest = encoder.smallest!;
       throw new ThumbnailError(
@@ -155,7 +162,8 @@ export function makeThumbnail(bytes: Uint8Array, options: ThumbnailOptions): Thu
       );
     }
     const base64 = toBase64(result.data);
-    if (base64.length > maxB64Chars) throw new Error(`thumbnail budget check failed: ${base64.length} > ${maxB64Chars}`);
+    if (base64.length > maxB64Chars)
+      throw new Error(`thumbnail budget check failed: ${base64.length} > ${maxB64Chars}`);
     return {
       base64,
       mimeType: result.quality === null ? "image/png" : "image/jpeg",
@@ -177,12 +185,21 @@ export function makeThumbnail(bytes: Uint8Array, options: ThumbnailOptions): Thu
  * reused). `flat` is opaque (flattened on white if needed); `withAlpha` is the straight-alpha
  * version, present only when some pixel is translucent.
  */
-function topRung(images: Images, header: Header, source: PhotonImage, stored: Size, top: Size): { flat: PhotonImage; withAlpha?: PhotonImage } {
+function topRung(
+  images: Images,
+  header: Header,
+  source: PhotonImage,
+  stored: Size,
+  top: Size,
+): { flat: PhotonImage; withAlpha?: PhotonImage } {
   const target: Size = header.orientation >= 5 ? { width: top.height, height: top.width } : top;
   const filter = filterFor(Math.max(stored.width, stored.height), Math.max(target.width, target.height));
   const scale = (image: PhotonImage) =>
-    sameSize(target, stored) ? image : images.own(photon("resizing", header, () => resize(image, target.width, target.height, filter)));
-  const toImage = (pixels: Uint8Array) => images.own(photon("copying pixels", header, () => new PhotonImage(pixels, top.width, top.height)));
+    sameSize(target, stored)
+      ? image
+      : images.own(photon("resizing", header, () => resize(image, target.width, target.height, filter)));
+  const toImage = (pixels: Uint8Array) =>
+    images.own(photon("copying pixels", header, () => new PhotonImage(pixels, top.width, top.height)));
 
   let base = scale(source);
   let pixels: Uint8Array | undefined;
@@ -195,7 +212,9 @@ function topRung(images: Images, header: Header, source: PhotonImage, stored: Si
         const sourcePixels = photon("reading pixels", header, () => source.get_raw_pixels());
         images.free(source);
         premultiply(sourcePixels);
-        const premultiplied = images.own(photon("copying pixels", header, () => new PhotonImage(sourcePixels, stored.width, stored.height)));
+        const premultiplied = images.own(
+          photon("copying pixels", header, () => new PhotonImage(sourcePixels, stored.width, stored.height)),
+        );
         base = scale(premultiplied);
         images.free(premultiplied);
         pixels = photon("reading pixels", header, () => base.get_raw_pixels());
@@ -367,7 +386,8 @@ class Encoder {
     this.attempts++;
     const data = photon("encoding JPEG", this.header, () => image.get_bytes_jpeg(quality));
     this.sizes.set(key, data.length);
-    if (!this.smallest || data.length < this.smallest.bytes) this.smallest = { bytes: data.length, quality, width: size.width, height: size.height };
+    if (!this.smallest || data.length < this.smallest.bytes)
+      this.smallest = { bytes: data.length, quality, width: size.width, height: size.height };
     if (data.length > this.maxBytes) return false;
     this.fitting.set(key, { data, width: size.width, height: size.height, quality });
     return true;
@@ -382,7 +402,9 @@ class Encoder {
     const size = this.scales[index]!;
     const from = this.scales[0]!;
     const filter = filterFor(Math.max(from.width, from.height), Math.max(size.width, size.height));
-    const image = this.images.own(photon("resizing", this.header, () => resize(this.flat, size.width, size.height, filter)));
+    const image = this.images.own(
+      photon("resizing", this.header, () => resize(this.flat, size.width, size.height, filter)),
+    );
     this.scaled = { index, image };
     return image;
   }
@@ -467,8 +489,13 @@ function photon<T>(step: string, header: Header, call: () => T): T {
     return call();
   } catch (error) {
     const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    const animated = header.animated ? ` It is an animated ${header.format === "png" ? "PNG" : header.format === "webp" ? "WebP" : "GIF"}; only its first frame is used, and photon could not read it.` : "";
-    throw new ThumbnailError("not_an_image", `The ${describeFormat(header)} could not be processed (${step} failed: ${detail}).${animated}`);
+    const animated = header.animated
+      ? ` It is an animated ${header.format === "png" ? "PNG" : header.format === "webp" ? "WebP" : "GIF"}; only its first frame is used, and photon could not read it.`
+      : "";
+    throw new ThumbnailError(
+      "not_an_image",
+      `The ${describeFormat(header)} could not be processed (${step} failed: ${detail}).${animated}`,
+    );
   }
 }
 
@@ -482,7 +509,6 @@ function sameSize(a: Size, b: Size): boolean {
   return a.width === b.width && a.height === b.height;
 }
 
-
 function describeFormat(header: Header): string {
   const name = { png: "PNG", jpeg: "JPEG", webp: "WebP", gif: "GIF" }[header.format];
   return header.animated ? `animated ${name}` : `${name} image`;
@@ -490,9 +516,6 @@ function describeFormat(header: Header): string {
 
 // ---------------------------------------------------------------------------------------------
 // Pixels (RGBA, 4 bytes per pixel)
-
-
-
 
 /** Premultiplied RGBA over white: c + 255·(1 - a), exactly. */
 function onWhite(pixels: Uint8Array): Uint8Array {
@@ -522,13 +545,34 @@ function orient(pixels: Uint8Array, stored: Size, orientation: number): Uint8Arr
       let sx: number;
       let sy: number;
       switch (orientation) {
-        case 2: sx = w - 1 - x; sy = y; break;
-        case 3: sx = w - 1 - x; sy = h - 1 - y; break;
-        case 4: sx = x; sy = h - 1 - y; break;
-        case 5: sx = y; sy = x; break;
-        case 6: sx = y; sy = h - 1 - x; break;
-        case 7: sx = w - 1 - y; sy = h - 1 - x; break;
-        default: sx = w - 1 - y; sy = x; break; // 8
+        case 2:
+          sx = w - 1 - x;
+          sy = y;
+          break;
+        case 3:
+          sx = w - 1 - x;
+          sy = h - 1 - y;
+          break;
+        case 4:
+          sx = x;
+          sy = h - 1 - y;
+          break;
+        case 5:
+          sx = y;
+          sy = x;
+          break;
+        case 6:
+          sx = y;
+          sy = h - 1 - x;
+          break;
+        case 7:
+          sx = w - 1 - y;
+          sy = h - 1 - x;
+          break;
+        default:
+          sx = w - 1 - y;
+          sy = x;
+          break; // 8
       }
       dst[y * ow + x] = src[sy * w + sx]!;
     }
@@ -541,13 +585,27 @@ function orient(pixels: Uint8Array, stored: Size, orientation: number): Uint8Arr
 
 function readHeader(bytes: Uint8Array): Header {
   const format = sniffImageFormat(bytes);
-  if (!format) throw new ThumbnailError("not_an_image", "The file is not a PNG, JPEG, WebP or GIF image (unrecognised signature).");
+  if (!format)
+    throw new ThumbnailError(
+      "not_an_image",
+      "The file is not a PNG, JPEG, WebP or GIF image (unrecognised signature).",
+    );
   const dims = probeDimensions(bytes);
   const name = { png: "PNG", jpeg: "JPEG", webp: "WebP", gif: "GIF" }[format];
   if (!dims || dims.width < 1 || dims.height < 1) {
-    throw new ThumbnailError("not_an_image", `The file starts like a ${name} but its header does not give a valid size (truncated or corrupt).`);
+    throw new ThumbnailError(
+      "not_an_image",
+      `The file starts like a ${name} but its header does not give a valid size (truncated or corrupt).`,
+    );
   }
-  const header: Header = { format, width: dims.width, height: dims.height, orientation: 1, mayHaveAlpha: format !== "jpeg", animated: false };
+  const header: Header = {
+    format,
+    width: dims.width,
+    height: dims.height,
+    orientation: 1,
+    mayHaveAlpha: format !== "jpeg",
+    animated: false,
+  };
   try {
     if (format === "png") readPng(bytes, header);
     else if (format === "jpeg") header.orientation = jpegOrientation(bytes);
@@ -558,7 +616,6 @@ function readHeader(bytes: Uint8Array): Header {
   }
   return header;
 }
-
 
 function readPng(b: Uint8Array, header: Header): void {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -621,7 +678,6 @@ function readWebp(b: Uint8Array, header: Header): void {
   }
 }
 
-
 /** Orientation (tag 0x0112) from a TIFF structure in b[start, end); 1 when absent or invalid. */
 function tiffOrientation(b: Uint8Array, start: number, end: number): number {
   if (end - start < 8) return 1;
@@ -643,4 +699,3 @@ function tiffOrientation(b: Uint8Array, start: number, end: number): number {
   }
   return 1;
 }
-

@@ -4,7 +4,8 @@
  */
 
 export const SECURITY_HEADERS: Record<string, string> = {
-  "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+  "Content-Security-Policy":
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
   "X-Frame-Options": "DENY",
   "X-Content-Type-Options": "nosniff",
   "Referrer-Policy": "no-referrer",
@@ -46,9 +47,18 @@ export const SCOPE_TEXT: Record<string, string> = {
   admin: "change your generation defaults",
 };
 
-export function consentPage(options: { clientName: string; clientId: string; redirectHost: string; scopes: string[]; handle: string }): string {
+export function consentPage(options: {
+  clientName: string;
+  clientId: string;
+  redirectHost: string;
+  scopes: string[];
+  handle: string;
+}): string {
   const scopes = options.scopes
-    .map((scope) => `<label><input type="checkbox" name="scope" value="${escapeHtml(scope)}" checked> <code>${escapeHtml(scope)}</code>: ${escapeHtml(SCOPE_TEXT[scope] ?? scope)}</label>`)
+    .map(
+      (scope) =>
+        `<label><input type="checkbox" name="scope" value="${escapeHtml(scope)}" checked> <code>${escapeHtml(scope)}</code>: ${escapeHtml(SCOPE_TEXT[scope] ?? scope)}</label>`,
+    )
     .join("\n");
   return page(
     "Allow access · ComfyUI gateway",

@@ -20,7 +20,13 @@ export async function hmacKey(env: Env, name: string, configured: string | undef
       await env.OAUTH_KV.put(kvKey, material);
     }
   }
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(material), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(material),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
   cache.set(id, key);
   return key;
 }

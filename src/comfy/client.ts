@@ -4,7 +4,15 @@
  * a ComfyError with a message an agent can act on.
  */
 import type { ComfyConnection } from "../config";
-import { ComfyError, accessMisconfigured, describeTarget, timedOut, unauthorized, unreachable, validationError } from "./errors";
+import {
+  ComfyError,
+  accessMisconfigured,
+  describeTarget,
+  timedOut,
+  unauthorized,
+  unreachable,
+  validationError,
+} from "./errors";
 import type { ComfyGraph, HistoryEntry, PromptAccepted, QueueState } from "./types";
 
 export interface CallOptions {
@@ -26,11 +34,22 @@ export class ComfyClient {
   }
 
   /** Submits a graph. 400 → a readable validation error; a 200 may still list dropped outputs. */
-  async queuePrompt(graph: ComfyGraph, clientId: string, promptId: string, options?: CallOptions): Promise<PromptAccepted> {
-    const response = await this.request("POST", "/prompt", { prompt: graph, client_id: clientId, prompt_id: promptId }, options);
+  async queuePrompt(
+    graph: ComfyGraph,
+    clientId: string,
+    promptId: string,
+    options?: CallOptions,
+  ): Promise<PromptAccepted> {
+    const response = await this.request(
+      "POST",
+      "/prompt",
+      { prompt: graph, client_id: clientId, prompt_id: promptId },
+      options,
+    );
     if (response.status === 400) throw validationError(await readJsonLoose(response));
     const body = await this.expectJson<PromptAccepted>(response, "/prompt");
-    if (typeof body.prompt_id !== "string") throw new ComfyError("bad_response", "ComfyUI accepted the prompt but returned no prompt_id.");
+    if (typeof body.prompt_id !== "string")
+      throw new ComfyError("bad_response", "ComfyUI accepted the prompt but returned no prompt_id.");
     return body;
   }
 
@@ -51,18 +70,29 @@ export class ComfyClient {
 
   /** `undefined` while the prompt is pending, running, unknown or forgotten (`{}` from ComfyUI). */
   async history(promptId: string, options?: CallOptions): Promise<HistoryEntry | undefined> {
-    const body = await this.json<Record<string, HistoryEntry>>("GET", `/history/${encodeURIComponent(promptId)}`, undefined, options);
+    const body = await this.json<Record<string, HistoryEntry>>(
+      "GET",
+      `/history/${encodeURIComponent(promptId)}`,
+      undefined,
+      options,
+    );
     return body[promptId];
   }
 
   /** Raw `/view` response, for streaming or header inspection. 404 → a ComfyError. */
-  async view(file: { filename: string; subfolder: string; type: string }, init: CallOptions & { range?: string } = {}): Promise<Response> {
+  async view(
+    file: { filename: string; subfolder: string; type: string },
+    init: CallOptions & { range?: string } = {},
+  ): Promise<Response> {
     const query = new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type });
     const headers = init.range ? { Range: init.range } : undefined;
     const response = await this.request("GET", `/view?${query}`, undefined, init, headers);
     if (response.status === 404) {
       await response.body?.cancel();
-      throw new ComfyError("http", `ComfyUI no longer has ${file.type}/${file.subfolder ? `${file.subfolder}/` : ""}${file.filename} (404). Temp files vanish when ComfyUI restarts.`);
+      throw new ComfyError(
+        "http",
+        `ComfyUI no longer has ${file.type}/${file.subfolder ? `${file.subfolder}/` : ""}${file.filename} (404). Temp files vanish when ComfyUI restarts.`,
+      );
     }
     if (response.status !== 200 && response.status !== 206) throw await this.unexpected(response, "/view");
     return response;
@@ -72,7 +102,13 @@ export class ComfyClient {
    * Uploads an input file (`POST /upload/image`, multipart; any file type, comfyui-api.md §12.1).
    * Returns the name to put in a LoadImage-style input: `subfolder/name`.
    */
-  async uploadInput(bytes: Uint8Array, filename: string, mime: string, subfolder: string, options?: CallOptions): Promise<string> {
+  async uploadInput(
+    bytes: Uint8Array,
+    filename: string,
+    mime: string,
+    subfolder: string,
+    options?: CallOptions,
+  ): Promise<string> {
     const form = new FormData();
     form.append("image", new Blob([bytes], { type: mime }), filename);
     form.append("type", "input");
@@ -81,7 +117,8 @@ export class ComfyClient {
     form.append("overwrite", "true");
     const response = await this.request("POST", "/upload/image", form, { timeoutMs: 60_000, ...options });
     const body = await this.expectJson<{ name?: unknown; subfolder?: unknown }>(response, "/upload/image");
-    if (typeof body.name !== "string") throw new ComfyError("bad_response", "ComfyUI accepted the upload but did not say where it stored it.");
+    if (typeof body.name !== "string")
+      throw new ComfyError("bad_response", "ComfyUI accepted the upload but did not say where it stored it.");
     return typeof body.subfolder === "string" && body.subfolder ? `${body.subfolder}/${body.name}` : body.name;
   }
 
@@ -107,11 +144,15 @@ export class ComfyClient {
 
   /** Opens the event socket from a Worker/DO: `fetch` + `Upgrade` is the only way to send headers. */
   async openSocket(clientId: string, options?: CallOptions): Promise<WebSocket> {
-    const response = await this.request("GET", `/ws?clientId=${encodeURIComponent(clientId)}`, undefined, options, { Upgrade: "websocket" });
+    const response = await this.request("GET", `/ws?clientId=${encodeURIComponent(clientId)}`, undefined, options, {
+      Upgrade: "websocket",
+    });
     const socket = response.webSocket;
     if (!socket) {
       await this.classify(response, "/ws");
-      throw new ComfyError("http", `ComfyUI refused the WebSocket upgrade (HTTP ${response.status}).`, { status: response.status });
+      throw new ComfyError("http", `ComfyUI refused the WebSocket upgrade (HTTP ${response.status}).`, {
+        status: response.status,
+      });
     }
     socket.accept();
     return socket;
@@ -130,7 +171,13 @@ export class ComfyClient {
     await response.body?.cancel();
   }
 
-  async request(method: string, path: string, body: unknown, options: CallOptions = {}, extraHeaders?: Record<string, string>): Promise<Response> {
+  async request(
+    method: string,
+    path: string,
+    body: unknown,
+    options: CallOptions = {},
+    extraHeaders?: Record<string, string>,
+  ): Promise<Response> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -171,7 +218,13 @@ export class ComfyClient {
       await response.body?.cancel();
       throw accessMisconfigured(response.status, null);
     }
-    if (response.status === 502 || response.status === 503 || response.status === 504 || response.status === 530 || response.status === 1033) {
+    if (
+      response.status === 502 ||
+      response.status === 503 ||
+      response.status === 504 ||
+      response.status === 530 ||
+      response.status === 1033
+    ) {
       await response.body?.cancel();
       throw new ComfyError(
         "unreachable",
@@ -187,7 +240,10 @@ export class ComfyClient {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new ComfyError("bad_response", `ComfyUI answered ${path.split("?")[0]} with something that is not JSON (${text.length} bytes). Is COMFYUI_URL pointing at ComfyUI?`);
+      throw new ComfyError(
+        "bad_response",
+        `ComfyUI answered ${path.split("?")[0]} with something that is not JSON (${text.length} bytes). Is COMFYUI_URL pointing at ComfyUI?`,
+      );
     }
   }
 
@@ -195,9 +251,15 @@ export class ComfyClient {
     const text = (await response.text().catch(() => "")).slice(0, 200);
     const route = path.split("?")[0];
     if (response.status >= 500) {
-      return new ComfyError("http", `ComfyUI failed on ${route} (HTTP ${response.status}${text ? `: ${text.split("\n")[0]}` : ""}). Check the ComfyUI console; retry once it is healthy.`, { status: response.status });
+      return new ComfyError(
+        "http",
+        `ComfyUI failed on ${route} (HTTP ${response.status}${text ? `: ${text.split("\n")[0]}` : ""}). Check the ComfyUI console; retry once it is healthy.`,
+        { status: response.status },
+      );
     }
-    return new ComfyError("http", `ComfyUI answered ${route} with HTTP ${response.status}.`, { status: response.status });
+    return new ComfyError("http", `ComfyUI answered ${route} with HTTP ${response.status}.`, {
+      status: response.status,
+    });
   }
 }
 

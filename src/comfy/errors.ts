@@ -51,7 +51,10 @@ export function describeTarget(target: Target): string {
   const hidden = pooled(target) ? `the configured URL of backend '${target.name}'` : "the configured COMFYUI_URL";
   try {
     const host = new URL(target.baseUrl).hostname;
-    const local = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+|172\.(1[6-9]|2\d|3[01])\.\d+\.\d+)$/.test(host);
+    const local =
+      /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+|172\.(1[6-9]|2\d|3[01])\.\d+\.\d+)$/.test(
+        host,
+      );
     return local ? `${target.baseUrl}${pooled(target) ? ` (backend '${target.name}')` : ""}` : hidden;
   } catch {
     return hidden;
@@ -97,11 +100,17 @@ export function validationError(body: unknown): ComfyError {
   const parsed = (body ?? {}) as { error?: Partial<ComfyErrorDetail>; node_errors?: Record<string, ComfyNodeError> };
   const lines: string[] = [];
   for (const [nodeId, nodeError] of Object.entries(parsed.node_errors ?? {})) {
-    for (const err of nodeError.errors ?? []) lines.push(`node ${nodeId} (${nodeError.class_type}): ${describeNodeError(err)}`);
+    for (const err of nodeError.errors ?? [])
+      lines.push(`node ${nodeId} (${nodeError.class_type}): ${describeNodeError(err)}`);
   }
   const top = parsed.error;
-  const head = top?.message ? `${top.message}${top.details ? `: ${top.details}` : ""}` : "ComfyUI rejected the workflow";
-  const message = lines.length > 0 ? `ComfyUI rejected the workflow (${top?.type ?? "invalid"}):\n- ${lines.join("\n- ")}` : `${head} (${top?.type ?? "invalid_prompt"})`;
+  const head = top?.message
+    ? `${top.message}${top.details ? `: ${top.details}` : ""}`
+    : "ComfyUI rejected the workflow";
+  const message =
+    lines.length > 0
+      ? `ComfyUI rejected the workflow (${top?.type ?? "invalid"}):\n- ${lines.join("\n- ")}`
+      : `${head} (${top?.type ?? "invalid_prompt"})`;
   return new ComfyError("validation", message, { error_type: top?.type, node_errors: parsed.node_errors ?? {} });
 }
 
@@ -112,7 +121,9 @@ function describeNodeError(err: ComfyErrorDetail): string {
       return `required input '${input ?? err.details}' is missing`;
     case "value_not_in_list": {
       // details look like "ckpt_name: 'x' not in ['a', 'b']"; an empty list means nothing is installed.
-      return /not in \[\]$/.test(err.details) ? `${err.details} (nothing of this kind is installed in ComfyUI)` : err.details;
+      return /not in \[\]$/.test(err.details)
+        ? `${err.details} (nothing of this kind is installed in ComfyUI)`
+        : err.details;
     }
     case "value_smaller_than_min":
     case "value_bigger_than_max":
@@ -131,12 +142,16 @@ export function executionError(payload: Partial<ExecutionErrorPayload>): ComfyEr
   const hint = /out of memory/i.test(text)
     ? " Try a smaller width/height or batch, or free VRAM (close other GPU apps) and retry."
     : "";
-  return new ComfyError("execution", `ComfyUI failed while running ${node}: [${payload.exception_type ?? "Error"}] ${firstLine(text)}${hint}`, {
-    node_id: payload.node_id,
-    node_type: payload.node_type,
-    exception_type: payload.exception_type,
-    exception_message: text,
-  });
+  return new ComfyError(
+    "execution",
+    `ComfyUI failed while running ${node}: [${payload.exception_type ?? "Error"}] ${firstLine(text)}${hint}`,
+    {
+      node_id: payload.node_id,
+      node_type: payload.node_type,
+      exception_type: payload.exception_type,
+      exception_message: text,
+    },
+  );
 }
 
 function firstLine(text: string): string {

@@ -18,11 +18,19 @@ export function parseBinaryFrame(buffer: ArrayBuffer): BinaryFrame | undefined {
   const decoder = new TextDecoder();
   switch (type) {
     case 1:
-      return { kind: "preview", mime: PREVIEW_FORMATS[view.getUint32(4)] ?? "application/octet-stream", bytes: buffer.byteLength - 8 };
+      return {
+        kind: "preview",
+        mime: PREVIEW_FORMATS[view.getUint32(4)] ?? "application/octet-stream",
+        bytes: buffer.byteLength - 8,
+      };
     case 3: {
       const length = view.getUint32(4);
       if (8 + length > buffer.byteLength) return undefined;
-      return { kind: "text", node_id: decoder.decode(new Uint8Array(buffer, 8, length)), text: decoder.decode(new Uint8Array(buffer, 8 + length)) };
+      return {
+        kind: "text",
+        node_id: decoder.decode(new Uint8Array(buffer, 8, length)),
+        text: decoder.decode(new Uint8Array(buffer, 8 + length)),
+      };
     }
     case 4: {
       const length = view.getUint32(4);

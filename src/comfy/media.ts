@@ -19,7 +19,8 @@ export function probeDimensions(bytes: Uint8Array): Dimensions | undefined {
   if (bytes.length >= 10 && ascii(bytes, 0, 3) === "GIF") {
     return { width: view.getUint16(6, true), height: view.getUint16(8, true) };
   }
-  if (bytes.length >= 30 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") return probeWebp(bytes, view);
+  if (bytes.length >= 30 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP")
+    return probeWebp(bytes, view);
   if (bytes.length >= 4 && view.getUint16(0) === 0xffd8) return probeJpeg(bytes, view);
   return undefined;
 }
@@ -63,7 +64,16 @@ export type ImageFormat = "png" | "jpeg" | "webp" | "gif";
 
 /** The image format from its magic bytes, or undefined for anything else. */
 export function sniffImageFormat(b: Uint8Array): ImageFormat | undefined {
-  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 4) === "PNG" && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return "png";
+  if (
+    b.length >= 8 &&
+    b[0] === 0x89 &&
+    ascii(b, 1, 4) === "PNG" &&
+    b[4] === 0x0d &&
+    b[5] === 0x0a &&
+    b[6] === 0x1a &&
+    b[7] === 0x0a
+  )
+    return "png";
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
   if (b.length >= 6 && (ascii(b, 0, 6) === "GIF87a" || ascii(b, 0, 6) === "GIF89a")) return "gif";
   if (b.length >= 16 && ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP") return "webp";

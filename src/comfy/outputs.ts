@@ -58,7 +58,10 @@ export function collectOutputs(outputs: Record<string, NodeOutput> | undefined):
       if (!Array.isArray(list)) continue;
       for (const entry of list) {
         if (!isOutputFile(entry)) continue;
-        const mime = typeof entry.format === "string" && entry.format.includes("/") && key === "gifs" ? videoMime(entry.format, entry.filename) : mimeTypeOf(entry.filename);
+        const mime =
+          typeof entry.format === "string" && entry.format.includes("/") && key === "gifs"
+            ? videoMime(entry.format, entry.filename)
+            : mimeTypeOf(entry.filename);
         items.push({ ...entry, node_id: nodeId, key, mime_type: mime, kind: kindOf(mime, entry.filename), animated });
       }
     }
@@ -75,5 +78,5 @@ function isOutputFile(entry: unknown): entry is OutputFile {
 /** VideoHelperSuite reports `format: "video/h264-mp4"`; trust the extension first. */
 function videoMime(format: string, filename: string): string {
   const byName = mimeTypeOf(filename);
-  return byName !== "application/octet-stream" ? byName : format.split("-")[0] ?? byName;
+  return byName !== "application/octet-stream" ? byName : (format.split("-")[0] ?? byName);
 }

@@ -1,6 +1,9 @@
 /** Shapes of ComfyUI's HTTP and WebSocket API (reference/comfyui-api.md), as far as we read them. */
 
-export type ComfyGraph = Record<string, { class_type: string; inputs: Record<string, unknown>; _meta?: { title?: string } }>;
+export type ComfyGraph = Record<
+  string,
+  { class_type: string; inputs: Record<string, unknown>; _meta?: { title?: string } }
+>;
 
 export interface ComfyErrorDetail {
   type: string;

@@ -10,7 +10,8 @@ export function success<T extends Record<string, unknown>>(data: T, extra: Conte
 }
 
 export function failure(message: string, details?: Record<string, unknown>): CallToolResult {
-  const text = details && Object.keys(details).length > 0 ? `${message}\n\n${JSON.stringify(details, null, 2)}` : message;
+  const text =
+    details && Object.keys(details).length > 0 ? `${message}\n\n${JSON.stringify(details, null, 2)}` : message;
   return { content: [{ type: "text", text }], isError: true };
 }
 

@@ -18,12 +18,18 @@ export interface Identity {
   scopes: ReadonlySet<string>;
 }
 
-export async function serveMcp(request: Request, env: Env, ctx: ExecutionContext, identity: Identity): Promise<Response> {
+export async function serveMcp(
+  request: Request,
+  env: Env,
+  ctx: ExecutionContext,
+  identity: Identity,
+): Promise<Response> {
   const refused = await invalidParams(request);
   if (refused) return refused;
   const config = readConfig(env);
   // Fail closed: a pool half-understood would send jobs to machines the owner did not mean.
-  if (config.backendError) return Response.json({ error: "misconfigured", message: config.backendError }, { status: 503 });
+  if (config.backendError)
+    return Response.json({ error: "misconfigured", message: config.backendError }, { status: 503 });
   const tools: ToolContext = {
     env,
     config,
@@ -48,17 +54,23 @@ export async function serveMcp(request: Request, env: Env, ctx: ExecutionContext
  */
 const PARAM_RULES: Record<string, (params: Record<string, unknown>) => string | undefined> = {
   initialize: (p) =>
-    typeof p.protocolVersion !== "string" ? "params.protocolVersion must be a string"
-    : typeof p.capabilities !== "object" || p.capabilities === null || Array.isArray(p.capabilities) ? "params.capabilities must be an object"
-    : typeof p.clientInfo !== "object" || p.clientInfo === null || typeof (p.clientInfo as Record<string, unknown>).name !== "string" || typeof (p.clientInfo as Record<string, unknown>).version !== "string"
-      ? "params.clientInfo must be an object with string name and version"
-      : undefined,
+    typeof p.protocolVersion !== "string"
+      ? "params.protocolVersion must be a string"
+      : typeof p.capabilities !== "object" || p.capabilities === null || Array.isArray(p.capabilities)
+        ? "params.capabilities must be an object"
+        : typeof p.clientInfo !== "object" ||
+            p.clientInfo === null ||
+            typeof (p.clientInfo as Record<string, unknown>).name !== "string" ||
+            typeof (p.clientInfo as Record<string, unknown>).version !== "string"
+          ? "params.clientInfo must be an object with string name and version"
+          : undefined,
   "resources/read": (p) => (typeof p.uri !== "string" ? "params.uri must be a string" : undefined),
   "prompts/get": (p) => (typeof p.name !== "string" ? "params.name must be a string" : undefined),
   ...Object.fromEntries(
     ["tools/list", "resources/list", "resources/templates/list", "prompts/list"].map((method) => [
       method,
-      (p: Record<string, unknown>) => (p.cursor !== undefined && typeof p.cursor !== "string" ? "params.cursor must be a string" : undefined),
+      (p: Record<string, unknown>) =>
+        p.cursor !== undefined && typeof p.cursor !== "string" ? "params.cursor must be a string" : undefined,
     ]),
   ),
 };
@@ -81,9 +93,16 @@ async function invalidParams(request: Request): Promise<Response | undefined> {
   if (!rule || id === undefined) return undefined;
   // JSON-RPC params are optional: absent means {} (the v1 client lists tools without params).
   const given = params === undefined ? {} : params;
-  const problem = typeof given !== "object" || given === null || Array.isArray(given) ? "params must be an object" : rule(given as Record<string, unknown>);
+  const problem =
+    typeof given !== "object" || given === null || Array.isArray(given)
+      ? "params must be an object"
+      : rule(given as Record<string, unknown>);
   if (!problem) return undefined;
-  return Response.json({ jsonrpc: "2.0", id, error: { code: -32602, message: `Invalid params for ${method}: ${problem}.` } });
+  return Response.json({
+    jsonrpc: "2.0",
+    id,
+    error: { code: -32602, message: `Invalid params for ${method}: ${problem}.` },
+  });
 }
 
 /** A client-chosen label, bounded and printable; the stateless protocol has no session of its own. */

@@ -25,13 +25,31 @@ const INSTRUCTIONS =
 
 /** Names of the fixed tools: a workflow file cannot take them. */
 export const FIXED_TOOLS: ReadonlySet<string> = new Set([
-  "list_models", "get_defaults", "set_defaults", "list_workflows", "run_workflow", "view_image", "regenerate", "get_queue_status",
-  "get_job", "list_assets", "get_asset_metadata", "cancel_job", "get_publish_info", "publish_asset", "list_published", "unpublish", "list_backends",
+  "list_models",
+  "get_defaults",
+  "set_defaults",
+  "list_workflows",
+  "run_workflow",
+  "view_image",
+  "regenerate",
+  "get_queue_status",
+  "get_job",
+  "list_assets",
+  "get_asset_metadata",
+  "cancel_job",
+  "get_publish_info",
+  "publish_asset",
+  "list_published",
+  "unpublish",
+  "list_backends",
 ]);
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
-  const server = new McpServer({ name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION }, { instructions: INSTRUCTIONS });
+  const server = new McpServer(
+    { name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION },
+    { instructions: INSTRUCTIONS },
+  );
   registerModelTools(server, tools);
   registerConfigurationTools(server, tools, catalogue);
   registerCatalogueTools(server, tools, catalogue);

@@ -42,7 +42,9 @@ export class Backends {
     const client = this.find(name);
     if (client) return client;
     if (this.config.backendError) throw new ToolFailure(this.config.backendError);
-    throw new ToolFailure(`There is no backend '${name}' (backends: ${this.names.join(", ")}). Files made on a backend that was removed from COMFYUI_BACKENDS are out of reach until it is restored.`);
+    throw new ToolFailure(
+      `There is no backend '${name}' (backends: ${this.names.join(", ")}). Files made on a backend that was removed from COMFYUI_BACKENDS are out of reach until it is restored.`,
+    );
   }
 
   /** Every configured backend's client, in configuration order. */
@@ -52,7 +54,10 @@ export class Backends {
 
   /** An asset's file, read from the backend that made it. */
   viewAsset(asset: AssetView, options?: CallOptions & { range?: string }): Promise<Response> {
-    return this.client(asset.backend).view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, options);
+    return this.client(asset.backend).view(
+      { filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type },
+      options,
+    );
   }
 
   get coordinator(): DurableObjectStub<Pool> {
@@ -70,7 +75,10 @@ export type Answer<T> = { backend: string; ok: true; value: T } | { backend: str
  * Asks every backend at once and keeps each answer or error, so one machine being down never
  * hides the others. When none answers, the first error is thrown: it says how to bring one back.
  */
-export async function askAll<T>(clients: ComfyClient[], ask: (client: ComfyClient) => Promise<T>): Promise<Answer<T>[]> {
+export async function askAll<T>(
+  clients: ComfyClient[],
+  ask: (client: ComfyClient) => Promise<T>,
+): Promise<Answer<T>[]> {
   const reads = await Promise.allSettled(clients.map(ask));
   if (reads.every((read) => read.status === "rejected")) throw (reads[0] as PromiseRejectedResult).reason;
   return reads.map((read, index) => {

@@ -55,7 +55,8 @@ export class BackendHealth {
     this.socket = new ComfySocket(this.client, {
       onEvent: (event) => {
         if (event.type !== "status") return;
-        const remaining = (event.data.status as { exec_info?: { queue_remaining?: unknown } } | undefined)?.exec_info?.queue_remaining;
+        const remaining = (event.data.status as { exec_info?: { queue_remaining?: unknown } } | undefined)?.exec_info
+          ?.queue_remaining;
         if (typeof remaining === "number") this.observeQueue(remaining);
       },
       onFrame: () => undefined,
@@ -171,7 +172,9 @@ export class BackendHealth {
     if (!inputs) return `node ${requirement.class_type}`;
     if (requirement.input === undefined || requirement.value === undefined) return undefined;
     const allowed = inputs.get(requirement.input);
-    return allowed && !allowed.has(requirement.value) ? `${requirement.class_type}.${requirement.input} '${requirement.value}'` : undefined;
+    return allowed && !allowed.has(requirement.value)
+      ? `${requirement.class_type}.${requirement.input} '${requirement.value}'`
+      : undefined;
   }
 
   private observeQueue(remaining: number): void {
@@ -202,7 +205,10 @@ export class BackendHealth {
     try {
       const info = await this.client.request("GET", "/object_info", undefined, { timeoutMs: CAPABILITIES_TIMEOUT_MS });
       if (info.status !== 200) throw new Error(`HTTP ${info.status}`);
-      const body = (await info.json()) as Record<string, { input?: Record<string, Record<string, unknown> | undefined> }>;
+      const body = (await info.json()) as Record<
+        string,
+        { input?: Record<string, Record<string, unknown> | undefined> }
+      >;
       const classes = new Map<string, Map<string, Set<string>>>();
       for (const [classType, spec] of Object.entries(body)) {
         const combos = new Map<string, Set<string>>();

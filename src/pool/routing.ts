@@ -42,37 +42,69 @@ export interface Candidate {
   lastError: string | null;
 }
 
-export type RouteDecision = { ok: true; backend: string; reason: string } | { ok: false; kind: "unknown_backend" | "backend_down" | "no_backend"; message: string };
+export type RouteDecision =
+  | { ok: true; backend: string; reason: string }
+  | { ok: false; kind: "unknown_backend" | "backend_down" | "no_backend"; message: string };
 
 export function chooseBackend(candidates: Candidate[], request: RouteRequest): RouteDecision {
   const names = candidates.map((c) => c.name).join(", ");
   if (request.pin !== undefined) {
     const pinned = candidates.find((c) => c.name === request.pin);
-    if (!pinned) return { ok: false, kind: "unknown_backend", message: `There is no backend named '${request.pin}'. Backends: ${names}. Omit 'backend' to let the gateway choose.` };
+    if (!pinned)
+      return {
+        ok: false,
+        kind: "unknown_backend",
+        message: `There is no backend named '${request.pin}'. Backends: ${names}. Omit 'backend' to let the gateway choose.`,
+      };
     if (pinned.state !== "up") {
-      return { ok: false, kind: "backend_down", message: `Backend '${pinned.name}' is down${pinned.lastError ? ` (${pinned.lastError})` : ""}. Omit 'backend' to let the gateway choose another, or retry once it is back (list_backends shows its state).` };
+      return {
+        ok: false,
+        kind: "backend_down",
+        message: `Backend '${pinned.name}' is down${pinned.lastError ? ` (${pinned.lastError})` : ""}. Omit 'backend' to let the gateway choose another, or retry once it is back (list_backends shows its state).`,
+      };
     }
-    if (pinned.missing?.length) return { ok: false, kind: "no_backend", message: `Backend '${pinned.name}' cannot run this job: it lacks ${describeMissing(pinned.missing)}. Omit 'backend' to let the gateway choose one that can.` };
+    if (pinned.missing?.length)
+      return {
+        ok: false,
+        kind: "no_backend",
+        message: `Backend '${pinned.name}' cannot run this job: it lacks ${describeMissing(pinned.missing)}. Omit 'backend' to let the gateway choose one that can.`,
+      };
     return { ok: true, backend: pinned.name, reason: "pinned by the caller" };
   }
   const excluded = new Set(request.exclude ?? []);
   const up = candidates.filter((c) => c.state === "up" && !excluded.has(c.name));
   if (up.length === 0) {
-    const down = candidates.filter((c) => !excluded.has(c.name)).map((c) => `${c.name}${c.lastError ? ` (${c.lastError})` : ""}`);
-    return { ok: false, kind: "backend_down", message: `No ComfyUI backend is reachable${down.length ? `: ${down.join("; ")}` : ""}. Start ComfyUI (and its tunnel) and retry; list_backends shows each backend's state.` };
+    const down = candidates
+      .filter((c) => !excluded.has(c.name))
+      .map((c) => `${c.name}${c.lastError ? ` (${c.lastError})` : ""}`);
+    return {
+      ok: false,
+      kind: "backend_down",
+      message: `No ComfyUI backend is reachable${down.length ? `: ${down.join("; ")}` : ""}. Start ComfyUI (and its tunnel) and retry; list_backends shows each backend's state.`,
+    };
   }
   const able = up.filter((c) => !c.missing?.length);
   if (able.length === 0) {
     const lacks = up.map((c) => `'${c.name}' lacks ${describeMissing(c.missing ?? [])}`).join("; ");
-    return { ok: false, kind: "no_backend", message: `No reachable backend can run this job: ${lacks}. Install what is missing (list_models shows each backend's models) or pass values a backend has.` };
+    return {
+      ok: false,
+      kind: "no_backend",
+      message: `No reachable backend can run this job: ${lacks}. Install what is missing (list_models shows each backend's models) or pass values a backend has.`,
+    };
   }
   const preferred = request.prefer !== undefined ? able.find((c) => c.name === request.prefer) : undefined;
-  if (preferred && preferred.softMissing === 0) return { ok: true, backend: preferred.name, reason: "where its input lives" };
+  if (preferred && preferred.softMissing === 0)
+    return { ok: true, backend: preferred.name, reason: "where its input lives" };
   const tags = request.tags ?? [];
   const hasTags = (c: Candidate) => tags.every((t) => c.tags.includes(t));
   // Rank: has every default value (else the gateway would swap a model), then carries the
   // workflow's tags, then the shortest queue for its weight, then whoever waited longest.
-  const rank = (c: Candidate) => [c.softMissing > 0 || c.missing === undefined ? 1 : 0, hasTags(c) ? 0 : 1, score(c), c.lastChosenAt];
+  const rank = (c: Candidate) => [
+    c.softMissing > 0 || c.missing === undefined ? 1 : 0,
+    hasTags(c) ? 0 : 1,
+    score(c),
+    c.lastChosenAt,
+  ];
   const pick = [...able].sort((a, b) => compare(rank(a), rank(b)))[0]!;
   const reason = `${tags.length > 0 && hasTags(pick) ? `tagged ${tags.join(", ")}; ` : ""}shortest queue for its weight (${pick.load} queued, weight ${pick.weight})`;
   return { ok: true, backend: pick.name, reason };
@@ -97,7 +129,11 @@ function describeMissing(missing: string[]): string {
  * `skip` holds `node.input` keys the gateway fills per backend (uploaded media); `soft` those whose
  * value is a default the gateway may replace with an installed one.
  */
-export function graphRequirements(graph: ComfyGraph, skip: ReadonlySet<string>, soft: ReadonlySet<string>): Requirement[] {
+export function graphRequirements(
+  graph: ComfyGraph,
+  skip: ReadonlySet<string>,
+  soft: ReadonlySet<string>,
+): Requirement[] {
   const seen = new Set<string>();
   const out: Requirement[] = [];
   const add = (requirement: Requirement) => {

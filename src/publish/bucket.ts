@@ -65,7 +65,11 @@ export async function putPublished(
     customMetadata: meta.custom,
     ...(overwrite ? {} : { onlyIf: new Headers({ "If-None-Match": "*" }) }),
   });
-  if (!written) throw new PublishError("TARGET_EXISTS", `${key} already exists and overwrite=false. Choose another target_filename, or pass overwrite=true to replace it.`);
+  if (!written)
+    throw new PublishError(
+      "TARGET_EXISTS",
+      `${key} already exists and overwrite=false. Choose another target_filename, or pass overwrite=true to replace it.`,
+    );
   return written;
 }
 
@@ -88,7 +92,11 @@ const MANIFEST_ATTEMPTS = 12;
  * Read-modify-write of the manifest under an etag precondition: a concurrent writer makes our
  * write fail, and we re-read and retry (with jittered backoff) instead of losing its entry.
  */
-export async function updateManifest(bucket: R2Bucket, manifestKey: string, change: (manifest: Manifest) => void): Promise<{ entries: number; attempts: number }> {
+export async function updateManifest(
+  bucket: R2Bucket,
+  manifestKey: string,
+  change: (manifest: Manifest) => void,
+): Promise<{ entries: number; attempts: number }> {
   for (let attempt = 1; attempt <= MANIFEST_ATTEMPTS; attempt++) {
     const current = await bucket.get(manifestKey);
     const manifest = current ? parseManifest(manifestKey, await current.text()) : {};
@@ -100,7 +108,10 @@ export async function updateManifest(bucket: R2Bucket, manifestKey: string, chan
     if (written) return { entries: Object.keys(manifest).length, attempts: attempt };
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
   }
-  throw new PublishError("MANIFEST_CONFLICT", `The manifest ${manifestKey} kept changing under concurrent publishes; the file was published but its manifest entry was not written. Retry publish_asset.`);
+  throw new PublishError(
+    "MANIFEST_CONFLICT",
+    `The manifest ${manifestKey} kept changing under concurrent publishes; the file was published but its manifest entry was not written. Retry publish_asset.`,
+  );
 }
 
 export async function readManifest(bucket: R2Bucket, manifestKey: string): Promise<Manifest> {
@@ -113,10 +124,16 @@ function parseManifest(key: string, text: string): Manifest {
   try {
     value = JSON.parse(text);
   } catch {
-    throw new PublishError("MANIFEST_CORRUPT", `The manifest ${key} in the bucket is not valid JSON; it was left untouched. Fix or delete it (wrangler r2 object get/delete), then publish again.`);
+    throw new PublishError(
+      "MANIFEST_CORRUPT",
+      `The manifest ${key} in the bucket is not valid JSON; it was left untouched. Fix or delete it (wrangler r2 object get/delete), then publish again.`,
+    );
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new PublishError("MANIFEST_CORRUPT", `The manifest ${key} is not a JSON object of entries; it was left untouched. Fix or delete it, then publish again.`);
+    throw new PublishError(
+      "MANIFEST_CORRUPT",
+      `The manifest ${key} is not a JSON object of entries; it was left untouched. Fix or delete it, then publish again.`,
+    );
   }
   return value as Manifest;
 }

@@ -141,8 +141,38 @@ export const WEBP_FINAL_METHOD = 5;
  * Debian wallpapers; the spread was about ±0.04); linear in between.
  */
 const QUALITY_CURVE: Record<"webp" | "jpeg", readonly (readonly [number, number])[]> = {
-  webp: [[95, 2.6], [90, 1.5], [85, 1], [80, 0.79], [75, 0.65], [70, 0.61], [65, 0.57], [60, 0.54], [55, 0.51], [50, 0.48], [45, 0.45], [40, 0.41], [35, 0.38], [0, 0.2]],
-  jpeg: [[95, 1.9], [90, 1.3], [85, 1], [80, 0.84], [75, 0.72], [70, 0.66], [65, 0.61], [60, 0.57], [55, 0.53], [50, 0.5], [45, 0.47], [40, 0.44], [35, 0.41], [0, 0.2]],
+  webp: [
+    [95, 2.6],
+    [90, 1.5],
+    [85, 1],
+    [80, 0.79],
+    [75, 0.65],
+    [70, 0.61],
+    [65, 0.57],
+    [60, 0.54],
+    [55, 0.51],
+    [50, 0.48],
+    [45, 0.45],
+    [40, 0.41],
+    [35, 0.38],
+    [0, 0.2],
+  ],
+  jpeg: [
+    [95, 1.9],
+    [90, 1.3],
+    [85, 1],
+    [80, 0.84],
+    [75, 0.72],
+    [70, 0.66],
+    [65, 0.61],
+    [60, 0.57],
+    [55, 0.53],
+    [50, 0.5],
+    [45, 0.47],
+    [40, 0.44],
+    [35, 0.41],
+    [0, 0.2],
+  ],
 };
 
 function curveAt(format: "webp" | "jpeg", quality: number): number {
@@ -188,7 +218,9 @@ export function setWebpEncoderModule(module: WebAssembly.Module): void {
 
 async function loadWebpModule(): Promise<WebAssembly.Module> {
   // In a Worker build (wrangler, vitest pool) a .wasm import is a compiled WebAssembly.Module.
-  webpModule ??= import("@jsquash/webp/codec/enc/webp_enc_simd.wasm").then((m: { default: WebAssembly.Module }) => m.default);
+  webpModule ??= import("@jsquash/webp/codec/enc/webp_enc_simd.wasm").then(
+    (m: { default: WebAssembly.Module }) => m.default,
+  );
   return webpModule;
 }
 
@@ -225,8 +257,10 @@ export async function encodeForWeb(req: EncodeRequest, options: EncodeOptions = 
   const started = performance.now();
   const { bytes, format, maxBytes } = req;
   const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  if (!Number.isFinite(maxBytes) || maxBytes < 1) throw new RangeError(`maxBytes must be a positive number, got ${maxBytes}`);
-  if (!(format in MIME)) throw new EncodeError("unsupported", `Unsupported output format "${format}"; use webp, jpeg or png.`);
+  if (!Number.isFinite(maxBytes) || maxBytes < 1)
+    throw new RangeError(`maxBytes must be a positive number, got ${maxBytes}`);
+  if (!(format in MIME))
+    throw new EncodeError("unsupported", `Unsupported output format "${format}"; use webp, jpeg or png.`);
 
   const header = readHeader(bytes, req.sourceMime);
   const kind = `${header.animated ? "animated " : ""}${NAME[header.format]}`;
@@ -241,7 +275,15 @@ export async function encodeForWeb(req: EncodeRequest, options: EncodeOptions = 
 
   // Passthrough: already in the target format and within budget (animations too, even when forced).
   if (header.format === format && bytes.length <= maxBytes && (!req.forceEncode || header.animated)) {
-    return done({ bytes, width: header.width, height: header.height, quality: null, scale: 1, attempts: 0, passthrough: true });
+    return done({
+      bytes,
+      width: header.width,
+      height: header.height,
+      quality: null,
+      scale: 1,
+      attempts: 0,
+      passthrough: true,
+    });
   }
   if (header.animated) {
     if (header.format !== format) {
@@ -272,7 +314,10 @@ export async function encodeForWeb(req: EncodeRequest, options: EncodeOptions = 
   const source = decode(bytes, kind);
   report("decoded");
   if (source.width * source.height > maxInputPixels) {
-    throw new EncodeError("too_large", `The decoded ${kind} image is ${source.width}x${source.height}, above the ${megapixels(maxInputPixels)} MP limit.`);
+    throw new EncodeError(
+      "too_large",
+      `The decoded ${kind} image is ${source.width}x${source.height}, above the ${megapixels(maxInputPixels)} MP limit.`,
+    );
   }
   const translucent = hasTranslucency(source.pixels);
   if (format === "jpeg" && translucent) flattenOnWhite(source.pixels);
@@ -281,9 +326,22 @@ export async function encodeForWeb(req: EncodeRequest, options: EncodeOptions = 
   report("prepared");
 
   const webp = format === "webp" ? await newWebpEncoder() : undefined;
-  const ladder = new Ladder(source, format, maxBytes, premultiplied, webp?.encoder, (stage) => report(stage, webp?.memory() ?? 0), kind, options.webpMethod ?? WEBP_METHOD, QUALITIES);
+  const ladder = new Ladder(
+    source,
+    format,
+    maxBytes,
+    premultiplied,
+    webp?.encoder,
+    (stage) => report(stage, webp?.memory() ?? 0),
+    kind,
+    options.webpMethod ?? WEBP_METHOD,
+    QUALITIES,
+  );
   try {
-    const found = ladder.refine(options.strategy === "linear" ? ladder.linear() : ladder.search(), options.webpFinalMethod ?? WEBP_FINAL_METHOD);
+    const found = ladder.refine(
+      options.strategy === "linear" ? ladder.linear() : ladder.search(),
+      options.webpFinalMethod ?? WEBP_FINAL_METHOD,
+    );
     if (!found) {
       const s = ladder.smallest!;
       throw new EncodeError(
@@ -292,7 +350,8 @@ export async function encodeForWeb(req: EncodeRequest, options: EncodeOptions = 
           `(${s.width}x${s.height}${s.quality === null ? "" : `, quality ${s.quality}`}). Original: ${bytes.length} bytes, ${source.width}x${source.height}.`,
       );
     }
-    if (found.data.length > maxBytes) throw new Error(`publish budget check failed: ${found.data.length} > ${maxBytes}`);
+    if (found.data.length > maxBytes)
+      throw new Error(`publish budget check failed: ${found.data.length} > ${maxBytes}`);
     return done(
       {
         bytes: found.data,
@@ -419,7 +478,8 @@ class Ladder {
   search(): Encoded | undefined {
     const floor = this.qualities.length - 1;
     const format = this.format;
-    const curve = format === "png" ? [1] : this.qualities.map((q) => curveAt(format, q!) / curveAt(format, this.qualities[0]!));
+    const curve =
+      format === "png" ? [1] : this.qualities.map((q) => curveAt(format, q!) / curveAt(format, this.qualities[0]!));
     if (this.fits(0, 0)) return this.fitting.get("0:0");
     const top = this.sizes.get("0:0")!;
 
@@ -533,7 +593,8 @@ class Ladder {
     this.attempts++;
     this.report("encoded");
     this.sizes.set(key, data.length);
-    if (!this.smallest || data.length < this.smallest.bytes) this.smallest = { bytes: data.length, width, height, quality };
+    if (!this.smallest || data.length < this.smallest.bytes)
+      this.smallest = { bytes: data.length, width, height, quality };
     if (data.length > this.maxBytes) return false;
     this.fitting.set(key, { data, width, height, quality, scaleIndex });
     return true;
@@ -543,11 +604,19 @@ class Ladder {
     const rung = this.rung(scaleIndex);
     const { width, height } = this.scales[scaleIndex]!;
     if (this.format === "webp") {
-      const out = this.webp!.encode(rung.pixels, width, height, { ...webpDefaults, quality: quality!, method: webpMethod });
+      const out = this.webp!.encode(rung.pixels, width, height, {
+        ...webpDefaults,
+        quality: quality!,
+        method: webpMethod,
+      });
       if (!out) throw new Error(`libwebp failed to encode ${width}x${height} at quality ${quality}`);
       return out;
     }
-    rung.image ??= photon(`preparing the ${width}x${height} image`, this.kind, () => new PhotonImage(rung.pixels, width, height));
+    rung.image ??= photon(
+      `preparing the ${width}x${height} image`,
+      this.kind,
+      () => new PhotonImage(rung.pixels, width, height),
+    );
     const image = rung.image;
     return this.format === "jpeg"
       ? photon("encoding JPEG", this.kind, () => image.get_bytes_jpeg(quality!))
@@ -584,7 +653,11 @@ class Ladder {
 function decode(bytes: Uint8Array, kind: string): Source {
   const image = photon(`decoding the ${kind}`, kind, () => PhotonImage.new_from_byteslice(bytes));
   try {
-    return photon(`reading the decoded ${kind}`, kind, () => ({ width: image.get_width(), height: image.get_height(), pixels: image.get_raw_pixels() }));
+    return photon(`reading the decoded ${kind}`, kind, () => ({
+      width: image.get_width(),
+      height: image.get_height(),
+      pixels: image.get_raw_pixels(),
+    }));
   } finally {
     freeQuietly(image);
   }
@@ -628,7 +701,6 @@ function photon<T>(step: string, kind: string, call: () => T): T {
 // ---------------------------------------------------------------------------------------------
 // Pixels (RGBA, 4 bytes per pixel)
 
-
 /** Straight-alpha RGBA composited on white, in place (JPEG has no alpha). */
 function flattenOnWhite(pixels: Uint8Array): void {
   for (let i = 0; i < pixels.length; i += 4) {
@@ -641,8 +713,6 @@ function flattenOnWhite(pixels: Uint8Array): void {
     pixels[i + 3] = 255;
   }
 }
-
-
 
 // ---------------------------------------------------------------------------------------------
 // Header: format, size and animation, without decoding
@@ -659,21 +729,33 @@ interface Header {
 function readHeader(bytes: Uint8Array, sourceMime: string): Header {
   const format = sniffImageFormat(bytes);
   if (!format) {
-    throw new EncodeError("not_an_image", `The asset (${sourceMime || "unknown type"}, ${bytes.length} bytes) is not a PNG, JPEG, WebP or GIF image.`);
+    throw new EncodeError(
+      "not_an_image",
+      `The asset (${sourceMime || "unknown type"}, ${bytes.length} bytes) is not a PNG, JPEG, WebP or GIF image.`,
+    );
   }
   const dims = probeDimensions(bytes);
   if (!dims || dims.width < 1 || dims.height < 1) {
-    throw new EncodeError("not_an_image", `The asset starts like a ${NAME[format]} image but its header gives no valid size (truncated or corrupt).`);
+    throw new EncodeError(
+      "not_an_image",
+      `The asset starts like a ${NAME[format]} image but its header gives no valid size (truncated or corrupt).`,
+    );
   }
   let animated = false;
   try {
-    animated = format === "png" ? pngIsAnimated(bytes) : format === "webp" ? webpIsAnimated(bytes) : format === "gif" ? gifFrameCount(bytes) > 1 : false;
+    animated =
+      format === "png"
+        ? pngIsAnimated(bytes)
+        : format === "webp"
+          ? webpIsAnimated(bytes)
+          : format === "gif"
+            ? gifFrameCount(bytes) > 1
+            : false;
   } catch {
     // A damaged header is left to the decoder to judge.
   }
   return { format, ...dims, animated };
 }
-
 
 /** APNG: an acTL chunk before the first IDAT. */
 function pngIsAnimated(b: Uint8Array): boolean {
@@ -691,6 +773,3 @@ function pngIsAnimated(b: Uint8Array): boolean {
 function webpIsAnimated(b: Uint8Array): boolean {
   return ascii(b, 12, 16) === "VP8X" && b.length > 20 && (b[20]! & 0x02) !== 0;
 }
-
-
-

@@ -43,8 +43,26 @@ export class AssetStore {
                              width, height, bytes_size, workflow_id, tool, created_at, expires_at, duration, session, backend)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (job_id, folder_type, subfolder, filename) DO NOTHING`,
-        crypto.randomUUID(), job.id, item.node_id, item.filename, item.subfolder, item.type, item.key, item.mime_type, item.kind,
-        item.animated ? 1 : 0, item.width, item.height, item.bytes, job.workflow_id, job.tool, now, expires, item.duration, job.session, job.backend,
+        crypto.randomUUID(),
+        job.id,
+        item.node_id,
+        item.filename,
+        item.subfolder,
+        item.type,
+        item.key,
+        item.mime_type,
+        item.kind,
+        item.animated ? 1 : 0,
+        item.width,
+        item.height,
+        item.bytes,
+        job.workflow_id,
+        job.tool,
+        now,
+        expires,
+        item.duration,
+        job.session,
+        job.backend,
       );
     }
   }
@@ -55,7 +73,10 @@ export class AssetStore {
   }
 
   forJob(jobId: string, now: number): AssetView[] {
-    return this.sql.exec<AssetRow>(`SELECT * FROM assets WHERE job_id = ? AND ${LIVE} ORDER BY node_id, filename`, jobId, now).toArray().map(assetView);
+    return this.sql
+      .exec<AssetRow>(`SELECT * FROM assets WHERE job_id = ? AND ${LIVE} ORDER BY node_id, filename`, jobId, now)
+      .toArray()
+      .map(assetView);
   }
 
   /** Newest first; the cursor is the position after the last item of the previous page. */
@@ -66,18 +87,29 @@ export class AssetStore {
     if (query.kind) where.push("kind = ?"), args.push(query.kind);
     if (query.session) where.push("session = ?"), args.push(query.session);
     const after = query.cursor ? decodeCursor(query.cursor) : undefined;
-    if (after) where.push("(created_at < ? OR (created_at = ? AND id < ?))"), args.push(after.created, after.created, after.id);
+    if (after)
+      where.push("(created_at < ? OR (created_at = ? AND id < ?))"), args.push(after.created, after.created, after.id);
     const rows = this.sql
-      .exec<AssetRow>(`SELECT * FROM assets WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`, ...args, query.limit + 1)
+      .exec<AssetRow>(
+        `SELECT * FROM assets WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
+        ...args,
+        query.limit + 1,
+      )
       .toArray();
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
-    return { assets: page.map(assetView), next_cursor: rows.length > query.limit && last ? encodeCursor(last.created_at, last.id) : null };
+    return {
+      assets: page.map(assetView),
+      next_cursor: rows.length > query.limit && last ? encodeCursor(last.created_at, last.id) : null,
+    };
   }
 
   /** Deletes expired records (and finished jobs left without any); returns how many assets went. */
   purgeExpired(now: number): number {
-    const removed = this.sql.exec("DELETE FROM assets WHERE expires_at IS NOT NULL AND expires_at <= ?", now).rowsWritten;
+    const removed = this.sql.exec(
+      "DELETE FROM assets WHERE expires_at IS NOT NULL AND expires_at <= ?",
+      now,
+    ).rowsWritten;
     if (this.ttlMs !== null) {
       this.sql.exec(
         `DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled', 'lost') AND finished_at <= ?
@@ -89,7 +121,9 @@ export class AssetStore {
   }
 
   nextExpiry(): number | null {
-    return this.sql.exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM assets WHERE expires_at IS NOT NULL").one().at;
+    return this.sql
+      .exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM assets WHERE expires_at IS NOT NULL")
+      .one().at;
   }
 }
 

@@ -19,7 +19,9 @@ export class DefaultsStore {
 
   layers(): DefaultsLayers {
     const persisted: DefaultsLayer = {};
-    for (const row of this.sql.exec<{ namespace: string; key: string; value: string }>("SELECT namespace, key, value FROM defaults").toArray()) {
+    for (const row of this.sql
+      .exec<{ namespace: string; key: string; value: string }>("SELECT namespace, key, value FROM defaults")
+      .toArray()) {
       (persisted[row.namespace] ??= {})[row.key] = JSON.parse(row.value) as Scalar;
     }
     return { runtime: structuredClone(this.runtime), persisted };
@@ -42,7 +44,10 @@ export class DefaultsStore {
       else {
         this.sql.exec(
           "INSERT INTO defaults (namespace, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-          namespace, key, JSON.stringify(value), Date.now(),
+          namespace,
+          key,
+          JSON.stringify(value),
+          Date.now(),
         );
       }
     }

@@ -27,7 +27,8 @@ export class ProgressTracker {
     const data = event.data;
     switch (event.type) {
       case "status": {
-        const remaining = (data.status as { exec_info?: { queue_remaining?: number } } | undefined)?.exec_info?.queue_remaining;
+        const remaining = (data.status as { exec_info?: { queue_remaining?: number } } | undefined)?.exec_info
+          ?.queue_remaining;
         if (this.started || typeof remaining !== "number") return undefined;
         this.queueRemaining = remaining;
         return this.snapshot();
@@ -94,7 +95,9 @@ export class ProgressTracker {
     const text = this.nodeText ? `: ${this.nodeText}` : "";
     return {
       fraction,
-      message: this.currentNode ? `running node ${nodeIndex}/${toRun} (${nodeClass ?? this.currentNode})${stepText}${text}` : "started",
+      message: this.currentNode
+        ? `running node ${nodeIndex}/${toRun} (${nodeClass ?? this.currentNode})${stepText}${text}`
+        : "started",
       node: this.currentNode,
       node_class: nodeClass,
       node_index: nodeIndex,

@@ -111,7 +111,8 @@ export class ComfySocket {
     } catch {
       return;
     }
-    if (event && typeof event.type === "string" && typeof event.data === "object" && event.data !== null) this.hooks.onEvent(event);
+    if (event && typeof event.type === "string" && typeof event.data === "object" && event.data !== null)
+      this.hooks.onEvent(event);
   }
 
   private ping(): void {

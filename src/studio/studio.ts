@@ -140,14 +140,29 @@ export class Studio extends DurableObject<Env> {
 
   private async submitJob(request: SubmitRequest, now: number): Promise<StudioResult> {
     const endpoint = this.endpoint(request.backend);
-    if (!endpoint) return { ok: false, error: { kind: "unknown_backend", message: `There is no backend named '${request.backend}'.` } };
+    if (!endpoint)
+      return {
+        ok: false,
+        error: { kind: "unknown_backend", message: `There is no backend named '${request.backend}'.` },
+      };
     const clientId = await this.clientIdFor(endpoint);
     // The row exists before POST /prompt because ComfyUI may start (and finish) before it answers.
     this.sql.exec(
       `INSERT INTO jobs (id, workflow_id, tool, status, params, graph, client_id, session, created_at, updated_at, backend, routing, resubmit, movable)
        VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      request.prompt_id, request.workflow_id, request.tool, JSON.stringify(request.params), JSON.stringify(request.graph), clientId, request.session, now, now,
-      request.backend, JSON.stringify(request.routing), request.resubmit ? 1 : 0, request.movable ? 1 : 0,
+      request.prompt_id,
+      request.workflow_id,
+      request.tool,
+      JSON.stringify(request.params),
+      JSON.stringify(request.graph),
+      clientId,
+      request.session,
+      now,
+      now,
+      request.backend,
+      JSON.stringify(request.routing),
+      request.resubmit ? 1 : 0,
+      request.movable ? 1 : 0,
     );
     this.trackerFor(request.prompt_id, request.graph, request.backend);
     return this.sendPrompt(endpoint, request.prompt_id, request.graph, clientId);
@@ -159,18 +174,31 @@ export class Studio extends DurableObject<Env> {
    */
   private async clientIdFor(endpoint: Endpoint): Promise<string> {
     const offline = () => crypto.randomUUID().replaceAll("-", "");
-    return endpoint.socket.clientId ?? (endpoint.socket.backingOff ? offline() : await endpoint.socket.connect().catch(offline));
+    return (
+      endpoint.socket.clientId ??
+      (endpoint.socket.backingOff ? offline() : await endpoint.socket.connect().catch(offline))
+    );
   }
 
   /** POST /prompt for a job whose row says 'submitting' on this endpoint's backend. */
-  private async sendPrompt(endpoint: Endpoint, jobId: string, graph: ComfyGraph, clientId: string): Promise<StudioResult> {
+  private async sendPrompt(
+    endpoint: Endpoint,
+    jobId: string,
+    graph: ComfyGraph,
+    clientId: string,
+  ): Promise<StudioResult> {
     try {
       const accepted = await endpoint.client.queuePrompt(graph, clientId, jobId);
       // A 200 can still drop outputs whose nodes failed validation (comfyui-api.md §3.2): say which.
-      const dropped = Object.keys(accepted.node_errors ?? {}).length > 0 ? validationError({ node_errors: accepted.node_errors }).message : null;
+      const dropped =
+        Object.keys(accepted.node_errors ?? {}).length > 0
+          ? validationError({ node_errors: accepted.node_errors }).message
+          : null;
       this.sql.exec(
         "UPDATE jobs SET status = CASE status WHEN 'submitting' THEN 'queued' ELSE status END, node_errors = ?, updated_at = ? WHERE id = ?",
-        dropped, Date.now(), jobId,
+        dropped,
+        Date.now(),
+        jobId,
       );
     } catch (error) {
       const moved = isOutage(error) ? await this.submitElsewhere(endpoint, jobId, error) : undefined;
@@ -190,12 +218,21 @@ export class Studio extends DurableObject<Env> {
    */
   private async submitElsewhere(from: Endpoint, jobId: string, error: unknown): Promise<StudioResult | undefined> {
     const row = this.jobRow(jobId);
-    if (!row || row.movable !== 1 || row.attempts >= MAX_ATTEMPTS || this.backends.length < 2) return undefined;
-    this.ctx.waitUntil(coordinator(this.env).suspect(from.name).catch(() => undefined));
+    if (row?.movable !== 1 || row.attempts >= MAX_ATTEMPTS || this.backends.length < 2) return undefined;
+    this.ctx.waitUntil(
+      coordinator(this.env)
+        .suspect(from.name)
+        .catch(() => undefined),
+    );
     const target = await this.routeAway(row, from.name);
     if (typeof target === "string") return undefined;
     const reason = error instanceof Error ? error.message : String(error);
-    return this.resubmit(row, target.endpoint, target.routing, `Backend '${from.name}' could not take the job (${reason})`);
+    return this.resubmit(
+      row,
+      target.endpoint,
+      target.routing,
+      `Backend '${from.name}' could not take the job (${reason})`,
+    );
   }
 
   /**
@@ -248,7 +285,10 @@ export class Studio extends DurableObject<Env> {
         // A deleted prompt never reaches history (GET_history_prompt_id__deleted.json): settle here.
         const after = await endpoint.client.queue();
         if (!after.queue_running.some((item) => item[1] === jobId)) {
-          this.settle(jobId, "cancelled", { kind: "cancelled", message: "Cancelled before it started: removed from ComfyUI's queue." });
+          this.settle(jobId, "cancelled", {
+            kind: "cancelled",
+            message: "Cancelled before it started: removed from ComfyUI's queue.",
+          });
           return { ok: true, job: this.view(jobId)! };
         }
       }
@@ -279,7 +319,9 @@ export class Studio extends DurableObject<Env> {
   }
 
   /** Everything known about how an asset was made: the job's parameters, graph and ComfyUI history. */
-  assetProvenance(assetId: string): { asset: AssetView; job: JobView; graph: string; history: string | null } | undefined {
+  assetProvenance(
+    assetId: string,
+  ): { asset: AssetView; job: JobView; graph: string; history: string | null } | undefined {
     const asset = this.assets.get(assetId, Date.now());
     const row = asset && this.jobRow(asset.job_id);
     if (!asset || !row) return undefined;
@@ -316,7 +358,8 @@ export class Studio extends DurableObject<Env> {
   private onEvent(backend: string, event: ComfyEvent): void {
     if (event.type === "status") {
       // Queue length changed: update the "queued" message of every job there that has not started.
-      for (const jobId of this.trackers.keys()) if (this.trackedOn.get(jobId) === backend) this.publishProgress(jobId, event);
+      for (const jobId of this.trackers.keys())
+        if (this.trackedOn.get(jobId) === backend) this.publishProgress(jobId, event);
       return;
     }
     const promptId = event.data.prompt_id;
@@ -327,7 +370,9 @@ export class Studio extends DurableObject<Env> {
     if (event.type === "execution_start" || (event.type === "executing" && event.data.node !== null)) {
       this.sql.exec(
         "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN ('submitting', 'queued')",
-        Date.now(), Date.now(), promptId,
+        Date.now(),
+        Date.now(),
+        promptId,
       );
     }
     // `executing {node: null}` is sent after history is written: the canonical "done" (§8.3).
@@ -342,7 +387,8 @@ export class Studio extends DurableObject<Env> {
   private onFrame(backend: string, frame: BinaryFrame): void {
     for (const [jobId, tracker] of this.trackers) {
       if (this.trackedOn.get(jobId) !== backend) continue;
-      const mine = frame.kind === "preview" && frame.prompt_id ? frame.prompt_id === jobId : tracker.runningNode !== undefined;
+      const mine =
+        frame.kind === "preview" && frame.prompt_id ? frame.prompt_id === jobId : tracker.runningNode !== undefined;
       if (mine) this.broadcast(jobId, tracker.applyFrame(frame));
     }
   }
@@ -389,12 +435,17 @@ export class Studio extends DurableObject<Env> {
       status = "cancelled";
       error = { kind: "interrupted", message: "The job was interrupted in ComfyUI before it finished." };
     } else if (failed) {
-      const payload = messages.find(([name]) => name === "execution_error")?.[1] as Partial<ExecutionErrorPayload> | undefined;
+      const payload = messages.find(([name]) => name === "execution_error")?.[1] as
+        | Partial<ExecutionErrorPayload>
+        | undefined;
       status = "failed";
       error = toJobError(executionError(payload ?? {}));
     } else if (probed.length === 0) {
       status = "failed";
-      error = { kind: "no_outputs", message: "ComfyUI finished the job but it produced no output files. Does the workflow end in a Save node?" };
+      error = {
+        kind: "no_outputs",
+        message: "ComfyUI finished the job but it produced no output files. Does the workflow end in a Save node?",
+      };
     }
     this.ctx.storage.transactionSync(() => {
       this.assets.insert(row, probed, producedAt(messages));
@@ -409,10 +460,13 @@ export class Studio extends DurableObject<Env> {
     try {
       const response = await client.view(item, { range: `bytes=0-${PROBE_BYTES - 1}`, timeoutMs: 10_000 });
       const head = new Uint8Array(await response.arrayBuffer());
-      const total = Number(response.headers.get("Content-Range")?.split("/")[1] ?? response.headers.get("Content-Length") ?? head.length);
+      const total = Number(
+        response.headers.get("Content-Range")?.split("/")[1] ?? response.headers.get("Content-Length") ?? head.length,
+      );
       const bytes = Number.isFinite(total) ? total : null;
       const size = item.kind === "image" || item.kind === "video" ? probeDimensions(head) : undefined;
-      const duration = item.kind === "audio" || item.kind === "video" ? probeDuration(head, bytes, item.mime_type) : null;
+      const duration =
+        item.kind === "audio" || item.kind === "video" ? probeDuration(head, bytes, item.mime_type) : null;
       return { ...item, width: size?.width ?? null, height: size?.height ?? null, bytes, duration };
     } catch {
       return { ...item, width: null, height: null, bytes: null, duration: null };
@@ -425,7 +479,12 @@ export class Studio extends DurableObject<Env> {
     // With `onBackend`, only while the job is still there: it may have just been moved elsewhere.
     const changed = this.sql.exec(
       `UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = COALESCE(?, backend)`,
-      status, error ? JSON.stringify(error) : null, now, now, jobId, onBackend ?? null,
+      status,
+      error ? JSON.stringify(error) : null,
+      now,
+      now,
+      jobId,
+      onBackend ?? null,
     ).rowsWritten;
     if (changed === 0) return false;
     this.trackers.delete(jobId);
@@ -468,8 +527,12 @@ export class Studio extends DurableObject<Env> {
   }
 
   private async reconcileOpenJobs(): Promise<void> {
-    const open = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
-    await Promise.all([...groupBy(open, (row) => row.backend)].map(([backend, rows]) => this.reconcileBackend(backend, rows)));
+    const open = this.sql
+      .exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`)
+      .toArray();
+    await Promise.all(
+      [...groupBy(open, (row) => row.backend)].map(([backend, rows]) => this.reconcileBackend(backend, rows)),
+    );
   }
 
   /**
@@ -491,7 +554,11 @@ export class Studio extends DurableObject<Env> {
       endpoint.unreachableSince ??= Date.now();
       endpoint.lastError = error instanceof Error ? error.message : String(error);
       if (Date.now() - endpoint.unreachableSince < this.graceMs) return;
-      this.ctx.waitUntil(coordinator(this.env).suspect(backend).catch(() => undefined));
+      this.ctx.waitUntil(
+        coordinator(this.env)
+          .suspect(backend)
+          .catch(() => undefined),
+      );
       for (const row of rows) await this.failover(endpoint, row);
     }
   }
@@ -515,7 +582,12 @@ export class Studio extends DurableObject<Env> {
           `UPDATE jobs SET missing_checks = 0, status = CASE WHEN ? THEN 'running' WHEN status = 'submitting' THEN 'queued' ELSE status END,
                   started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, updated_at = ?
            WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = ?`,
-          running ? 1 : 0, running ? 1 : 0, Date.now(), Date.now(), row.id, endpoint.name,
+          running ? 1 : 0,
+          running ? 1 : 0,
+          Date.now(),
+          Date.now(),
+          row.id,
+          endpoint.name,
         );
         continue;
       }
@@ -527,14 +599,25 @@ export class Studio extends DurableObject<Env> {
       }
       const checks = row.missing_checks + 1;
       if (checks >= LOST_AFTER_CHECKS) {
-        this.settle(row.id, "lost", {
-          kind: "lost",
-          message:
-            `ComfyUI${this.backends.length > 1 ? ` on backend '${endpoint.name}'` : ""} no longer knows this job (it is in neither its queue nor its history): ` +
-            "it was most likely restarted while the job was queued or running. Nothing was produced; submit it again.",
-        }, endpoint.name);
+        this.settle(
+          row.id,
+          "lost",
+          {
+            kind: "lost",
+            message:
+              `ComfyUI${this.backends.length > 1 ? ` on backend '${endpoint.name}'` : ""} no longer knows this job (it is in neither its queue nor its history): ` +
+              "it was most likely restarted while the job was queued or running. Nothing was produced; submit it again.",
+          },
+          endpoint.name,
+        );
       } else {
-        this.sql.exec("UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ? AND backend = ?", checks, Date.now(), row.id, endpoint.name);
+        this.sql.exec(
+          "UPDATE jobs SET missing_checks = ?, updated_at = ? WHERE id = ? AND backend = ?",
+          checks,
+          Date.now(),
+          row.id,
+          endpoint.name,
+        );
       }
     }
   }
@@ -563,13 +646,18 @@ export class Studio extends DurableObject<Env> {
       await this.resubmit(row, target.endpoint, target.routing, `Backend '${from.name}' went down`);
       return;
     }
-    const changed = this.settle(row.id, "lost", {
-      kind: "backend_down",
-      backend: from.name,
-      message:
-        `${outage} while this job was ${row.status}.${why} Submit it again (it goes to a backend that is up), or pass ` +
-        "resubmit_if_backend_lost=true to have such jobs moved automatically. If the backend comes back and finished it after all, this job completes by itself.",
-    }, from.name);
+    const changed = this.settle(
+      row.id,
+      "lost",
+      {
+        kind: "backend_down",
+        backend: from.name,
+        message:
+          `${outage} while this job was ${row.status}.${why} Submit it again (it goes to a backend that is up), or pass ` +
+          "resubmit_if_backend_lost=true to have such jobs moved automatically. If the backend comes back and finished it after all, this job completes by itself.",
+      },
+      from.name,
+    );
     if (changed) this.sql.exec("UPDATE jobs SET orphaned_at = ? WHERE id = ?", Date.now(), row.id);
   }
 
@@ -579,19 +667,35 @@ export class Studio extends DurableObject<Env> {
     const exclude = [...(routing.exclude ?? []), from];
     const decision = await coordinator(this.env)
       .route({ requirements: routing.requirements, tags: routing.tags, exclude })
-      .catch((error: unknown) => ({ ok: false as const, kind: "no_backend" as const, message: error instanceof Error ? error.message : String(error) }));
+      .catch((error: unknown) => ({
+        ok: false as const,
+        kind: "no_backend" as const,
+        message: error instanceof Error ? error.message : String(error),
+      }));
     if (!decision.ok) return decision.message;
     const endpoint = this.endpoint(decision.backend);
-    return endpoint ? { endpoint, routing: { ...routing, exclude } } : `backend '${decision.backend}' is not configured here`;
+    return endpoint
+      ? { endpoint, routing: { ...routing, exclude } }
+      : `backend '${decision.backend}' is not configured here`;
   }
 
   /** Sends the job to another backend under the same id; undefined when another path moved or ended it first. */
-  private async resubmit(row: JobRow, target: Endpoint, routing: RouteRequest, why: string): Promise<StudioResult | undefined> {
+  private async resubmit(
+    row: JobRow,
+    target: Endpoint,
+    routing: RouteRequest,
+    why: string,
+  ): Promise<StudioResult | undefined> {
     const clientId = await this.clientIdFor(target);
     const moved = this.sql.exec(
       `UPDATE jobs SET backend = ?, client_id = ?, routing = ?, status = 'submitting', attempts = attempts + 1, missing_checks = 0,
               started_at = NULL, updated_at = ? WHERE id = ? AND status IN ${OPEN_STATUSES} AND backend = ?`,
-      target.name, clientId, JSON.stringify(routing), Date.now(), row.id, row.backend,
+      target.name,
+      clientId,
+      JSON.stringify(routing),
+      Date.now(),
+      row.id,
+      row.backend,
     ).rowsWritten;
     if (moved === 0) return undefined;
     const graph = JSON.parse(row.graph) as ComfyGraph;
@@ -606,7 +710,10 @@ export class Studio extends DurableObject<Env> {
    * restarted) stays lost for good.
    */
   private async recheckOrphans(): Promise<void> {
-    this.sql.exec("UPDATE jobs SET orphaned_at = NULL WHERE orphaned_at IS NOT NULL AND orphaned_at < ?", Date.now() - ORPHAN_WINDOW_MS);
+    this.sql.exec(
+      "UPDATE jobs SET orphaned_at = NULL WHERE orphaned_at IS NOT NULL AND orphaned_at < ?",
+      Date.now() - ORPHAN_WINDOW_MS,
+    );
     const orphans = this.sql.exec<JobRow>("SELECT * FROM jobs WHERE orphaned_at IS NOT NULL").toArray();
     for (const [backend, rows] of groupBy(orphans, (row) => row.backend)) {
       const endpoint = this.endpoint(backend);
@@ -623,7 +730,8 @@ export class Studio extends DurableObject<Env> {
           }
           this.sql.exec(
             "UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, orphaned_at = NULL, missing_checks = 0, updated_at = ? WHERE id = ? AND status = 'lost'",
-            Date.now(), row.id,
+            Date.now(),
+            row.id,
           );
           if (entry) await this.finalize(row.id, entry);
           else endpoint.socket.ensure();
@@ -653,7 +761,9 @@ export class Studio extends DurableObject<Env> {
 
   /** The alarm runs while a job is open (reconciliation), while lost jobs may come back, and when the next asset expires. */
   private async scheduleAlarm(): Promise<void> {
-    const orphans = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE orphaned_at IS NOT NULL").one().n;
+    const orphans = this.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE orphaned_at IS NOT NULL")
+      .one().n;
     const candidates = [
       this.openJobCount() > 0 ? Date.now() + this.reconcileMs : null,
       orphans > 0 ? Date.now() + this.orphanCheckMs : null,
@@ -670,7 +780,12 @@ export class Studio extends DurableObject<Env> {
   /** Open jobs, on one backend or on all. */
   private openJobCount(backend?: string): number {
     const where = backend === undefined ? "" : " AND backend = ?";
-    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM jobs WHERE status IN ${OPEN_STATUSES}${where}`, ...(backend === undefined ? [] : [backend])).one().n;
+    return this.sql
+      .exec<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM jobs WHERE status IN ${OPEN_STATUSES}${where}`,
+        ...(backend === undefined ? [] : [backend]),
+      )
+      .one().n;
   }
 
   private jobRow(jobId: string): JobRow | undefined {
@@ -708,7 +823,9 @@ export class Studio extends DurableObject<Env> {
 
 export function toJobError(error: unknown): JobError {
   if (error instanceof ComfyError) {
-    const scalars = Object.entries(error.details).filter(([, value]) => value === null || ["string", "number", "boolean"].includes(typeof value));
+    const scalars = Object.entries(error.details).filter(
+      ([, value]) => value === null || ["string", "number", "boolean"].includes(typeof value),
+    );
     return { kind: error.kind, message: error.message, ...(Object.fromEntries(scalars) as Record<string, Scalar>) };
   }
   return { kind: "internal", message: error instanceof Error ? error.message : String(error) };
@@ -721,7 +838,9 @@ export function toJobError(error: unknown): JobError {
  */
 function producedAt(messages: [string, Record<string, unknown>][]): number {
   const now = Date.now();
-  const stamp = [...messages].reverse().find(([, data]) => typeof data?.timestamp === "number")?.[1].timestamp as number | undefined;
+  const stamp = [...messages].reverse().find(([, data]) => typeof data?.timestamp === "number")?.[1].timestamp as
+    | number
+    | undefined;
   return stamp !== undefined && Math.abs(stamp - now) < 86_400_000 ? stamp : now;
 }
 
@@ -729,11 +848,18 @@ function producedAt(messages: [string, Record<string, unknown>][]): number {
 function isOutage(error: unknown): boolean {
   if (!(error instanceof ComfyError)) return false;
   const status = typeof error.details.status === "number" ? error.details.status : 0;
-  return ["unreachable", "timeout", "access_misconfigured", "unauthorized"].includes(error.kind) || (error.kind === "http" && status >= 500);
+  return (
+    ["unreachable", "timeout", "access_misconfigured", "unauthorized"].includes(error.kind) ||
+    (error.kind === "http" && status >= 500)
+  );
 }
 
 function gone(backend: string): JobError {
-  return { kind: "unknown_backend", backend, message: `This job ran on backend '${backend}', which is no longer configured. Restore it in COMFYUI_BACKENDS, or submit the job again.` };
+  return {
+    kind: "unknown_backend",
+    backend,
+    message: `This job ran on backend '${backend}', which is no longer configured. Restore it in COMFYUI_BACKENDS, or submit the job again.`,
+  };
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {

@@ -20,7 +20,12 @@ const MAX_SOURCE_BYTES = 60 * 1024 * 1024;
 const DEFAULT_MAX_DIM = 512;
 const DEFAULT_MAX_B64 = 100_000;
 
-const assetIdArg = z.string().trim().min(1, "asset_id is empty").max(200).describe("An asset_id from a generation result or list_assets.");
+const assetIdArg = z
+  .string()
+  .trim()
+  .min(1, "asset_id is empty")
+  .max(200)
+  .describe("An asset_id from a generation result or list_assets.");
 
 export function registerAssetTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
@@ -31,11 +36,24 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
         "Your generated files, newest first: the studio's memory across sessions. Filter by workflow, media type or session " +
         "(session_id='current' = the session this client identifies with X-Session-Tag). Page with next_cursor.",
       inputSchema: z.object({
-        limit: z.number().int().min(1, "limit must be at least 1").max(100, "limit is at most 100; page with cursor").optional().describe("How many (1-100). Default 10."),
+        limit: z
+          .number()
+          .int()
+          .min(1, "limit must be at least 1")
+          .max(100, "limit is at most 100; page with cursor")
+          .optional()
+          .describe("How many (1-100). Default 10."),
         cursor: z.string().max(500).optional().describe("next_cursor from the previous page."),
         workflow_id: z.string().max(200).optional().describe("Only assets of this workflow (e.g. generate_image)."),
-        media_type: z.enum(["image", "video", "audio", "latent", "other"]).optional().describe("Only this kind of file."),
-        session_id: z.string().max(128).optional().describe("Only assets made in this session tag; 'current' = this client's session."),
+        media_type: z
+          .enum(["image", "video", "audio", "latent", "other"])
+          .optional()
+          .describe("Only this kind of file."),
+        session_id: z
+          .string()
+          .max(128)
+          .optional()
+          .describe("Only assets made in this session tag; 'current' = this client's session."),
       }),
       outputSchema: z.object({
         assets: z.array(z.looseObject({ asset_id: z.string(), resource_uri: z.string(), download_url: z.string() })),
@@ -51,14 +69,27 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
       runTool(async () => {
         let session = session_id;
         if (session === "current") {
-          if (!tools.session) throw new ToolFailure("This client sends no session tag, so 'current' means nothing here. Send an X-Session-Tag header (see README, 'Sessions'), or pass a tag explicitly.");
+          if (!tools.session)
+            throw new ToolFailure(
+              "This client sends no session tag, so 'current' means nothing here. Send an X-Session-Tag header (see README, 'Sessions'), or pass a tag explicitly.",
+            );
           session = tools.session;
         }
-        const page = await tools.studio.listAssets({ limit: limit ?? 10, cursor, workflow_id, kind: media_type, session });
+        const page = await tools.studio.listAssets({
+          limit: limit ?? 10,
+          cursor,
+          workflow_id,
+          kind: media_type,
+          session,
+        });
         if (!page) throw new ToolFailure("That cursor is not one this studio issued. Start again without cursor.");
         const links = await downloadLinks(tools, page.assets);
         return {
-          assets: page.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset), download_url: links[asset.asset_id]! })),
+          assets: page.assets.map((asset) => ({
+            ...asset,
+            resource_uri: assetUri(asset),
+            download_url: links[asset.asset_id]!,
+          })),
           count: page.assets.length,
           next_cursor: page.next_cursor,
           workflow_id_filter: workflow_id ?? null,
@@ -72,9 +103,14 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     "get_asset_metadata",
     {
       title: "Show an asset's provenance",
-      description: "Everything about how an asset was made: file, size, duration, workflow and tool, the typed parameters and seed, the exact graph sent to ComfyUI and ComfyUI's history entry, plus a signed download URL.",
+      description:
+        "Everything about how an asset was made: file, size, duration, workflow and tool, the typed parameters and seed, the exact graph sent to ComfyUI and ComfyUI's history entry, plus a signed download URL.",
       inputSchema: z.object({ asset_id: assetIdArg }),
-      outputSchema: z.looseObject({ asset_id: z.string(), download_url: z.string(), params: z.record(z.string(), z.unknown()) }),
+      outputSchema: z.looseObject({
+        asset_id: z.string(),
+        download_url: z.string(),
+        params: z.record(z.string(), z.unknown()),
+      }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ asset_id }) =>
@@ -107,9 +143,24 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
         "max_b64_chars (default 100000), plus a link to the full file. mode='metadata' returns only its metadata. Animated images show their first frame.",
       inputSchema: z.object({
         asset_id: assetIdArg,
-        mode: z.enum(["thumb", "metadata"]).optional().describe("'thumb' (default): the picture; 'metadata': facts only."),
-        max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side of the thumbnail in pixels (16-2048). Default 512."),
-        max_b64_chars: z.number().int().min(1_000).max(1_000_000).optional().describe("Budget for the base64 image data (1000-1000000). Default 100000."),
+        mode: z
+          .enum(["thumb", "metadata"])
+          .optional()
+          .describe("'thumb' (default): the picture; 'metadata': facts only."),
+        max_dim: z
+          .number()
+          .int()
+          .min(16)
+          .max(2048)
+          .optional()
+          .describe("Longest side of the thumbnail in pixels (16-2048). Default 512."),
+        max_b64_chars: z
+          .number()
+          .int()
+          .min(1_000)
+          .max(1_000_000)
+          .optional()
+          .describe("Budget for the base64 image data (1000-1000000). Default 100000."),
       }),
       outputSchema: z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -119,28 +170,53 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
         const asset: AssetView | undefined = await tools.studio.getAsset(asset_id);
         if (!asset) return notFound(asset_id);
         const url = (await downloadLinks(tools, [asset]))[asset.asset_id]!;
-        const link = { type: "resource_link" as const, uri: assetUri(asset), name: asset.filename, mimeType: asset.mime_type };
+        const link = {
+          type: "resource_link" as const,
+          uri: assetUri(asset),
+          name: asset.filename,
+          mimeType: asset.mime_type,
+        };
         const facts = { ...asset, resource_uri: assetUri(asset), download_url: url };
         if (mode === "metadata") return success(facts, [link]);
         if (asset.kind !== "image") {
-          return failure(`Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}), not an image, so it cannot be shown inline. Full file: ${url}`, { download_url: url, resource_uri: assetUri(asset) });
+          return failure(
+            `Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}), not an image, so it cannot be shown inline. Full file: ${url}`,
+            { download_url: url, resource_uri: assetUri(asset) },
+          );
         }
         const response = await tools.backends.viewAsset(asset, { signal: ctx.mcpReq.signal, timeoutMs: 30_000 });
         const declared = Number(response.headers.get("Content-Length") ?? "0");
         if (declared > MAX_SOURCE_BYTES) {
           await response.body?.cancel();
-          return failure(`The image is too large to thumbnail here (${declared} bytes). Full file: ${url}`, { download_url: url });
+          return failure(`The image is too large to thumbnail here (${declared} bytes). Full file: ${url}`, {
+            download_url: url,
+          });
         }
         const bytes = new Uint8Array(await response.arrayBuffer());
         try {
-          const thumb = makeThumbnail(bytes, { maxDim: max_dim ?? DEFAULT_MAX_DIM, maxB64Chars: max_b64_chars ?? DEFAULT_MAX_B64 });
+          const thumb = makeThumbnail(bytes, {
+            maxDim: max_dim ?? DEFAULT_MAX_DIM,
+            maxB64Chars: max_b64_chars ?? DEFAULT_MAX_B64,
+          });
           const summary = {
             ...facts,
-            thumbnail: { mime_type: thumb.mimeType, width: thumb.width, height: thumb.height, bytes: thumb.bytes, base64_chars: thumb.base64.length, quality: thumb.quality },
+            thumbnail: {
+              mime_type: thumb.mimeType,
+              width: thumb.width,
+              height: thumb.height,
+              bytes: thumb.bytes,
+              base64_chars: thumb.base64.length,
+              quality: thumb.quality,
+            },
           };
           return success(summary, [{ type: "image", data: thumb.base64, mimeType: thumb.mimeType }, link]);
         } catch (error) {
-          if (error instanceof ThumbnailError) return failure(`${error.message} Full file: ${url}`, { download_url: url, resource_uri: assetUri(asset), reason: error.reason });
+          if (error instanceof ThumbnailError)
+            return failure(`${error.message} Full file: ${url}`, {
+              download_url: url,
+              resource_uri: assetUri(asset),
+              reason: error.reason,
+            });
           throw error;
         }
       }),
@@ -154,33 +230,58 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
       list: async () => {
         const page = await tools.studio.listAssets({ limit: LISTED_ASSETS });
         return {
-          resources: (page?.assets ?? []).map((asset) => ({ uri: assetUri(asset), name: asset.filename, mimeType: asset.mime_type, description: describe(asset) })),
+          resources: (page?.assets ?? []).map((asset) => ({
+            uri: assetUri(asset),
+            name: asset.filename,
+            mimeType: asset.mime_type,
+            description: describe(asset),
+          })),
         };
       },
     }),
     {
       title: "Generated asset",
-      description: "A file your ComfyUI produced through this gateway: images inline (up to about 700 KB), other files as metadata with a download URL.",
+      description:
+        "A file your ComfyUI produced through this gateway: images inline (up to about 700 KB), other files as metadata with a download URL.",
     },
     async (uri, variables, ctx) => {
       const id = String(variables.asset_id ?? "");
       const asset: AssetView | undefined = await tools.studio.getAsset(id);
-      if (!asset) throw new ResourceNotFoundError(uri.href, `No asset '${id}' in your studio. Use an asset_id from a generation result.`);
+      if (!asset)
+        throw new ResourceNotFoundError(
+          uri.href,
+          `No asset '${id}' in your studio. Use an asset_id from a generation result.`,
+        );
       const inline = asset.kind === "image" && asset.bytes_size !== null && asset.bytes_size <= MAX_INLINE_BYTES;
       if (inline) {
         const response = await tools.backends.viewAsset(asset, { signal: ctx.mcpReq.signal });
         const bytes = new Uint8Array(await response.arrayBuffer());
-        return { contents: [{ uri: uri.href, mimeType: asset.mime_type, blob: Buffer.from(bytes).toString("base64") }] };
+        return {
+          contents: [{ uri: uri.href, mimeType: asset.mime_type, blob: Buffer.from(bytes).toString("base64") }],
+        };
       }
       const url = (await downloadLinks(tools, [asset]))[asset.asset_id]!;
-      const note = asset.kind === "image" ? "Too large to inline; use download_url." : `${asset.kind} assets are not inlined; use download_url.`;
-      return { contents: [{ uri: uri.href, mimeType: "application/json", text: JSON.stringify({ ...asset, download_url: url, note }, null, 2) }] };
+      const note =
+        asset.kind === "image"
+          ? "Too large to inline; use download_url."
+          : `${asset.kind} assets are not inlined; use download_url.`;
+      return {
+        contents: [
+          {
+            uri: uri.href,
+            mimeType: "application/json",
+            text: JSON.stringify({ ...asset, download_url: url, note }, null, 2),
+          },
+        ],
+      };
     },
   );
 }
 
 function notFound(id: string) {
-  return failure(`No asset '${id}' in your studio. It may have expired (assets are kept ASSET_TTL_HOURS) or belong to someone else; list_assets shows what you have.`);
+  return failure(
+    `No asset '${id}' in your studio. It may have expired (assets are kept ASSET_TTL_HOURS) or belong to someone else; list_assets shows what you have.`,
+  );
 }
 
 function describe(asset: AssetView): string {

@@ -17,15 +17,27 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
         backends: z.array(
           z.object({
             name: z.string(),
-            state: z.enum(["up", "down", "unknown"]).describe("up: answering; down: not answering (see last_error); unknown: not checked yet."),
+            state: z
+              .enum(["up", "down", "unknown"])
+              .describe("up: answering; down: not answering (see last_error); unknown: not checked yet."),
             weight: z.number(),
             tags: z.array(z.string()),
-            queue_remaining: z.number().int().nullable().describe("Prompts queued or running there (all users); null when down."),
+            queue_remaining: z
+              .number()
+              .int()
+              .nullable()
+              .describe("Prompts queued or running there (all users); null when down."),
             last_error: z.string().nullable(),
             down_since: z.string().nullable(),
             last_checked_at: z.string().nullable(),
-            node_count: z.number().int().nullable().describe("Node classes it offers (from /object_info); null until read."),
-            models: z.record(z.string(), z.array(z.string())).describe("Model files by folder (checkpoints, diffusion_models, loras, vae, text_encoders)."),
+            node_count: z
+              .number()
+              .int()
+              .nullable()
+              .describe("Node classes it offers (from /object_info); null until read."),
+            models: z
+              .record(z.string(), z.array(z.string()))
+              .describe("Model files by folder (checkpoints, diffusion_models, loras, vae, text_encoders)."),
           }),
         ),
         message: z.string(),

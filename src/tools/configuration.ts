@@ -25,7 +25,10 @@ export function effectiveDefaults(env: Env, layers: DefaultsLayers, namespace: N
   const resolved = resolveDefaults(env, namespace);
   const values: Record<string, Scalar> = { ...resolved.values };
   const sources: Record<string, DefaultSource> = { ...resolved.sources };
-  for (const [layer, source] of [[layers.persisted, "persisted"], [layers.runtime, "runtime"]] as const) {
+  for (const [layer, source] of [
+    [layers.persisted, "persisted"],
+    [layers.runtime, "runtime"],
+  ] as const) {
     for (const [key, value] of Object.entries(layer[namespace] ?? {})) {
       values[key] = value;
       sources[key] = source;
@@ -44,7 +47,8 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     "get_defaults",
     {
       title: "Show generation defaults",
-      description: "The effective defaults for image, audio and video generation (used when an argument is omitted), with the source of each value: runtime, persisted, env or built-in. A workflow's own default applies below env.",
+      description:
+        "The effective defaults for image, audio and video generation (used when an argument is omitted), with the source of each value: runtime, persisted, env or built-in. A workflow's own default applies below env.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         image: namespaceValues,
@@ -74,14 +78,17 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     {
       title: "Set generation defaults",
       description:
-        "Change the defaults generation tools use when an argument is omitted, per namespace, e.g. image={\"steps\": 30, \"model\": \"x.safetensors\"}. " +
+        'Change the defaults generation tools use when an argument is omitted, per namespace, e.g. image={"steps": 30, "model": "x.safetensors"}. ' +
         "persist=true keeps them in your studio until changed; otherwise they last until the studio restarts. A null value removes a default. " +
         "Keys and values are checked (types, ranges, installed models); a namespace with an error is not changed.",
       inputSchema: z.object({
         image: namespaceUpdate.describe("Image defaults to set, by key."),
         audio: namespaceUpdate.describe("Audio defaults to set, by key."),
         video: namespaceUpdate.describe("Video defaults to set, by key."),
-        persist: z.boolean().optional().describe("Keep them in your studio (true) or only until it restarts (false, default)."),
+        persist: z
+          .boolean()
+          .optional()
+          .describe("Keep them in your studio (true) or only until it restarts (false, default)."),
       }),
       outputSchema: z.object({
         success: z.boolean(),
@@ -109,14 +116,22 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
         }
         const result = { success: errors.length === 0, updated, errors, persisted: args.persist ?? false };
         if (errors.length === 0) return result;
-        const applied = Object.keys(updated).length ? ` Applied: ${Object.keys(updated).join(", ")}.` : " Nothing was changed.";
+        const applied = Object.keys(updated).length
+          ? ` Applied: ${Object.keys(updated).join(", ")}.`
+          : " Nothing was changed.";
         return failure(`Some defaults were refused: ${errors.join(" ")}${applied}`, result);
       }),
   );
 }
 
 /** Every key must be one the namespace's workflows (or built-ins) know, with a value they accept. */
-async function checkDefaults(tools: ToolContext, catalogue: WorkflowCatalogue, namespace: Namespace, values: Record<string, Scalar | null>, signal: AbortSignal): Promise<string[]> {
+async function checkDefaults(
+  tools: ToolContext,
+  catalogue: WorkflowCatalogue,
+  namespace: Namespace,
+  values: Record<string, Scalar | null>,
+  signal: AbortSignal,
+): Promise<string[]> {
   const builtIn = BUILT_IN_DEFAULTS[namespace];
   const specs = new Map<string, Array<{ param: ParamSpec; classes: string[] }>>();
   for (const workflow of catalogue.workflows.filter((w) => w.namespace === namespace)) {
@@ -135,8 +150,17 @@ async function checkDefaults(tools: ToolContext, catalogue: WorkflowCatalogue, n
     }
     if (value === null) continue;
     const uses = specs.get(key) ?? [];
-    const reference = uses[0]?.param ?? { type: typeof builtIn[key] === "number" ? ("float" as const) : typeof builtIn[key] === "boolean" ? ("bool" as const) : ("str" as const) };
-    const problem = checkValue({ ...reference, enum: undefined } as ParamSpec, value) ?? (uses.length ? checkValue(uses[0]!.param, value) : undefined);
+    const reference = uses[0]?.param ?? {
+      type:
+        typeof builtIn[key] === "number"
+          ? ("float" as const)
+          : typeof builtIn[key] === "boolean"
+            ? ("bool" as const)
+            : ("str" as const),
+    };
+    const problem =
+      checkValue({ ...reference, enum: undefined } as ParamSpec, value) ??
+      (uses.length ? checkValue(uses[0]!.param, value) : undefined);
     if (problem) {
       problems.push(`'${key}' ${problem}.`);
       continue;

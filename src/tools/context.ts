@@ -24,5 +24,8 @@ export interface ToolContext {
 /** Tools that need a scope the caller was not granted refuse with how to get it. */
 export function requireScope(tools: ToolContext, scope: "generate" | "publish" | "admin"): void {
   if (tools.scopes.has(scope)) return;
-  throw new ToolFailure(`This connection was not granted the '${scope}' scope. Reconnect the app and allow '${scope}' on the consent page.`, { missing_scope: scope });
+  throw new ToolFailure(
+    `This connection was not granted the '${scope}' scope. Reconnect the app and allow '${scope}' on the consent page.`,
+    { missing_scope: scope },
+  );
 }

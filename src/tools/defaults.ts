@@ -20,8 +20,28 @@ export const BUILT_IN_DEFAULTS: Record<Namespace, Record<string, DefaultValue>> 
     model: "v1-5-pruned-emaonly.ckpt",
     negative_prompt: "text, watermark",
   },
-  audio: { steps: 50, cfg: 5.0, sampler_name: "euler", scheduler: "simple", denoise: 1.0, model: "ace_step_v1_3.5b.safetensors", seconds: 60, lyrics_strength: 0.99 },
-  video: { width: 1280, height: 720, steps: 20, cfg: 8.0, sampler_name: "euler", scheduler: "normal", denoise: 1.0, negative_prompt: "text, watermark", duration: 5, fps: 16 },
+  audio: {
+    steps: 50,
+    cfg: 5.0,
+    sampler_name: "euler",
+    scheduler: "simple",
+    denoise: 1.0,
+    model: "ace_step_v1_3.5b.safetensors",
+    seconds: 60,
+    lyrics_strength: 0.99,
+  },
+  video: {
+    width: 1280,
+    height: 720,
+    steps: 20,
+    cfg: 8.0,
+    sampler_name: "euler",
+    scheduler: "normal",
+    denoise: 1.0,
+    negative_prompt: "text, watermark",
+    duration: 5,
+    fps: 16,
+  },
 };
 
 export interface ResolvedDefault {
@@ -43,7 +63,8 @@ export function resolveDefaults(env: Env, namespace: Namespace): ResolvedDefault
     const variable = `COMFY_MCP_DEFAULT_${namespace.toUpperCase()}_${key.toUpperCase()}` as const;
     const raw = (env as unknown as Record<string, unknown>)[variable];
     const parsed = typeof raw === "string" && raw.trim() !== "" ? parseLike(key, builtIn, raw.trim()) : undefined;
-    if (typeof raw === "string" && raw.trim() !== "" && parsed === undefined) invalid.push(`${variable}=${JSON.stringify(raw)} is not a valid ${typeof builtIn}`);
+    if (typeof raw === "string" && raw.trim() !== "" && parsed === undefined)
+      invalid.push(`${variable}=${JSON.stringify(raw)} is not a valid ${typeof builtIn}`);
     values[key] = parsed ?? builtIn;
     sources[key] = parsed === undefined ? "built-in" : "env";
   }
@@ -55,7 +76,8 @@ const INTEGER_KEYS = new Set(["width", "height", "steps", "seconds", "duration",
 
 function parseLike(key: string, template: DefaultValue, raw: string): DefaultValue | undefined {
   if (typeof template === "string") return raw;
-  if (typeof template === "boolean") return /^(true|1|yes)$/i.test(raw) ? true : /^(false|0|no)$/i.test(raw) ? false : undefined;
+  if (typeof template === "boolean")
+    return /^(true|1|yes)$/i.test(raw) ? true : /^(false|0|no)$/i.test(raw) ? false : undefined;
   const number = Number(raw);
   if (!Number.isFinite(number)) return undefined;
   return INTEGER_KEYS.has(key) && !Number.isInteger(number) ? undefined : number;

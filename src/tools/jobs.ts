@@ -15,7 +15,9 @@ import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitS
 import { waitForJob } from "./wait";
 
 const notFound = (id: string) =>
-  failure(`No job '${id}' in your studio. Pass the job_id (= prompt_id) returned by a generation tool; jobs submitted to ComfyUI by other means are not visible here.`);
+  failure(
+    `No job '${id}' in your studio. Pass the job_id (= prompt_id) returned by a generation tool; jobs submitted to ComfyUI by other means are not visible here.`,
+  );
 
 export function registerJobTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
@@ -44,7 +46,8 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     "cancel_job",
     {
       title: "Cancel a job",
-      description: "Cancel a generation job: a queued job is removed from ComfyUI's queue, a running one is interrupted (ComfyUI stops at its next check). Returns the job's final state.",
+      description:
+        "Cancel a generation job: a queued job is removed from ComfyUI's queue, a running one is interrupted (ComfyUI stops at its next check). Returns the job's final state.",
       inputSchema: z.object({ prompt_id: promptIdArg }),
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
@@ -95,7 +98,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     },
     (_args, ctx) =>
       runTool(async () => {
-        const clients = tools.backends.all();
+        const _clients = tools.backends.all();
         const answers = await askAll(tools.backends.all(), (comfy) => comfy.queue({ signal: ctx.mcpReq.signal }));
         const queues = answers.map((answer) => (answer.ok ? answer.value : { queue_running: [], queue_pending: [] }));
         const ids = queues.flatMap((queue) => [...queue.queue_running, ...queue.queue_pending].map((item) => item[1]));
@@ -107,7 +110,13 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
           const backend = answer.backend;
           // queue_pending is the raw heap array, not sorted (comfyui-api.md §5).
           const pending = [...queue.queue_pending].sort((a, b) => a[0] - b[0]);
-          const entry = (item: QueueItem, position: number): QueueEntry => ({ position: position + 1, number: item[0], mine: owned.has(item[1]), prompt_id: owned.has(item[1]) ? item[1] : null, backend });
+          const entry = (item: QueueItem, position: number): QueueEntry => ({
+            position: position + 1,
+            number: item[0],
+            mine: owned.has(item[1]),
+            prompt_id: owned.has(item[1]) ? item[1] : null,
+            backend,
+          });
           running.push(...queue.queue_running.map(entry));
           waiting.push(...pending.map(entry));
           return {
@@ -119,13 +128,25 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
           };
         });
         const down = backends.filter((b) => b.state === "down").map((b) => b.name);
-        const mine = waiting.filter((e) => e.mine).map((e) => `${e.position}${tools.backends.multiple ? ` on ${e.backend}` : ""}`);
+        const mine = waiting
+          .filter((e) => e.mine)
+          .map((e) => `${e.position}${tools.backends.multiple ? ` on ${e.backend}` : ""}`);
         const message =
           (running.length === 0 && waiting.length === 0
-            ? tools.backends.multiple ? "Every reachable backend is idle." : "ComfyUI is idle."
+            ? tools.backends.multiple
+              ? "Every reachable backend is idle."
+              : "ComfyUI is idle."
             : `${running.length} running, ${waiting.length} pending${mine.length ? ` (yours at position ${mine.join(", ")})` : ""}.`) +
           (down.length ? ` Unreachable: ${down.join(", ")}.` : "");
-        return { status: "success" as const, running_count: running.length, pending_count: waiting.length, queue_running: running, queue_pending: waiting, backends, message };
+        return {
+          status: "success" as const,
+          running_count: running.length,
+          pending_count: waiting.length,
+          queue_running: running,
+          queue_pending: waiting,
+          backends,
+          message,
+        };
       }),
   );
 }

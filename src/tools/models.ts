@@ -7,7 +7,17 @@ import { effectiveDefaults } from "./configuration";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";
 
-export const MODEL_FOLDERS = ["checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "clip_vision", "controlnet", "upscale_models", "embeddings"] as const;
+export const MODEL_FOLDERS = [
+  "checkpoints",
+  "diffusion_models",
+  "loras",
+  "vae",
+  "text_encoders",
+  "clip_vision",
+  "controlnet",
+  "upscale_models",
+  "embeddings",
+] as const;
 
 export async function listCheckpoints(comfy: ComfyClient, signal?: AbortSignal): Promise<string[]> {
   const fromModels = await comfy.models("checkpoints", { signal });
@@ -22,7 +32,9 @@ export async function listCheckpoints(comfy: ComfyClient, signal?: AbortSignal):
 
 /** The checkpoint generate_image uses when none is given: the effective default if installed, else the first installed. */
 async function defaultCheckpoint(tools: ToolContext, installed: string[]): Promise<string | null> {
-  const preferred = String(effectiveDefaults(tools.env, await tools.studio.defaultsLayers(), "image").values.model ?? "");
+  const preferred = String(
+    effectiveDefaults(tools.env, await tools.studio.defaultsLayers(), "image").values.model ?? "",
+  );
   return installed.includes(preferred) ? preferred : (installed[0] ?? null);
 }
 
@@ -36,7 +48,13 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
         "With several backends: every model any reachable backend has, and by_backend says which has which (a job goes to one that has its model).",
       inputSchema: z.object({
         kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
-        backend: z.string().trim().min(1).max(32).optional().describe("Only this backend's models (a name from list_backends)."),
+        backend: z
+          .string()
+          .trim()
+          .min(1)
+          .max(32)
+          .optional()
+          .describe("Only this backend's models (a name from list_backends)."),
       }),
       outputSchema: z.object({
         kind: z.string(),
@@ -53,7 +71,10 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
         const folder = kind ?? "checkpoints";
         const signal = ctx.mcpReq.signal;
         const clients = backend === undefined ? tools.backends.all() : [tools.backends.client(backend)];
-        const list = (comfy: ComfyClient) => (folder === "checkpoints" ? listCheckpoints(comfy, signal) : comfy.models(folder, { signal }).then((m) => m ?? []));
+        const list = (comfy: ComfyClient) =>
+          folder === "checkpoints"
+            ? listCheckpoints(comfy, signal)
+            : comfy.models(folder, { signal }).then((m) => m ?? []);
         const answers = await askAll(clients, list);
         const byBackend = Object.fromEntries(answers.flatMap((a) => (a.ok ? [[a.backend, a.value]] : [])));
         const unreachable = Object.fromEntries(answers.flatMap((a) => (a.ok ? [] : [[a.backend, a.error]])));

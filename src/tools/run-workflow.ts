@@ -45,32 +45,57 @@ const MEDIA_TYPES = new Set(["image", "audio", "video"]);
 /** Values the gateway may replace with an installed model, so a backend lacking them only ranks lower. */
 const SWAPPABLE_SOURCES = new Set<ValueSource>(["workflow", "built-in", "env"]);
 
-export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: ServerContext): Promise<CallToolResult> {
+export async function runWorkflow(
+  tools: ToolContext,
+  request: RunRequest,
+  ctx: ServerContext,
+): Promise<CallToolResult> {
   requireScope(tools, "generate");
   const { workflow } = request;
   const promptId = crypto.randomUUID();
   const signal = ctx.mcpReq.signal;
   const { values, sources } = await fillParameters(tools, request);
   // With one backend there is nothing to choose: no second render, no coordinator round trip.
-  const routing = tools.backends.multiple ? routeRequest(workflow, values, sources) : { requirements: [], tags: workflow.backendTags };
-  const decision = await chooseBackend(tools, routing, request.backend, await inputsHome(tools, request, values, sources));
+  const routing = tools.backends.multiple
+    ? routeRequest(workflow, values, sources)
+    : { requirements: [], tags: workflow.backendTags };
+  const decision = await chooseBackend(
+    tools,
+    routing,
+    request.backend,
+    await inputsHome(tools, request, values, sources),
+  );
   if (!decision.ok) throw new ToolFailure(decision.message, { kind: decision.kind });
   const comfy = tools.backends.client(decision.backend);
   const notes = await prepareValues(tools, comfy, workflow, values, sources, signal);
   const graph = render(workflow, values);
   // A unique prefix keeps this job's files together in ComfyUI's output/ and easy to prune
   // (unless the workflow lets the caller choose it through a parameter).
-  const boundPrefixes = new Set(workflow.params.flatMap((param) => param.bindings.filter((b) => b.input === "filename_prefix").map((b) => b.node_id)));
+  const boundPrefixes = new Set(
+    workflow.params.flatMap((param) =>
+      param.bindings.filter((b) => b.input === "filename_prefix").map((b) => b.node_id),
+    ),
+  );
   for (const [nodeId, node] of Object.entries(graph)) {
-    if (typeof node.inputs.filename_prefix === "string" && !boundPrefixes.has(nodeId)) node.inputs.filename_prefix = `mcp/${promptId.slice(0, 8)}`;
+    if (typeof node.inputs.filename_prefix === "string" && !boundPrefixes.has(nodeId))
+      node.inputs.filename_prefix = `mcp/${promptId.slice(0, 8)}`;
   }
   const params = Object.fromEntries(workflow.params.map((param) => [param.name, values[param.name] as Scalar]));
   // Uploaded inputs live on this backend only: such a job cannot simply be re-sent elsewhere.
   const hasMedia = workflow.params.some((param) => MEDIA_TYPES.has(param.type));
-  if (request.resubmit && hasMedia) notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
+  if (request.resubmit && hasMedia)
+    notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
   const submitted = await tools.studio.submit({
-    prompt_id: promptId, workflow_id: workflow.id, tool: request.tool, graph, params, session: tools.session,
-    backend: decision.backend, routing, resubmit: Boolean(request.resubmit) && !hasMedia, movable: request.backend === undefined && !hasMedia,
+    prompt_id: promptId,
+    workflow_id: workflow.id,
+    tool: request.tool,
+    graph,
+    params,
+    session: tools.session,
+    backend: decision.backend,
+    routing,
+    resubmit: Boolean(request.resubmit) && !hasMedia,
+    movable: request.backend === undefined && !hasMedia,
   });
   if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
 
@@ -79,10 +104,18 @@ export async function runWorkflow(tools: ToolContext, request: RunRequest, ctx: 
   const current = job ?? submitted.job;
   const message = [describeJob(current), ...notes].join(" ");
   if (current.status === "failed" || current.status === "lost" || current.status === "cancelled") {
-    return failure(message, { job_id: current.job_id, status: current.status, backend: current.backend, error: current.error });
+    return failure(message, {
+      job_id: current.job_id,
+      status: current.status,
+      backend: current.backend,
+      error: current.error,
+    });
   }
   const reason = tools.backends.multiple ? { backend_reason: decision.reason } : {};
-  return success({ ...await jobResult(tools, current, message), param_sources: sources, ...reason, ...request.extra }, assetLinks(current));
+  return success(
+    { ...(await jobResult(tools, current, message)), param_sources: sources, ...reason, ...request.extra },
+    assetLinks(current),
+  );
 }
 
 function render(workflow: WorkflowDefinition, values: Record<string, unknown>): ComfyGraph {
@@ -99,8 +132,13 @@ function render(workflow: WorkflowDefinition, values: Record<string, unknown>): 
  * left out (they are uploaded to whichever backend runs it) and defaults the gateway may swap are
  * soft.
  */
-function routeRequest(workflow: WorkflowDefinition, values: Record<string, unknown>, sources: Record<string, ValueSource>): RouteRequest {
-  const keys = (params: ParamSpec[]) => new Set(params.flatMap((param) => param.bindings.map((b) => `${b.node_id}.${b.input}`)));
+function routeRequest(
+  workflow: WorkflowDefinition,
+  values: Record<string, unknown>,
+  sources: Record<string, ValueSource>,
+): RouteRequest {
+  const keys = (params: ParamSpec[]) =>
+    new Set(params.flatMap((param) => param.bindings.map((b) => `${b.node_id}.${b.input}`)));
   const media = workflow.params.filter((param) => MEDIA_TYPES.has(param.type));
   const placeholders = Object.fromEntries(media.map((param) => [param.name, ""]));
   const graph = render(workflow, { ...values, ...placeholders });
@@ -112,23 +150,45 @@ function routeRequest(workflow: WorkflowDefinition, values: Record<string, unkno
  * One backend needs no coordinator round trip; several are routed by it. Replayed media (regenerate)
  * exist only where the original ran, so such a job stays there.
  */
-async function chooseBackend(tools: ToolContext, routing: RouteRequest, pin: string | undefined, home: { backend?: string; pinned: boolean }): Promise<RouteDecision> {
+async function chooseBackend(
+  tools: ToolContext,
+  routing: RouteRequest,
+  pin: string | undefined,
+  home: { backend?: string; pinned: boolean },
+): Promise<RouteDecision> {
   const { backends } = tools;
   if (!backends.multiple) {
     const only = backends.names[0]!;
-    if (pin !== undefined && pin !== only) return { ok: false, kind: "unknown_backend", message: `There is no backend named '${pin}'. This gateway has one: '${only}'.` };
+    if (pin !== undefined && pin !== only)
+      return {
+        ok: false,
+        kind: "unknown_backend",
+        message: `There is no backend named '${pin}'. This gateway has one: '${only}'.`,
+      };
     return { ok: true, backend: only, reason: "the only backend" };
   }
   if (home.pinned && home.backend && pin === undefined) {
     const decision = await backends.coordinator.route({ ...routing, pin: home.backend });
     if (decision.ok || decision.kind === "unknown_backend") return decision;
-    return { ...decision, message: `${decision.message} (This job replays input media that live on '${home.backend}'; pass the media again to run it elsewhere.)` };
+    return {
+      ...decision,
+      message: `${decision.message} (This job replays input media that live on '${home.backend}'; pass the media again to run it elsewhere.)`,
+    };
   }
-  return backends.coordinator.route({ ...routing, ...(pin !== undefined && { pin }), ...(home.backend && { prefer: home.backend }) });
+  return backends.coordinator.route({
+    ...routing,
+    ...(pin !== undefined && { pin }),
+    ...(home.backend && { prefer: home.backend }),
+  });
 }
 
 /** Where the job's inputs already are: the backend of an input asset, or of the job regenerate replays. */
-async function inputsHome(tools: ToolContext, request: RunRequest, values: Record<string, unknown>, sources: Record<string, ValueSource>): Promise<{ backend?: string; pinned: boolean }> {
+async function inputsHome(
+  tools: ToolContext,
+  request: RunRequest,
+  values: Record<string, unknown>,
+  sources: Record<string, ValueSource>,
+): Promise<{ backend?: string; pinned: boolean }> {
   if (!tools.backends.multiple) return { pinned: false };
   for (const param of request.workflow.params.filter((p) => MEDIA_TYPES.has(p.type))) {
     if (sources[param.name] === "replayed") return { backend: request.preferBackend, pinned: true };
@@ -156,16 +216,22 @@ async function fillParameters(tools: ToolContext, request: RunRequest): Promise<
   for (const param of workflow.params) {
     const given = request.values[param.name];
     if (given !== undefined && given !== null) [values[param.name], sources[param.name]] = [given, "call"];
-    else if (request.replayed?.[param.name] !== undefined) [values[param.name], sources[param.name]] = [request.replayed[param.name], "replayed"];
-    else if (defaults.values[param.name] !== undefined && defaults.sources[param.name] !== "built-in") [values[param.name], sources[param.name]] = [defaults.values[param.name], defaults.sources[param.name]!];
+    else if (request.replayed?.[param.name] !== undefined)
+      [values[param.name], sources[param.name]] = [request.replayed[param.name], "replayed"];
+    else if (defaults.values[param.name] !== undefined && defaults.sources[param.name] !== "built-in")
+      [values[param.name], sources[param.name]] = [defaults.values[param.name], defaults.sources[param.name]!];
     else if (param.default !== undefined) [values[param.name], sources[param.name]] = [param.default, "workflow"];
-    else if (/seed$/.test(param.name) && param.type === "int") [values[param.name], sources[param.name]] = [randomSeed(), "random"];
-    else if (defaults.values[param.name] !== undefined) [values[param.name], sources[param.name]] = [defaults.values[param.name], "built-in"];
+    else if (/seed$/.test(param.name) && param.type === "int")
+      [values[param.name], sources[param.name]] = [randomSeed(), "random"];
+    else if (defaults.values[param.name] !== undefined)
+      [values[param.name], sources[param.name]] = [defaults.values[param.name], "built-in"];
     else missing.push(param);
   }
   if (missing.length > 0) {
     const list = missing.map((param) => `${param.name} (${param.type}: ${param.description})`).join("; ");
-    throw new ToolFailure(`Missing value for parameter(s) of workflow '${workflow.id}': ${list}. Pass them as arguments.`);
+    throw new ToolFailure(
+      `Missing value for parameter(s) of workflow '${workflow.id}': ${list}. Pass them as arguments.`,
+    );
   }
   return { values, sources };
 }
@@ -188,12 +254,20 @@ async function prepareValues(
     // Defaults from the environment or built-ins are checked like the caller's values.
     if (sources[param.name] !== "call" && !["image", "audio", "video"].includes(param.type)) {
       const problem = checkValue(param, value);
-      if (problem) throw new ToolFailure(`The ${sources[param.name]} default of '${param.name}' (${JSON.stringify(value)}) ${problem}. Fix the default or pass '${param.name}'.`);
+      if (problem)
+        throw new ToolFailure(
+          `The ${sources[param.name]} default of '${param.name}' (${JSON.stringify(value)}) ${problem}. Fix the default or pass '${param.name}'.`,
+        );
     }
     if (param.type === "image" || param.type === "audio" || param.type === "video") {
       if (sources[param.name] === "replayed") continue; // already a file ComfyUI has
       const classes = param.bindings.map((binding) => workflow.graph[binding.node_id]?.class_type ?? "");
-      const media = { comfy, source: (asset: AssetView) => tools.backends.client(asset.backend), getAsset: (id: string) => tools.studio.getAsset(id), signal };
+      const media = {
+        comfy,
+        source: (asset: AssetView) => tools.backends.client(asset.backend),
+        getAsset: (id: string) => tools.studio.getAsset(id),
+        signal,
+      };
       values[param.name] = await resolveMedia(media, param, String(value), classes);
       continue;
     }
@@ -227,7 +301,9 @@ async function checkCombos(
     const folder = MODEL_FOLDER_OF[`${classType}.${binding.input}`];
     const value = String(values[param.name]);
     if (folder && options.length === 0) {
-      throw new ToolFailure(`ComfyUI has no ${folder} models installed, so '${param.name}' cannot be '${value}'. Put the model file in ComfyUI's models/${folder} folder, then retry.`);
+      throw new ToolFailure(
+        `ComfyUI has no ${folder} models installed, so '${param.name}' cannot be '${value}'. Put the model file in ComfyUI's models/${folder} folder, then retry.`,
+      );
     }
     if (folder && (source === "workflow" || source === "built-in" || source === "env")) {
       values[param.name] = options[0];
@@ -236,7 +312,11 @@ async function checkCombos(
     const shown = options.slice(0, 25).join(", ") + (options.length > 25 ? `, … (${options.length} in all)` : "");
     const hint = folder ? ` Call list_models with kind='${folder}' to see them all.` : "";
     const what = folder ? `Model '${value}' is not installed in ComfyUI` : `'${value}' is not a valid ${param.name}`;
-    throw new ToolFailure(`${what} (${classType}.${binding.input}). Valid values: ${shown}.${hint}`, { parameter: param.name, value, valid: options.slice(0, 100) });
+    throw new ToolFailure(`${what} (${classType}.${binding.input}). Valid values: ${shown}.${hint}`, {
+      parameter: param.name,
+      value,
+      valid: options.slice(0, 100),
+    });
   }
   return undefined;
 }

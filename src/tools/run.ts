@@ -15,7 +15,9 @@ export async function runTool(body: () => Promise<Record<string, unknown> | Call
     if (error instanceof ToolFailure) return failure(error.message, error.details);
     if (error instanceof ComfyError) return failure(error.message, { kind: error.kind });
     console.error("tool failed unexpectedly:", error instanceof Error ? error.message : String(error));
-    return failure("The gateway hit an unexpected error while running this tool. Retry; if it persists, check the gateway logs.");
+    return failure(
+      "The gateway hit an unexpected error while running this tool. Retry; if it persists, check the gateway logs.",
+    );
   }
 }
 

@@ -17,7 +17,9 @@ export const waitSecondsArg = z
   .min(0)
   .max(55)
   .optional()
-  .describe("How long to wait for the job to finish before returning its handle (seconds, 0-55). Default: the server's COMFY_MCP_WAIT_SECONDS (45).");
+  .describe(
+    "How long to wait for the job to finish before returning its handle (seconds, 0-55). Default: the server's COMFY_MCP_WAIT_SECONDS (45).",
+  );
 
 export const backendArg = z
   .string()
@@ -25,12 +27,16 @@ export const backendArg = z
   .min(1)
   .max(32)
   .optional()
-  .describe("Run on this ComfyUI backend (a name from list_backends) instead of letting the gateway choose the least busy one that has the models.");
+  .describe(
+    "Run on this ComfyUI backend (a name from list_backends) instead of letting the gateway choose the least busy one that has the models.",
+  );
 
 export const resubmitArg = z
   .boolean()
   .optional()
-  .describe("If the backend running the job goes down, move the job to another backend that can run it instead of reporting it lost. Default false. Not possible for jobs with input media.");
+  .describe(
+    "If the backend running the job goes down, move the job to another backend that can run it instead of reporting it lost. Default false. Not possible for jobs with input media.",
+  );
 
 const assetSchema = z.object({
   asset_id: z.string().describe("Opaque id of this output file; pass it to asset tools."),
@@ -70,11 +76,17 @@ export const jobResultSchema = z.object({
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   error: z.looseObject({ kind: z.string(), message: z.string() }).nullable(),
-  dropped_outputs: z.string().nullable().describe("Set when ComfyUI ran only part of the workflow: which outputs it dropped and why."),
+  dropped_outputs: z
+    .string()
+    .nullable()
+    .describe("Set when ComfyUI ran only part of the workflow: which outputs it dropped and why."),
   progress: z.looseObject({ fraction: z.number(), message: z.string() }).nullable(),
   assets: z.array(assetSchema),
   backend: z.string().describe("The ComfyUI backend the job runs on (list_backends)."),
-  attempts: z.number().int().describe("Submissions so far: 2 or more when the job was moved off a backend that went down."),
+  attempts: z
+    .number()
+    .int()
+    .describe("Submissions so far: 2 or more when the job was moved off a backend that went down."),
   backend_reason: z.string().optional().describe("Why the gateway chose this backend."),
   // The first asset's fields at the top level, as the original server returned them.
   asset_id: z.string().optional(),
@@ -90,8 +102,13 @@ export const jobResultSchema = z.object({
   param_sources: z
     .record(z.string(), z.enum(["call", "runtime", "persisted", "env", "workflow", "built-in", "random", "replayed"]))
     .optional()
-    .describe("Where each parameter value came from: your call, an environment default, the workflow's default, a built-in default, a random seed, or replayed by regenerate."),
-  ignored_overrides: z.record(z.string(), z.string()).optional().describe("run_workflow: overrides the workflow has no parameter for, and why."),
+    .describe(
+      "Where each parameter value came from: your call, an environment default, the workflow's default, a built-in default, a random seed, or replayed by regenerate.",
+    ),
+  ignored_overrides: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe("run_workflow: overrides the workflow has no parameter for, and why."),
   regenerated_from: z.string().optional().describe("regenerate: the asset this result replays."),
 });
 
@@ -102,14 +119,32 @@ export function assetUri(asset: Pick<AssetView, "asset_id">): string {
 /** Signed download URLs for assets, keyed by asset id. */
 export async function downloadLinks(tools: ToolContext, assets: AssetView[]): Promise<Record<string, string>> {
   const links = await Promise.all(
-    assets.map(async (asset) => [asset.asset_id, (await signedDownloadUrl(tools.env, tools.config.publicUrl, tools.principal, asset.asset_id, tools.config.downloadTtlSeconds)).url] as const),
+    assets.map(
+      async (asset) =>
+        [
+          asset.asset_id,
+          (
+            await signedDownloadUrl(
+              tools.env,
+              tools.config.publicUrl,
+              tools.principal,
+              asset.asset_id,
+              tools.config.downloadTtlSeconds,
+            )
+          ).url,
+        ] as const,
+    ),
   );
   return Object.fromEntries(links);
 }
 
 export async function jobResult(tools: ToolContext, job: JobView, message: string): Promise<Record<string, unknown>> {
   const links = await downloadLinks(tools, job.assets);
-  const assets = job.assets.map((asset) => ({ ...asset, resource_uri: assetUri(asset), download_url: links[asset.asset_id]! }));
+  const assets = job.assets.map((asset) => ({
+    ...asset,
+    resource_uri: assetUri(asset),
+    download_url: links[asset.asset_id]!,
+  }));
   const first = assets[0];
   return {
     ...job,

@@ -14,7 +14,12 @@ export interface WaitOutcome {
   open: boolean;
 }
 
-export async function waitForJob(tools: ToolContext, ctx: ServerContext, jobId: string, waitMs: number): Promise<WaitOutcome> {
+export async function waitForJob(
+  tools: ToolContext,
+  ctx: ServerContext,
+  jobId: string,
+  waitMs: number,
+): Promise<WaitOutcome> {
   const progress = progressReporter(ctx);
   const deadline = Date.now() + waitMs;
   const signal = ctx.mcpReq.signal;
@@ -83,7 +88,8 @@ function progressReporter(ctx: ServerContext) {
   };
   return {
     report: (progress: JobProgress) => send(Math.min(99, progress.fraction * 100), progress.message),
-    done: (job: JobView) => send(100, job.status === "completed" ? `completed: ${job.assets.length} asset(s)` : job.status),
+    done: (job: JobView) =>
+      send(100, job.status === "completed" ? `completed: ${job.assets.length} asset(s)` : job.status),
   };
 }
 

@@ -46,8 +46,15 @@ export function registerWorkflowTools(server: McpServer, tools: ToolContext, cat
       (args: Record<string, unknown>, ctx) =>
         runTool(() => {
           const { wait_seconds, backend, resubmit_if_backend_lost, ...values } = args;
-          const placement = { backend: backend as string | undefined, resubmit: resubmit_if_backend_lost as boolean | undefined };
-          return runWorkflow(tools, { workflow, tool: workflow.tool, values, waitSeconds: wait_seconds as number | undefined, ...placement }, ctx);
+          const placement = {
+            backend: backend as string | undefined,
+            resubmit: resubmit_if_backend_lost as boolean | undefined,
+          };
+          return runWorkflow(
+            tools,
+            { workflow, tool: workflow.tool, values, waitSeconds: wait_seconds as number | undefined, ...placement },
+            ctx,
+          );
         }),
     );
   }
@@ -58,7 +65,8 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     "list_workflows",
     {
       title: "List workflows",
-      description: "The workflows this gateway can run (bundled files and any in the R2 bucket under workflows/), each with its tool name, what it outputs and its parameters (type, required, default, constraints). Also lists files that were rejected and why.",
+      description:
+        "The workflows this gateway can run (bundled files and any in the R2 bucket under workflows/), each with its tool name, what it outputs and its parameters (type, required, default, constraints). Also lists files that were rejected and why.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         workflows: z.array(
@@ -70,7 +78,9 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
             output: z.string().describe("image, audio, video, mixed or unknown"),
             namespace: z.string(),
             source: z.enum(["bundled", "r2"]),
-            inputs: z.array(z.looseObject({ name: z.string(), type: z.string(), required: z.boolean(), description: z.string() })),
+            inputs: z.array(
+              z.looseObject({ name: z.string(), type: z.string(), required: z.boolean(), description: z.string() }),
+            ),
           }),
         ),
         count: z.number().int(),
@@ -103,9 +113,19 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         "Run any workflow from list_workflows with parameter overrides (by parameter name, typed and checked like the workflow's own tool). " +
         "Missing required parameters are an error; overrides the workflow has no parameter for are reported back, not silently dropped.",
       inputSchema: z.object({
-        workflow_id: z.string().min(1).max(200).describe("Workflow id (file stem) or its tool name, from list_workflows."),
-        overrides: z.record(z.string(), z.unknown()).optional().describe("Parameter values by name, e.g. {\"prompt\": \"a fox\", \"steps\": 30}."),
-        options: z.record(z.string(), z.unknown()).optional().describe("Reserved; accepted for compatibility with the original server and ignored (reported back)."),
+        workflow_id: z
+          .string()
+          .min(1)
+          .max(200)
+          .describe("Workflow id (file stem) or its tool name, from list_workflows."),
+        overrides: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .describe('Parameter values by name, e.g. {"prompt": "a fox", "steps": 30}.'),
+        options: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .describe("Reserved; accepted for compatibility with the original server and ignored (reported back)."),
         wait_seconds: waitSecondsArg,
         backend: backendArg,
         resubmit_if_backend_lost: resubmitArg,
@@ -119,7 +139,19 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         const { values, ignored } = checkOverrides(workflow, overrides ?? {});
         if (options && Object.keys(options).length > 0) ignored.options = "run_workflow has no options yet; ignored";
         const extra = Object.keys(ignored).length ? { ignored_overrides: ignored } : {};
-        return runWorkflow(tools, { workflow, tool: "run_workflow", values, waitSeconds: wait_seconds, extra, backend, resubmit: resubmit_if_backend_lost }, ctx);
+        return runWorkflow(
+          tools,
+          {
+            workflow,
+            tool: "run_workflow",
+            values,
+            waitSeconds: wait_seconds,
+            extra,
+            backend,
+            resubmit: resubmit_if_backend_lost,
+          },
+          ctx,
+        );
       }),
   );
 
@@ -132,10 +164,21 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         "so a prompt override never touches the negative prompt). seed: omitted = a new random seed, -1 = keep the original, a number = use it.",
       inputSchema: z.object({
         asset_id: z.string().min(1).max(200).describe("An asset_id from a previous result."),
-        seed: z.number().int().min(-1).max(Number.MAX_SAFE_INTEGER).optional().describe("Omit for a new random seed, -1 to keep the original seed, or a seed to use."),
-        param_overrides: z.record(z.string(), z.unknown()).optional().describe("Parameters to change by name, e.g. {\"steps\": 30, \"prompt\": \"…\"}; typed and checked."),
+        seed: z
+          .number()
+          .int()
+          .min(-1)
+          .max(Number.MAX_SAFE_INTEGER)
+          .optional()
+          .describe("Omit for a new random seed, -1 to keep the original seed, or a seed to use."),
+        param_overrides: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .describe('Parameters to change by name, e.g. {"steps": 30, "prompt": "…"}; typed and checked.'),
         wait_seconds: waitSecondsArg,
-        backend: backendArg.describe("Run on this backend (a name from list_backends). Default: where the asset was made if it is up and has the models, else the least busy one that can."),
+        backend: backendArg.describe(
+          "Run on this backend (a name from list_backends). Default: where the asset was made if it is up and has the models, else the least busy one that can.",
+        ),
         resubmit_if_backend_lost: resubmitArg,
       }),
       outputSchema: jobResultSchema,
@@ -161,25 +204,39 @@ function describeInput(param: ParamSpec) {
 
 function findWorkflow(catalogue: WorkflowCatalogue, id: string): RegisteredWorkflow {
   const wanted = id.trim().replace(/\.json$/, "");
-  const workflow = catalogue.workflows.find((w) => w.id === wanted) ?? catalogue.workflows.find((w) => w.tool === wanted);
+  const workflow =
+    catalogue.workflows.find((w) => w.id === wanted) ?? catalogue.workflows.find((w) => w.tool === wanted);
   if (workflow) return workflow;
   const rejected = catalogue.rejected.find((r) => r.file.endsWith(`/${wanted}.json`));
   if (rejected) throw new ToolFailure(`Workflow '${wanted}' exists but was rejected: ${rejected.problem}.`);
-  throw new ToolFailure(`Workflow '${wanted}' not found. Available: ${catalogue.workflows.map((w) => w.id).join(", ") || "none"}. Call list_workflows for details.`);
+  throw new ToolFailure(
+    `Workflow '${wanted}' not found. Available: ${catalogue.workflows.map((w) => w.id).join(", ") || "none"}. Call list_workflows for details.`,
+  );
 }
 
 /** Typed like the workflow's own tool; names it has no parameter for are reported, not sent. */
-function checkOverrides(workflow: RegisteredWorkflow, overrides: Record<string, unknown>): { values: Record<string, unknown>; ignored: Record<string, string> } {
+function checkOverrides(
+  workflow: RegisteredWorkflow,
+  overrides: Record<string, unknown>,
+): { values: Record<string, unknown>; ignored: Record<string, string> } {
   const ignored: Record<string, string> = {};
   const known: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(overrides)) {
     if (workflow.params.some((param) => param.name === name)) known[name] = value;
-    else ignored[name] = `workflow '${workflow.id}' has no parameter '${name}' (it has: ${workflow.params.map((p) => p.name).join(", ") || "none"})`;
+    else
+      ignored[name] =
+        `workflow '${workflow.id}' has no parameter '${name}' (it has: ${workflow.params.map((p) => p.name).join(", ") || "none"})`;
   }
-  const shape = Object.fromEntries(workflow.params.filter((param) => param.name in known).map((param) => [param.name, paramField({ ...param, required: false })]));
+  const shape = Object.fromEntries(
+    workflow.params
+      .filter((param) => param.name in known)
+      .map((param) => [param.name, paramField({ ...param, required: false })]),
+  );
   const parsed = z.object(shape).safeParse(known);
   if (!parsed.success) {
-    throw new ToolFailure(`Invalid override(s) for workflow '${workflow.id}': ${parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")}.`);
+    throw new ToolFailure(
+      `Invalid override(s) for workflow '${workflow.id}': ${parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")}.`,
+    );
   }
   return { values: parsed.data, ignored };
 }
@@ -187,25 +244,41 @@ function checkOverrides(workflow: RegisteredWorkflow, overrides: Record<string, 
 async function regenerate(
   tools: ToolContext,
   catalogue: WorkflowCatalogue,
-  args: { asset_id: string; seed?: number; param_overrides?: Record<string, unknown>; wait_seconds?: number; backend?: string; resubmit_if_backend_lost?: boolean },
+  args: {
+    asset_id: string;
+    seed?: number;
+    param_overrides?: Record<string, unknown>;
+    wait_seconds?: number;
+    backend?: string;
+    resubmit_if_backend_lost?: boolean;
+  },
   ctx: ServerContext,
 ) {
   const asset: AssetView | undefined = await tools.studio.getAsset(args.asset_id.trim());
-  if (!asset) return failure(`No asset '${args.asset_id}' in your studio. Pass an asset_id from a previous result (list them through the comfy://assets resources).`);
+  if (!asset)
+    return failure(
+      `No asset '${args.asset_id}' in your studio. Pass an asset_id from a previous result (list them through the comfy://assets resources).`,
+    );
   const job: JobView | undefined = await tools.studio.getJob(asset.job_id);
   if (!job) return failure(`The job that produced asset '${args.asset_id}' is gone; generate a new asset instead.`);
   const workflow = catalogue.workflows.find((w) => w.id === job.workflow_id);
-  if (!workflow) throw new ToolFailure(`Workflow '${job.workflow_id}' that produced this asset no longer exists, so it cannot be replayed with changes. Available: ${catalogue.workflows.map((w) => w.id).join(", ")}.`);
+  if (!workflow)
+    throw new ToolFailure(
+      `Workflow '${job.workflow_id}' that produced this asset no longer exists, so it cannot be replayed with changes. Available: ${catalogue.workflows.map((w) => w.id).join(", ")}.`,
+    );
 
   const { values, ignored } = checkOverrides(workflow, args.param_overrides ?? {});
   const unknown = Object.keys(ignored);
-  if (unknown.length > 0) throw new ToolFailure(`Cannot override ${unknown.join(", ")}: ${Object.values(ignored).join("; ")}.`);
-  if ("seed" in values && args.seed !== undefined) throw new ToolFailure("Give the seed either as 'seed' or inside 'param_overrides', not both.");
+  if (unknown.length > 0)
+    throw new ToolFailure(`Cannot override ${unknown.join(", ")}: ${Object.values(ignored).join("; ")}.`);
+  if ("seed" in values && args.seed !== undefined)
+    throw new ToolFailure("Give the seed either as 'seed' or inside 'param_overrides', not both.");
 
   const replayed: Record<string, Scalar> = { ...job.params };
   const seedParams = workflow.params.filter((param) => /seed$/.test(param.name) && param.type === "int");
   for (const param of seedParams) {
-    if (args.seed === undefined) delete replayed[param.name]; // a fresh random seed
+    if (args.seed === undefined)
+      delete replayed[param.name]; // a fresh random seed
     else if (args.seed >= 0) values[param.name] ??= args.seed; // -1 keeps the replayed one
   }
   return runWorkflow(

@@ -24,7 +24,12 @@ export const MODEL_FOLDER_OF: Record<string, string> = {
 };
 
 /** The options of `classType.input`, or undefined when it is not a combo (or the class is unknown). */
-export async function comboOptions(comfy: ComfyClient, classType: string, input: string, signal?: AbortSignal): Promise<string[] | undefined> {
+export async function comboOptions(
+  comfy: ComfyClient,
+  classType: string,
+  input: string,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
   const info = await nodeInfo(comfy, classType, signal);
   const inputs = (info?.input ?? {}) as Record<string, Record<string, unknown> | undefined>;
   const spec = inputs.required?.[input] ?? inputs.optional?.[input];
@@ -33,7 +38,14 @@ export async function comboOptions(comfy: ComfyClient, classType: string, input:
 
 export function parseCombo(spec: unknown[]): string[] | undefined {
   const [kind, options] = spec as [unknown, Record<string, unknown> | undefined];
-  const strings = (list: unknown) => (Array.isArray(list) ? list.map((item) => (typeof item === "object" && item !== null && "key" in item ? String((item as { key: unknown }).key) : String(item))) : undefined);
+  const strings = (list: unknown) =>
+    Array.isArray(list)
+      ? list.map((item) =>
+          typeof item === "object" && item !== null && "key" in item
+            ? String((item as { key: unknown }).key)
+            : String(item),
+        )
+      : undefined;
   if (Array.isArray(kind)) return strings(kind); // V1: [["a", "b"], {...}]
   if (kind === "COMBO" || kind === "COMFY_DYNAMICCOMBO_V3") return strings(options?.options) ?? []; // V3 forms
   return undefined;
@@ -44,7 +56,12 @@ export function parseCombo(spec: unknown[]): string[] | undefined {
  * installed): a default is valid when any backend can use it. Backends that cannot be asked are
  * skipped; when none can, the first error is thrown.
  */
-export async function comboOptionsAnywhere(clients: ComfyClient[], classType: string, input: string, signal?: AbortSignal): Promise<string[] | undefined> {
+export async function comboOptionsAnywhere(
+  clients: ComfyClient[],
+  classType: string,
+  input: string,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
   const answers = await askAll(clients, (comfy) => {
     forgetCombos(comfy, classType);
     return comboOptions(comfy, classType, input, signal);
@@ -58,7 +75,11 @@ export function forgetCombos(comfy: ComfyClient, classType: string): void {
   cache.delete(`${comfy.baseUrl}|${classType}`);
 }
 
-async function nodeInfo(comfy: ComfyClient, classType: string, signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
+async function nodeInfo(
+  comfy: ComfyClient,
+  classType: string,
+  signal?: AbortSignal,
+): Promise<Record<string, unknown> | undefined> {
   const key = `${comfy.baseUrl}|${classType}`;
   const hit = cache.get(key);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;

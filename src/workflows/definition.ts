@@ -47,7 +47,22 @@ export interface WorkflowFile {
 export type ParseResult = { ok: true; workflow: WorkflowDefinition } | { ok: false; problem: string };
 
 /** Optional by name in the original server (original-server.md §4.2); a sidecar default also makes a parameter optional. */
-const OPTIONAL_BY_NAME = new Set(["seed", "width", "height", "model", "steps", "cfg", "sampler_name", "scheduler", "denoise", "negative_prompt", "seconds", "lyrics_strength", "duration", "fps"]);
+const OPTIONAL_BY_NAME = new Set([
+  "seed",
+  "width",
+  "height",
+  "model",
+  "steps",
+  "cfg",
+  "sampler_name",
+  "scheduler",
+  "denoise",
+  "negative_prompt",
+  "seconds",
+  "lyrics_strength",
+  "duration",
+  "fps",
+]);
 
 const DESCRIPTIONS: Record<string, string> = {
   prompt: "Main text prompt used inside the workflow.",
@@ -69,25 +84,52 @@ const DESCRIPTIONS: Record<string, string> = {
   fps: "Frames per second of the output video.",
 };
 
-const SIDECAR_KEYS = new Set(["name", "title", "description", "namespace", "parameters", "constraints", "defaults", "updated_at", "hash", "version", "backend_tags"]);
+const SIDECAR_KEYS = new Set([
+  "name",
+  "title",
+  "description",
+  "namespace",
+  "parameters",
+  "constraints",
+  "defaults",
+  "updated_at",
+  "hash",
+  "version",
+  "backend_tags",
+]);
 const PARAMETER_KEYS = new Set(["description", "required", "default", "enum", "min", "max", "step"]);
 const OUTPUT_CLASSES: Record<string, Exclude<OutputKind, "mixed" | "unknown">> = {
-  SaveImage: "image", PreviewImage: "image", SaveAnimatedWEBP: "image", SaveAnimatedPNG: "image", MaskPreview: "image", SaveImageWebsocket: "image",
-  SaveVideo: "video", SaveWEBM: "video", VHS_VideoCombine: "video",
-  SaveAudio: "audio", SaveAudioMP3: "audio", SaveAudioOpus: "audio", SaveAudioAdvanced: "audio", PreviewAudio: "audio",
+  SaveImage: "image",
+  PreviewImage: "image",
+  SaveAnimatedWEBP: "image",
+  SaveAnimatedPNG: "image",
+  MaskPreview: "image",
+  SaveImageWebsocket: "image",
+  SaveVideo: "video",
+  SaveWEBM: "video",
+  VHS_VideoCombine: "video",
+  SaveAudio: "audio",
+  SaveAudioMP3: "audio",
+  SaveAudioOpus: "audio",
+  SaveAudioAdvanced: "audio",
+  PreviewAudio: "audio",
 };
 
 /** Arguments every workflow tool takes besides its parameters. */
 const RESERVED_ARGUMENTS = new Set(["wait_seconds", "backend", "resubmit_if_backend_lost"]);
 
 export function parseWorkflow(file: WorkflowFile): ParseResult {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(file.id)) return fail(`the name '${file.id}' must be letters, digits, '_', '-' or '.' (at most 100)`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(file.id))
+    return fail(`the name '${file.id}' must be letters, digits, '_', '-' or '.' (at most 100)`);
   const graphProblem = checkGraph(file.graph);
   if (graphProblem) return fail(graphProblem);
   const graph = file.graph as ComfyGraph;
   const discovered = discoverParams(graph);
   const taken = discovered.find((param) => RESERVED_ARGUMENTS.has(param.name));
-  if (taken) return fail(`the parameter '${taken.name}' would hide the tool argument of that name (${[...RESERVED_ARGUMENTS].join(", ")} are reserved); rename its PARAM_ placeholder`);
+  if (taken)
+    return fail(
+      `the parameter '${taken.name}' would hide the tool argument of that name (${[...RESERVED_ARGUMENTS].join(", ")} are reserved); rename its PARAM_ placeholder`,
+    );
   const sidecar = readSidecar(file.meta, discovered);
   if (typeof sidecar === "string") return fail(`${file.id}.meta.json: ${sidecar}`);
 
@@ -98,7 +140,12 @@ export function parseWorkflow(file: WorkflowFile): ParseResult {
     const spec: ParamSpec = {
       ...param,
       required: rules.required ?? (rules.default === undefined && !OPTIONAL_BY_NAME.has(param.name)),
-      description: rules.description ?? DESCRIPTIONS[param.name] ?? (param.type === "str" || param.type === "int" || param.type === "float" || param.type === "bool" ? `Value for '${param.name}'.` : `Input ${param.type}: an asset_id, an https URL, or base64 data.`),
+      description:
+        rules.description ??
+        DESCRIPTIONS[param.name] ??
+        (param.type === "str" || param.type === "int" || param.type === "float" || param.type === "bool"
+          ? `Value for '${param.name}'.`
+          : `Input ${param.type}: an asset_id, an https URL, or base64 data.`),
       ...(rules.default !== undefined && { default: rules.default }),
       ...(rules.enum && { enum: rules.enum }),
       ...(rules.min !== undefined && { min: rules.min }),
@@ -128,13 +175,19 @@ export function parseWorkflow(file: WorkflowFile): ParseResult {
 }
 
 /** Checks a value against a parameter's type and constraints; a problem phrase, or undefined. */
-export function checkValue(spec: Pick<ParamSpec, "type" | "enum" | "min" | "max" | "step">, value: unknown): string | undefined {
+export function checkValue(
+  spec: Pick<ParamSpec, "type" | "enum" | "min" | "max" | "step">,
+  value: unknown,
+): string | undefined {
   const numeric = spec.type === "int" || spec.type === "float";
-  if (numeric && (typeof value !== "number" || !Number.isFinite(value))) return `must be a number, got ${JSON.stringify(value)}`;
+  if (numeric && (typeof value !== "number" || !Number.isFinite(value)))
+    return `must be a number, got ${JSON.stringify(value)}`;
   if (spec.type === "int" && !Number.isInteger(value)) return `must be an integer, got ${JSON.stringify(value)}`;
   if (spec.type === "bool" && typeof value !== "boolean") return `must be true or false, got ${JSON.stringify(value)}`;
-  if (!numeric && spec.type !== "bool" && typeof value !== "string") return `must be a string, got ${JSON.stringify(value)}`;
-  if (spec.enum && !spec.enum.includes(value as Scalar)) return `must be one of ${spec.enum.map((v) => JSON.stringify(v)).join(", ")}`;
+  if (!numeric && spec.type !== "bool" && typeof value !== "string")
+    return `must be a string, got ${JSON.stringify(value)}`;
+  if (spec.enum && !spec.enum.includes(value as Scalar))
+    return `must be one of ${spec.enum.map((v) => JSON.stringify(v)).join(", ")}`;
   if (typeof value === "number") {
     if (spec.min !== undefined && value < spec.min) return `must be at least ${spec.min}`;
     if (spec.max !== undefined && value > spec.max) return `must be at most ${spec.max}`;
@@ -151,7 +204,8 @@ function isStep(value: number, step: number, min = 0): boolean {
 // --- the graph --------------------------------------------------------------------------------
 
 function checkGraph(graph: unknown): string | undefined {
-  if (typeof graph !== "object" || graph === null || Array.isArray(graph)) return "not a JSON object of nodes (expected ComfyUI API format)";
+  if (typeof graph !== "object" || graph === null || Array.isArray(graph))
+    return "not a JSON object of nodes (expected ComfyUI API format)";
   const record = graph as Record<string, unknown>;
   if (Array.isArray(record.nodes) || "links" in record || "last_node_id" in record) {
     return "this is a UI-format export (it has nodes/links). In ComfyUI use Workflow > Export (API) and save that file instead";
@@ -159,16 +213,21 @@ function checkGraph(graph: unknown): string | undefined {
   const entries = Object.entries(record);
   if (entries.length === 0) return "the workflow has no nodes";
   for (const [id, node] of entries) {
-    if (typeof node !== "object" || node === null || Array.isArray(node)) return `node '${id}' is not an object (expected {"class_type", "inputs"})`;
+    if (typeof node !== "object" || node === null || Array.isArray(node))
+      return `node '${id}' is not an object (expected {"class_type", "inputs"})`;
     const candidate = node as Record<string, unknown>;
-    if (typeof candidate.class_type !== "string" || candidate.class_type === "") return `node '${id}' has no class_type`;
-    if (typeof candidate.inputs !== "object" || candidate.inputs === null || Array.isArray(candidate.inputs)) return `node '${id}' (${candidate.class_type}) has no inputs object`;
+    if (typeof candidate.class_type !== "string" || candidate.class_type === "")
+      return `node '${id}' has no class_type`;
+    if (typeof candidate.inputs !== "object" || candidate.inputs === null || Array.isArray(candidate.inputs))
+      return `node '${id}' (${candidate.class_type}) has no inputs object`;
   }
   return undefined;
 }
 
 function outputKind(graph: ComfyGraph): OutputKind {
-  const kinds = new Set(Object.values(graph).flatMap((node) => (OUTPUT_CLASSES[node.class_type] ? [OUTPUT_CLASSES[node.class_type]!] : [])));
+  const kinds = new Set(
+    Object.values(graph).flatMap((node) => (OUTPUT_CLASSES[node.class_type] ? [OUTPUT_CLASSES[node.class_type]!] : [])),
+  );
   if (kinds.size === 0) return "unknown";
   return kinds.size === 1 ? [...kinds][0]! : "mixed";
 }
@@ -226,20 +285,28 @@ function readSidecar(meta: unknown, params: WorkflowParam[]): Sidecar | string {
     sidecar.description = record.description.trim();
   }
   if (record.namespace !== undefined) {
-    if (record.namespace !== "image" && record.namespace !== "audio" && record.namespace !== "video") return "'namespace' must be image, audio or video";
+    if (record.namespace !== "image" && record.namespace !== "audio" && record.namespace !== "video")
+      return "'namespace' must be image, audio or video";
     sidecar.namespace = record.namespace;
   }
   if (record.backend_tags !== undefined) {
     const tags = record.backend_tags;
-    if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" && /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(t))) return "'backend_tags' must be a list of short words (letters, digits, '-' or '_')";
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" && /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(t)))
+      return "'backend_tags' must be a list of short words (letters, digits, '-' or '_')";
     sidecar.backendTags = tags.map((t: string) => t.toLowerCase());
   }
   const known = new Map(params.map((param) => [param.name, param]));
-  const merge = (section: string, value: unknown, shape: (name: string, entry: unknown) => ParameterRules | string): string | undefined => {
+  const merge = (
+    section: string,
+    value: unknown,
+    shape: (name: string, entry: unknown) => ParameterRules | string,
+  ): string | undefined => {
     if (value === undefined) return undefined;
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return `'${section}' must be an object keyed by parameter name`;
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+      return `'${section}' must be an object keyed by parameter name`;
     for (const [name, entry] of Object.entries(value)) {
-      if (!known.has(name)) return `'${section}' mentions '${name}', but the workflow has no PARAM_…_${name.toUpperCase()} placeholder (parameters: ${[...known.keys()].join(", ") || "none"})`;
+      if (!known.has(name))
+        return `'${section}' mentions '${name}', but the workflow has no PARAM_…_${name.toUpperCase()} placeholder (parameters: ${[...known.keys()].join(", ") || "none"})`;
       const rules = shape(name, entry);
       if (typeof rules === "string") return `'${section}.${name}': ${rules}`;
       sidecar.parameters[name] = { ...sidecar.parameters[name], ...rules };
@@ -249,7 +316,9 @@ function readSidecar(meta: unknown, params: WorkflowParam[]): Sidecar | string {
   return (
     merge("parameters", record.parameters, (_name, entry) => readRules(entry)) ??
     merge("constraints", record.constraints, (_name, entry) => readRules(entry)) ??
-    merge("defaults", record.defaults, (_name, entry) => (isScalar(entry) ? { default: entry } : "must be a string, number or boolean")) ??
+    merge("defaults", record.defaults, (_name, entry) =>
+      isScalar(entry) ? { default: entry } : "must be a string, number or boolean",
+    ) ??
     sidecar
   );
 }
@@ -273,7 +342,8 @@ function readRules(entry: unknown): ParameterRules | string {
     rules.default = record.default;
   }
   if (record.enum !== undefined) {
-    if (!Array.isArray(record.enum) || record.enum.length === 0 || !record.enum.every(isScalar)) return "'enum' must be a non-empty list of strings, numbers or booleans";
+    if (!Array.isArray(record.enum) || record.enum.length === 0 || !record.enum.every(isScalar))
+      return "'enum' must be a non-empty list of strings, numbers or booleans";
     rules.enum = record.enum;
   }
   for (const key of ["min", "max", "step"] as const) {
@@ -288,7 +358,9 @@ function readRules(entry: unknown): ParameterRules | string {
 }
 
 function isScalar(value: unknown): value is Scalar {
-  return typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value));
+  return (
+    typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value))
+  );
 }
 
 function fail(problem: string): ParseResult {

@@ -32,19 +32,37 @@ interface LoadedMedia {
 }
 
 /** Resolves a media reference to the file name ComfyUI should load for this parameter. */
-export async function resolveMedia(context: MediaContext, spec: ParamSpec, reference: string, bindingClasses: string[]): Promise<string> {
+export async function resolveMedia(
+  context: MediaContext,
+  spec: ParamSpec,
+  reference: string,
+  bindingClasses: string[],
+): Promise<string> {
   const value = reference.trim();
   if (ASSET_ID.test(value)) {
     const asset = await context.getAsset(value.toLowerCase());
-    if (!asset) throw new ToolFailure(`'${spec.name}': no asset '${value}' in your studio. Pass an asset_id from one of your results, an https URL or base64 data.`);
-    if (asset.kind !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type}, but asset ${value} is ${article(asset.kind)} ${asset.kind}.`);
+    if (!asset)
+      throw new ToolFailure(
+        `'${spec.name}': no asset '${value}' in your studio. Pass an asset_id from one of your results, an https URL or base64 data.`,
+      );
+    if (asset.kind !== spec.type)
+      throw new ToolFailure(
+        `'${spec.name}' needs ${article(spec.type)} ${spec.type}, but asset ${value} is ${article(asset.kind)} ${asset.kind}.`,
+      );
     // LoadImage reads annotated paths from ComfyUI's output/temp folders directly: no copy needed
     // when the asset is on the backend that runs the job.
     const home = context.source(asset);
-    if (spec.type === "image" && bindingClasses.every((c) => c === "LoadImage") && home.connection.name === context.comfy.connection.name) {
+    if (
+      spec.type === "image" &&
+      bindingClasses.every((c) => c === "LoadImage") &&
+      home.connection.name === context.comfy.connection.name
+    ) {
       return `${asset.subfolder ? `${asset.subfolder}/` : ""}${asset.filename} [${asset.folder_type}]`;
     }
-    const response = await home.view({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type }, { signal: context.signal });
+    const response = await home.view(
+      { filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type },
+      { signal: context.signal },
+    );
     return upload(context, spec, { bytes: await readLimited(response, spec), mime: asset.mime_type });
   }
   if (/^https?:\/\//i.test(value)) return upload(context, spec, await download(context, spec, value));
@@ -60,11 +78,17 @@ async function upload(context: MediaContext, spec: ParamSpec, media: LoadedMedia
 /** The media must be what the parameter expects; returns the file extension to store it under. */
 function checkType(spec: ParamSpec, media: LoadedMedia): string {
   if (spec.type === "image") {
-    if (!probeDimensions(media.bytes.subarray(0, 65_536))) throw new ToolFailure(`'${spec.name}' is not a PNG, JPEG, WebP or GIF image (${media.bytes.length} bytes of ${media.mime || "unknown type"}).`);
+    if (!probeDimensions(media.bytes.subarray(0, 65_536)))
+      throw new ToolFailure(
+        `'${spec.name}' is not a PNG, JPEG, WebP or GIF image (${media.bytes.length} bytes of ${media.mime || "unknown type"}).`,
+      );
     return imageExtension(media.bytes);
   }
   const [major, minor] = media.mime.split("/");
-  if (major !== spec.type) throw new ToolFailure(`'${spec.name}' needs ${article(spec.type)} ${spec.type} file, got ${media.mime || "an unknown type"}.`);
+  if (major !== spec.type)
+    throw new ToolFailure(
+      `'${spec.name}' needs ${article(spec.type)} ${spec.type} file, got ${media.mime || "an unknown type"}.`,
+    );
   return (minor ?? "bin").replace(/[^a-z0-9]/gi, "").slice(0, 8) || "bin";
 }
 
@@ -80,9 +104,14 @@ async function download(context: MediaContext, spec: ParamSpec, url: string): Pr
     let response: Response;
     try {
       const timeout = AbortSignal.timeout(FETCH_TIMEOUT_MS);
-      response = await fetch(current, { redirect: "manual", signal: context.signal ? AbortSignal.any([context.signal, timeout]) : timeout });
+      response = await fetch(current, {
+        redirect: "manual",
+        signal: context.signal ? AbortSignal.any([context.signal, timeout]) : timeout,
+      });
     } catch (error) {
-      throw new ToolFailure(`'${spec.name}': could not download ${current} (${error instanceof Error ? error.message : String(error)}).`);
+      throw new ToolFailure(
+        `'${spec.name}': could not download ${current} (${error instanceof Error ? error.message : String(error)}).`,
+      );
     }
     if (response.status >= 300 && response.status < 400 && response.headers.get("Location")) {
       await response.body?.cancel();
@@ -93,7 +122,10 @@ async function download(context: MediaContext, spec: ParamSpec, url: string): Pr
       await response.body?.cancel();
       throw new ToolFailure(`'${spec.name}': downloading ${current} failed with HTTP ${response.status}.`);
     }
-    return { bytes: await readLimited(response, spec), mime: (response.headers.get("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase() };
+    return {
+      bytes: await readLimited(response, spec),
+      mime: (response.headers.get("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase(),
+    };
   }
   throw new ToolFailure(`'${spec.name}': ${url} redirects too many times.`);
 }
@@ -106,8 +138,12 @@ function checkPublicUrl(spec: ParamSpec, url: string): void {
   } catch {
     throw new ToolFailure(`'${spec.name}': '${url}' is not a valid URL.`);
   }
-  if (parsed.protocol !== "https:") throw new ToolFailure(`'${spec.name}': only https URLs are accepted (got ${parsed.protocol}).`);
-  if (isPrivateHost(parsed.hostname)) throw new ToolFailure(`'${spec.name}': ${parsed.hostname} is a private or local address; the gateway only fetches public https URLs.`);
+  if (parsed.protocol !== "https:")
+    throw new ToolFailure(`'${spec.name}': only https URLs are accepted (got ${parsed.protocol}).`);
+  if (isPrivateHost(parsed.hostname))
+    throw new ToolFailure(
+      `'${spec.name}': ${parsed.hostname} is a private or local address; the gateway only fetches public https URLs.`,
+    );
 }
 
 /**
@@ -116,13 +152,26 @@ function checkPublicUrl(spec: ParamSpec, url: string): void {
  * IPv4-mapped (::ffff:…), NAT64 (64:ff9b::…), unique-local and link-local addresses.
  */
 export function isPrivateHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "").replace(/\.+$/, "").toLowerCase();
+  const host = hostname
+    .replace(/^\[|\]$/g, "")
+    .replace(/\.+$/, "")
+    .toLowerCase();
   if (host === "" || host === "localhost" || /\.(localhost|internal|local|home\.arpa)$/.test(host)) return true;
   if (host.includes(":")) return !/^[23][0-9a-f]{0,3}:/.test(host) || /^2001:0?db8:/.test(host);
   const ipv4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
   if (!ipv4) return /^[\d.]+$/.test(host); // a malformed numeric host is refused, names are allowed
   const [a, b] = [Number(ipv4[1]), Number(ipv4[2])];
-  return a === 0 || a === 10 || a === 127 || a >= 224 || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 198 && (b === 18 || b === 19));
+  return (
+    a === 0 ||
+    a === 10 ||
+    a === 127 ||
+    a >= 224 ||
+    (a === 100 && b >= 64 && b <= 127) ||
+    (a === 169 && b === 254) ||
+    (a === 172 && b >= 16 && b <= 31) ||
+    (a === 192 && b === 168) ||
+    (a === 198 && (b === 18 || b === 19))
+  );
 }
 
 async function readLimited(response: Response, spec: ParamSpec): Promise<Uint8Array> {
@@ -160,7 +209,9 @@ function decodeInline(spec: ParamSpec, value: string): LoadedMedia {
   if (match && !match[2]) throw new ToolFailure(`'${spec.name}': only base64 data: URLs are accepted.`);
   const payload = (match ? match[3]! : value).replace(/\s+/g, "");
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(payload) || payload.length < 8) {
-    throw new ToolFailure(`'${spec.name}' must be an asset_id from your studio, an https URL, or base64 data (a data: URL or raw base64).`);
+    throw new ToolFailure(
+      `'${spec.name}' must be an asset_id from your studio, an https URL, or base64 data (a data: URL or raw base64).`,
+    );
   }
   let binary: string;
   try {
@@ -179,7 +230,9 @@ function guessMime(spec: ParamSpec, bytes: Uint8Array): string {
 }
 
 function tooLarge(spec: ParamSpec, bytes: number): ToolFailure {
-  return new ToolFailure(`'${spec.name}' is too large (${Math.round(bytes / 1024 / 1024)} MB; at most ${MAX_MEDIA_BYTES / 1024 / 1024} MB).`);
+  return new ToolFailure(
+    `'${spec.name}' is too large (${Math.round(bytes / 1024 / 1024)} MB; at most ${MAX_MEDIA_BYTES / 1024 / 1024} MB).`,
+  );
 }
 
 function article(word: string): string {

@@ -22,12 +22,23 @@ export interface WorkflowParam {
 }
 
 const TYPE_PREFIXES: Record<string, ParamType> = {
-  str: "str", string: "str", text: "str", int: "int", float: "float", bool: "bool",
-  image: "image", audio: "audio", video: "video",
+  str: "str",
+  string: "str",
+  text: "str",
+  int: "int",
+  float: "float",
+  bool: "bool",
+  image: "image",
+  audio: "audio",
+  video: "video",
 };
 
 export function normaliseName(raw: string): string {
-  const name = raw.trim().toLowerCase().replace(/[^a-z0-9]/g, "_").replace(/^_+|_+$/g, "");
+  const name = raw
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "_")
+    .replace(/^_+|_+$/g, "");
   return name || "param";
 }
 
@@ -61,7 +72,11 @@ export class RenderError extends Error {
 }
 
 /** Returns a new graph with every parameter written; throws if any placeholder would remain. */
-export function renderGraph(template: ComfyGraph, params: WorkflowParam[], values: Record<string, unknown>): ComfyGraph {
+export function renderGraph(
+  template: ComfyGraph,
+  params: WorkflowParam[],
+  values: Record<string, unknown>,
+): ComfyGraph {
   const graph = structuredClone(template);
   const missing: string[] = [];
   for (const param of params) {
@@ -89,17 +104,20 @@ export function coerce(param: Pick<WorkflowParam, "name" | "type">, value: unkno
       return String(value);
     case "int": {
       const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-      if (typeof number !== "number" || !Number.isInteger(number)) throw new RenderError(`'${param.name}' must be an integer, got ${JSON.stringify(value)}.`);
+      if (typeof number !== "number" || !Number.isInteger(number))
+        throw new RenderError(`'${param.name}' must be an integer, got ${JSON.stringify(value)}.`);
       return number;
     }
     case "float": {
       const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-      if (typeof number !== "number" || !Number.isFinite(number)) throw new RenderError(`'${param.name}' must be a number, got ${JSON.stringify(value)}.`);
+      if (typeof number !== "number" || !Number.isFinite(number))
+        throw new RenderError(`'${param.name}' must be a number, got ${JSON.stringify(value)}.`);
       return number;
     }
     case "bool":
       if (typeof value === "boolean") return value;
-      if (typeof value === "string" && /^(1|true|yes|y|0|false|no|n)$/i.test(value.trim())) return /^(1|true|yes|y)$/i.test(value.trim());
+      if (typeof value === "string" && /^(1|true|yes|y|0|false|no|n)$/i.test(value.trim()))
+        return /^(1|true|yes|y)$/i.test(value.trim());
       throw new RenderError(`'${param.name}' must be true or false, got ${JSON.stringify(value)}.`);
   }
 }

@@ -39,7 +39,9 @@ const bundled = BUNDLED_WORKFLOWS.flatMap((file) => {
 });
 
 /** Settled listings only: a pending read belongs to its request (workerd forbids cross-request I/O). */
-let r2Cache: { at: number; bucket: R2Bucket; value: { workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] } } | undefined;
+let r2Cache:
+  | { at: number; bucket: R2Bucket; value: { workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] } }
+  | undefined;
 
 export async function loadCatalogue(env: Env, reserved: ReadonlySet<string>): Promise<WorkflowCatalogue> {
   const stored = await storedWorkflows(env);
@@ -65,11 +67,21 @@ async function storedWorkflows(env: Env): Promise<{ workflows: WorkflowDefinitio
     r2Cache = { at: Date.now(), bucket, value };
     return value;
   } catch (error) {
-    return { workflows: [], rejected: [{ file: `r2:${R2_PREFIX}`, problem: `could not list the bucket (${error instanceof Error ? error.message : String(error)})` }] };
+    return {
+      workflows: [],
+      rejected: [
+        {
+          file: `r2:${R2_PREFIX}`,
+          problem: `could not list the bucket (${error instanceof Error ? error.message : String(error)})`,
+        },
+      ],
+    };
   }
 }
 
-async function readBucket(bucket: R2Bucket): Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> {
+async function readBucket(
+  bucket: R2Bucket,
+): Promise<{ workflows: WorkflowDefinition[]; rejected: RejectedWorkflow[] }> {
   const keys: R2Object[] = [];
   let cursor: string | undefined;
   do {

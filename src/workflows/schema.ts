@@ -18,7 +18,8 @@ export function paramField(spec: ParamSpec): z.ZodType {
 export function describeParam(spec: ParamSpec): string {
   const notes: string[] = [spec.description.trim()];
   if (spec.default !== undefined) notes.push(`Default: ${JSON.stringify(spec.default)}.`);
-  if (spec.min !== undefined || spec.max !== undefined) notes.push(`Range: ${spec.min ?? "-inf"} to ${spec.max ?? "inf"}.`);
+  if (spec.min !== undefined || spec.max !== undefined)
+    notes.push(`Range: ${spec.min ?? "-inf"} to ${spec.max ?? "inf"}.`);
   if (spec.step !== undefined) notes.push(`Step: ${spec.step}.`);
   return notes.filter(Boolean).join(" ");
 }
@@ -47,14 +48,23 @@ function baseField(spec: ParamSpec): z.ZodType {
     case "image":
     case "audio":
     case "video":
-      return z.string().min(1, `${spec.name} is empty: pass an asset_id, an https URL or base64 data`).max(MAX_INLINE_MEDIA_CHARS, `${spec.name} is too large to send inline; pass an https URL or an asset_id instead`);
+      return z
+        .string()
+        .min(1, `${spec.name} is empty: pass an asset_id, an https URL or base64 data`)
+        .max(
+          MAX_INLINE_MEDIA_CHARS,
+          `${spec.name} is too large to send inline; pass an https URL or an asset_id instead`,
+        );
     default:
       return spec.required ? z.string().trim().min(1, `${spec.name} is empty`).max(MAX_TEXT) : z.string().max(MAX_TEXT);
   }
 }
 
 function enumField(values: Scalar[]): z.ZodType {
-  if (values.every((value): value is string => typeof value === "string")) return z.enum(values as [string, ...string[]]);
+  if (values.every((value): value is string => typeof value === "string"))
+    return z.enum(values as [string, ...string[]]);
   const literals = values.map((value) => z.literal(value));
-  return literals.length === 1 ? literals[0]! : z.union(literals as unknown as [z.ZodLiteral<Scalar>, z.ZodLiteral<Scalar>]);
+  return literals.length === 1
+    ? literals[0]!
+    : z.union(literals as unknown as [z.ZodLiteral<Scalar>, z.ZodLiteral<Scalar>]);
 }

@@ -19,7 +19,8 @@ let stateDir;
 let client;
 
 const text = (result) => result.content?.find((c) => c.type === "text")?.text ?? "";
-const image = (args = {}) => client.call("generate_image", { prompt: "a harbour", width: 64, height: 48, steps: 2, ...args });
+const image = (args = {}) =>
+  client.call("generate_image", { prompt: "a harbour", width: 64, height: 48, steps: 2, ...args });
 
 beforeAll(async () => {
   fake = await startFakeComfy({ port: 0, stepDelayMs: 1, nodeDelayMs: 1 });
@@ -39,7 +40,8 @@ describe("assets", () => {
   it("lists newest first with filters and a cursor, and refuses bad limits and cursors", async () => {
     const made = [];
     for (let i = 0; i < 3; i++) made.push((await image()).structuredContent.asset_id);
-    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 })).structuredContent;
+    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 }))
+      .structuredContent;
     const first = (await client.call("list_assets", { limit: 2 })).structuredContent;
     expect(first.assets.map((a) => a.asset_id)).toEqual([song.asset_id, made[2]]);
     expect(first.next_cursor).toBeTruthy();
@@ -50,14 +52,24 @@ describe("assets", () => {
     expect(audio.assets[0].duration).toBeGreaterThan(0);
     const images = (await client.call("list_assets", { workflow_id: "generate_image", limit: 100 })).structuredContent;
     expect(images.assets.every((a) => a.workflow_id === "generate_image")).toBe(true);
-    for (const limit of [0, 101, 2.5]) expect((await client.call("list_assets", { limit })).isError, String(limit)).toBe(true);
-    expect(text(await client.call("list_assets", { limit: 1, cursor: "bogus" }))).toMatch(/cursor is not one this studio issued/);
+    for (const limit of [0, 101, 2.5])
+      expect((await client.call("list_assets", { limit })).isError, String(limit)).toBe(true);
+    expect(text(await client.call("list_assets", { limit: 1, cursor: "bogus" }))).toMatch(
+      /cursor is not one this studio issued/,
+    );
   });
 
   it("get_asset_metadata gives full provenance: typed params, seed, the submitted graph, ComfyUI's history", async () => {
     const made = (await image({ seed: 4242 })).structuredContent;
     const meta = (await client.call("get_asset_metadata", { asset_id: made.asset_id })).structuredContent;
-    expect(meta).toMatchObject({ asset_id: made.asset_id, width: 64, height: 48, seed: 4242, workflow_id: "generate_image", metadata: { tool: "generate_image" } });
+    expect(meta).toMatchObject({
+      asset_id: made.asset_id,
+      width: 64,
+      height: 48,
+      seed: 4242,
+      workflow_id: "generate_image",
+      metadata: { tool: "generate_image" },
+    });
     expect(meta.params).toMatchObject({ prompt: "a harbour", steps: 2, seed: 4242 });
     expect(meta.submitted_workflow["3"].inputs.seed).toBe(4242);
     expect(meta.comfy_history.status.status_str).toBe("success");
@@ -86,19 +98,30 @@ describe("assets", () => {
     const expired = await fetch(`${gateway.url}/assets/${made.asset_id}?u=owner&exp=${past}&sig=${sig}`);
     expect(expired.status).toBe(403);
     expect((await expired.json()).message).toMatch(/expired/);
-    const otherUser = createHmac("sha256", SIGNING_KEY).update(`mallory\n${made.asset_id}\n${past + 9999}`).digest("hex");
-    expect((await fetch(`${gateway.url}/assets/${made.asset_id}?u=mallory&exp=${past + 9999}&sig=${otherUser}`)).status).toBe(404);
+    const otherUser = createHmac("sha256", SIGNING_KEY)
+      .update(`mallory\n${made.asset_id}\n${past + 9999}`)
+      .digest("hex");
+    expect(
+      (await fetch(`${gateway.url}/assets/${made.asset_id}?u=mallory&exp=${past + 9999}&sig=${otherUser}`)).status,
+    ).toBe(404);
   });
 
   it("exposes assets as resources: images inline, others as metadata with a download URL", async () => {
     const made = (await image()).structuredContent;
-    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 })).structuredContent;
+    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 }))
+      .structuredContent;
     const listed = await client.listResources();
-    expect(listed.resources.map((r) => r.uri)).toEqual(expect.arrayContaining([`comfy://assets/${made.asset_id}`, `comfy://assets/${song.asset_id}`]));
+    expect(listed.resources.map((r) => r.uri)).toEqual(
+      expect.arrayContaining([`comfy://assets/${made.asset_id}`, `comfy://assets/${song.asset_id}`]),
+    );
     const png = await client.readResource(`comfy://assets/${made.asset_id}`);
     expect(Buffer.from(png.contents[0].blob, "base64").length).toBe(made.bytes_size);
     const mp3 = await client.readResource(`comfy://assets/${song.asset_id}`);
-    expect(JSON.parse(mp3.contents[0].text)).toMatchObject({ asset_id: song.asset_id, kind: "audio", download_url: expect.stringContaining("/assets/") });
+    expect(JSON.parse(mp3.contents[0].text)).toMatchObject({
+      asset_id: song.asset_id,
+      kind: "audio",
+      download_url: expect.stringContaining("/assets/"),
+    });
   });
 
   it("view_image returns a thumbnail within budget plus a link; metadata mode; audio refused with its link", async () => {
@@ -113,7 +136,8 @@ describe("assets", () => {
     const meta = await client.call("view_image", { asset_id: made.asset_id, mode: "metadata" });
     expect(meta.content.some((c) => c.type === "image")).toBe(false);
     expect(meta.structuredContent).toMatchObject({ width: 640, height: 480 });
-    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 })).structuredContent;
+    const song = (await client.call("generate_song", { tags: "a", lyrics: "b", seconds: 5, steps: 2 }))
+      .structuredContent;
     const refused = await client.call("view_image", { asset_id: song.asset_id });
     expect(refused.isError).toBe(true);
     expect(text(refused)).toMatch(/is audio .*not an image.*\/assets\//s);
@@ -122,7 +146,8 @@ describe("assets", () => {
   it("tags assets with the client's session and filters by it", async () => {
     const tagged = await connectV1(gateway.mcpUrl, { "X-Session-Tag": "session-a" });
     try {
-      const mine = (await tagged.call("generate_image", { prompt: "tagged", width: 64, height: 64, steps: 2 })).structuredContent;
+      const mine = (await tagged.call("generate_image", { prompt: "tagged", width: 64, height: 64, steps: 2 }))
+        .structuredContent;
       expect(mine.assets[0].session).toBe("session-a");
       const current = (await tagged.call("list_assets", { session_id: "current", limit: 100 })).structuredContent;
       expect(current.assets.map((a) => a.asset_id)).toEqual([mine.asset_id]);
@@ -145,7 +170,9 @@ describe("defaults", () => {
     expect([defaults.image.steps, defaults.sources.image.steps]).toEqual([25, "env"]);
     expect([defaults.image.cfg, defaults.sources.image.cfg]).toEqual([8, "built-in"]);
     // persisted beats env
-    expect((await client.call("set_defaults", { image: { steps: 30 }, persist: true })).structuredContent.success).toBe(true);
+    expect((await client.call("set_defaults", { image: { steps: 30 }, persist: true })).structuredContent.success).toBe(
+      true,
+    );
     expect(await steps()).toEqual([30, "persisted"]);
     // runtime beats persisted
     await client.call("set_defaults", { image: { steps: 35 } });
@@ -159,18 +186,26 @@ describe("defaults", () => {
     expect(await steps()).toEqual([30, "persisted"]);
     // a workflow's own default sits between env and built-in: image_to_image denoise 0.6, not 1.0
     const png = (await image()).structuredContent;
-    const img2img = (await client.call("image_to_image", { image: png.asset_id, prompt: "x", steps: 2 })).structuredContent;
+    const img2img = (await client.call("image_to_image", { image: png.asset_id, prompt: "x", steps: 2 }))
+      .structuredContent;
     expect([img2img.params.denoise, img2img.param_sources.denoise]).toEqual([0.6, "workflow"]);
   });
 
   it("checks keys, types and installed models per namespace, and changes nothing in a namespace with an error", async () => {
-    const bad = await client.call("set_defaults", { image: { steps: "many" }, video: { model: "wan2.1_t2v_1.3B_fp16.safetensors" } });
+    const bad = await client.call("set_defaults", {
+      image: { steps: "many" },
+      video: { model: "wan2.1_t2v_1.3B_fp16.safetensors" },
+    });
     expect(bad.isError).toBe(true);
     expect(text(bad)).toMatch(/image: 'steps' must be a number/);
     expect(text(bad)).toMatch(/Applied: video/);
-    expect(text(await client.call("set_defaults", { image: { flavour: 1 } }))).toMatch(/'flavour' is not a image default \(known: .*steps/);
+    expect(text(await client.call("set_defaults", { image: { flavour: 1 } }))).toMatch(
+      /'flavour' is not a image default \(known: .*steps/,
+    );
     const model = await client.call("set_defaults", { image: { model: "missing.safetensors" } });
-    expect(text(model)).toMatch(/model 'missing\.safetensors' is not installed in ComfyUI's checkpoints .*v1-5-pruned-emaonly\.ckpt/);
+    expect(text(model)).toMatch(
+      /model 'missing\.safetensors' is not installed in ComfyUI's checkpoints .*v1-5-pruned-emaonly\.ckpt/,
+    );
     const defaults = (await client.call("get_defaults")).structuredContent;
     expect(defaults.image.model).toBe("v1-5-pruned-emaonly.ckpt");
     expect(defaults.video.model).toBe("wan2.1_t2v_1.3B_fp16.safetensors");
@@ -198,10 +233,15 @@ describe("the studio survives a gateway restart", () => {
 describe("retention", () => {
   it("forgets assets after ASSET_TTL_HOURS (unit tests check the alarm deletes the rows)", async () => {
     const shortState = mkdtempSync(join(tmpdir(), "comfyui-mcp-edge-ttl-"));
-    const short = await startGateway({ comfyUrl: fake.url, persistDir: shortState, vars: { ...VARS, ASSET_TTL_HOURS: "0.0005" } });
+    const short = await startGateway({
+      comfyUrl: fake.url,
+      persistDir: shortState,
+      vars: { ...VARS, ASSET_TTL_HOURS: "0.0005" },
+    });
     const ttlClient = await connectV1(short.mcpUrl);
     try {
-      const made = (await ttlClient.call("generate_image", { prompt: "brief", width: 64, height: 64, steps: 2 })).structuredContent;
+      const made = (await ttlClient.call("generate_image", { prompt: "brief", width: 64, height: 64, steps: 2 }))
+        .structuredContent;
       expect(Date.parse(made.assets[0].expires_at) - Date.parse(made.assets[0].created_at)).toBe(1800);
       expect((await ttlClient.call("list_assets")).structuredContent.count).toBe(1);
       await new Promise((resolve) => setTimeout(resolve, 2_500));

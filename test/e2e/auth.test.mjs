@@ -6,7 +6,16 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeComfy } from "../fake-comfyui/server.mjs";
-import { OAuthDriver, hiddenFields, launchChromium, markdownTable, pkce, randomState, rawMcp, startCallbackServer } from "./browser.mjs";
+import {
+  OAuthDriver,
+  hiddenFields,
+  launchChromium,
+  markdownTable,
+  pkce,
+  randomState,
+  rawMcp,
+  startCallbackServer,
+} from "./browser.mjs";
 import { connectV1, connectV2 } from "./clients.mjs";
 import { startGateway } from "./gateway.mjs";
 
@@ -101,14 +110,20 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
 
       // 2. A wrong password: 401 and the error on the page.
       await loginForm.locator('input[name="password"]').fill("Tr0ub4dor&3");
-      const [wrong] = await Promise.all([page.waitForResponse(isLoginPost), loginForm.getByRole("button", { name: "Sign in" }).click()]);
+      const [wrong] = await Promise.all([
+        page.waitForResponse(isLoginPost),
+        loginForm.getByRole("button", { name: "Sign in" }).click(),
+      ]);
       wrongPasswordPosts++;
       expect(wrong.status()).toBe(401);
       await page.getByText("Wrong password").first().waitFor({ timeout: 10_000 });
 
       // 3. The right one: 303 back to /authorize with the owner session cookie, then the consent page.
       await page.locator('form[action="/login"] input[name="password"]').fill(PASSWORD);
-      const [right] = await Promise.all([page.waitForResponse(isLoginPost), page.locator('form[action="/login"]').getByRole("button", { name: "Sign in" }).click()]);
+      const [right] = await Promise.all([
+        page.waitForResponse(isLoginPost),
+        page.locator('form[action="/login"]').getByRole("button", { name: "Sign in" }).click(),
+      ]);
       expect(right.status()).toBe(303);
       expect(await right.headerValue("set-cookie")).toMatch(/__Host-owner-session=/);
       const consent = page.locator('form[method="post" i][action="/authorize/consent"]');
@@ -116,18 +131,26 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
       expect((await page.context().cookies()).map((c) => c.name)).toContain("__Host-owner-session");
 
       // 4. The consent page: the escaped client name, the redirect host, one ticked box per requested scope.
-      const bodyText = await page.locator("body").innerText();
+      const bodyText = await page.locator("body").textContent();
       expect(bodyText).toContain("Test <b>client</b>");
       expect(await page.locator("b", { hasText: /^client$/ }).count()).toBe(0);
       expect(bodyText).toContain(new URL(callback.redirectUri).hostname);
-      const boxes = await consent.locator('input[type="checkbox"][name="scope"]').evaluateAll((els) => els.map((e) => [e.value, e.checked]));
-      expect(boxes).toEqual([["generate", true], ["publish", true]]);
+      const boxes = await consent
+        .locator('input[type="checkbox"][name="scope"]')
+        .evaluateAll((els) => els.map((e) => [e.value, e.checked]));
+      expect(boxes).toEqual([
+        ["generate", true],
+        ["publish", true],
+      ]);
       expect(await consent.locator('input[type="hidden"][name="handle"]').count()).toBe(1);
-      expect((await consent.locator('button[name="decision"][value="approve"]').innerText()).trim()).toBe("Allow");
-      expect((await consent.locator('button[name="decision"][value="deny"]').innerText()).trim()).toBe("Deny");
+      expect((await consent.locator('button[name="decision"][value="approve"]').textContent()).trim()).toBe("Allow");
+      expect((await consent.locator('button[name="decision"][value="deny"]').textContent()).trim()).toBe("Deny");
 
       // 5. Deny: back to the client with access_denied and its state, no code.
-      await Promise.all([page.waitForURL((u) => u.href.startsWith(callback.redirectUri), { timeout: 15_000 }), consent.getByRole("button", { name: "Deny" }).click()]);
+      await Promise.all([
+        page.waitForURL((u) => u.href.startsWith(callback.redirectUri), { timeout: 15_000 }),
+        consent.getByRole("button", { name: "Deny" }).click(),
+      ]);
       const denied = new URL(page.url());
       expect(denied.searchParams.get("error")).toBe("access_denied");
       expect(denied.searchParams.get("state")).toBe(deniedState);
@@ -138,7 +161,10 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
       const state = randomState();
       await page.goto(driver.authorizeUrl({ clientId, challenge, state }));
       await consent.waitFor({ timeout: 15_000 });
-      await Promise.all([page.waitForURL((u) => u.href.startsWith(callback.redirectUri), { timeout: 15_000 }), consent.getByRole("button", { name: "Allow" }).click()]);
+      await Promise.all([
+        page.waitForURL((u) => u.href.startsWith(callback.redirectUri), { timeout: 15_000 }),
+        consent.getByRole("button", { name: "Allow" }).click(),
+      ]);
       const redirected = new URL(page.url());
       expect(redirected.searchParams.get("state")).toBe(state);
       const code = redirected.searchParams.get("code");
@@ -194,7 +220,11 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
     const revoked = await fetch(new URL(meta.revocation_endpoint, gateway.url), {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ token: third.json.refresh_token, token_type_hint: "refresh_token", client_id: clientId }),
+      body: new URLSearchParams({
+        token: third.json.refresh_token,
+        token_type_hint: "refresh_token",
+        client_id: clientId,
+      }),
     });
     expect(revoked.status).toBe(200);
     expect((await rawMcp(resource, bearer(third.json.access_token))).status).toBe(401);
@@ -206,7 +236,9 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
 describe("tokens for CLIs and the owner's one studio", () => {
   it("/mcp-key with the owner token is the OAuth owner's studio, for SDK v1 and v2; mallory's token is someone else", async () => {
     const driver = driverFor();
-    await driver.signIn(driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }));
+    await driver.signIn(
+      driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }),
+    );
     const oauth = await driver.accessToken();
     const viaOAuth = await connectV2(resource, bearer(oauth.access_token));
     try {
@@ -220,7 +252,9 @@ describe("tokens for CLIs and the owner's one studio", () => {
           expect(meta.isError, `${cli.era}: ${text(meta)}`).toBeFalsy();
           expect(meta.structuredContent.asset_id).toBe(assetId);
           expect((await fetch(meta.structuredContent.download_url)).status).toBe(200);
-          const listed = (await cli.call("list_assets", { limit: 100 })).structuredContent.assets.map((a) => a.asset_id);
+          const listed = (await cli.call("list_assets", { limit: 100 })).structuredContent.assets.map(
+            (a) => a.asset_id,
+          );
           expect(listed).toContain(assetId);
         } finally {
           await cli.close();
@@ -230,7 +264,9 @@ describe("tokens for CLIs and the owner's one studio", () => {
       try {
         const theirs = await mallory.call("generate_image", { prompt: "a mallard", width: 64, height: 64, steps: 2 });
         expect(theirs.isError, text(theirs)).toBeFalsy();
-        const ownerList = (await viaOAuth.call("list_assets", { limit: 100 })).structuredContent.assets.map((a) => a.asset_id);
+        const ownerList = (await viaOAuth.call("list_assets", { limit: 100 })).structuredContent.assets.map(
+          (a) => a.asset_id,
+        );
         expect(ownerList).not.toContain(theirs.structuredContent.asset_id);
       } finally {
         await mallory.close();
@@ -250,7 +286,10 @@ describe("security suite", () => {
   /** Asserts that every row recorded since `from` was refused (the table prints either way). */
   const allRefused = (from) =>
     expect(
-      rows.slice(from).filter((r) => !r.refused).map((r) => `${r.attack}: expected ${r.expected}, got ${r.got}`),
+      rows
+        .slice(from)
+        .filter((r) => !r.refused)
+        .map((r) => `${r.attack}: expected ${r.expected}, got ${r.got}`),
       "attacks that were NOT refused",
     ).toEqual([]);
 
@@ -262,17 +301,26 @@ describe("security suite", () => {
 
   beforeAll(async () => {
     driver = driverFor();
-    await driver.signIn(driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }));
+    await driver.signIn(
+      driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }),
+    );
     owner = await driver.accessToken();
     ownerMcp = await connectV2(resource, bearer(owner.access_token));
     mallory = await connectV2(keyUrl, bearer(MALLORY_TOKEN));
-    const made = await ownerMcp.call("generate_image", { prompt: "the owner's harbour", width: 64, height: 48, steps: 2 });
+    const made = await ownerMcp.call("generate_image", {
+      prompt: "the owner's harbour",
+      width: 64,
+      height: 48,
+      steps: 2,
+    });
     if (made.isError) throw new Error(`owner generate_image failed: ${text(made)}`);
     asset = made.structuredContent;
   });
 
   afterAll(async () => {
-    console.log(`\n### Security suite: attacks tried and outcomes (${rows.filter((r) => r.refused).length}/${rows.length} refused)\n\n${markdownTable(rows)}\n`);
+    console.log(
+      `\n### Security suite: attacks tried and outcomes (${rows.filter((r) => r.refused).length}/${rows.length} refused)\n\n${markdownTable(rows)}\n`,
+    );
     await ownerMcp?.close();
     await mallory?.close();
   });
@@ -281,13 +329,26 @@ describe("security suite", () => {
     const from = rows.length;
     const challenge = (r) => r.headers.get("www-authenticate") ?? "";
     let r = await rawMcp(resource);
-    record("no token on /mcp", "401 + WWW-Authenticate resource_metadata", `${r.status} ${challenge(r).slice(0, 60)}`, r.status === 401 && /resource_metadata/.test(challenge(r)));
+    record(
+      "no token on /mcp",
+      "401 + WWW-Authenticate resource_metadata",
+      `${r.status} ${challenge(r).slice(0, 60)}`,
+      r.status === 401 && /resource_metadata/.test(challenge(r)),
+    );
     r = await rawMcp(resource, bearer("not-a-token"));
     record("wrong token (garbage) on /mcp", "401", r.status, r.status === 401);
     const parts = owner.access_token.split(":");
-    const unknown = parts.length === 3 ? `${parts[0]}:${parts[1]}:${randomToken(parts[2].length)}` : randomToken(owner.access_token.length);
+    const unknown =
+      parts.length === 3
+        ? `${parts[0]}:${parts[1]}:${randomToken(parts[2].length)}`
+        : randomToken(owner.access_token.length);
     r = await rawMcp(resource, bearer(unknown));
-    record("expired/unknown token (valid shape, unknown secret; real expiry = provider accessTokenTTL)", "401", r.status, r.status === 401);
+    record(
+      "expired/unknown token (valid shape, unknown secret; real expiry = provider accessTokenTTL)",
+      "401",
+      r.status,
+      r.status === 401,
+    );
     if (parts.length === 3) {
       r = await rawMcp(resource, bearer(`mallory:${parts[1]}:${parts[2]}`));
       record("owner's access token with its user part rewritten to mallory", "401", r.status, r.status === 401);
@@ -297,8 +358,10 @@ describe("security suite", () => {
     r = await rawMcp(resource, { Authorization: `Basic ${Buffer.from(`owner:${PASSWORD}`).toString("base64")}` });
     record("HTTP Basic with the owner password on /mcp", "401", r.status, r.status === 401);
 
-    const keyRefusal = (res) => res.status === 401 && json(res.body) !== undefined && !/resource_metadata/.test(challenge(res));
-    const keyGot = (res) => `${res.status} ${json(res.body) ? "JSON" : "not JSON"}${/resource_metadata/.test(challenge(res)) ? " + resource_metadata!" : ""}`;
+    const keyRefusal = (res) =>
+      res.status === 401 && json(res.body) !== undefined && !/resource_metadata/.test(challenge(res));
+    const keyGot = (res) =>
+      `${res.status} ${json(res.body) ? "JSON" : "not JSON"}${/resource_metadata/.test(challenge(res)) ? " + resource_metadata!" : ""}`;
     r = await rawMcp(keyUrl);
     record("no token on /mcp-key", "401 JSON, no OAuth discovery", keyGot(r), keyRefusal(r));
     r = await rawMcp(keyUrl, bearer("tok_owner_wrong_000000000000"));
@@ -309,12 +372,33 @@ describe("security suite", () => {
     record("forged OAuth-shaped token on /mcp-key", "401 JSON", keyGot(r), keyRefusal(r));
     r = await rawMcp(resource, { ...bearer(owner.access_token), Origin: "https://evil.example" });
     record("cross-site browser request: valid token + Origin https://evil.example", "403", r.status, r.status === 403);
-    const initialize = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1.0.0" } } });
-    const mcpHeaders = { "Content-Type": "application/json", Accept: "application/json, text/event-stream", Host: "evil.example" };
-    for (const [url, token] of [[resource, owner.access_token], [keyUrl, OWNER_TOKEN]]) {
-      const rebound = await rawRequest(url, { method: "POST", headers: { ...mcpHeaders, ...bearer(token) }, body: initialize });
+    const initialize = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1.0.0" } },
+    });
+    const mcpHeaders = {
+      "Content-Type": "application/json",
+      Accept: "application/json, text/event-stream",
+      Host: "evil.example",
+    };
+    for (const [url, token] of [
+      [resource, owner.access_token],
+      [keyUrl, OWNER_TOKEN],
+    ]) {
+      const rebound = await rawRequest(url, {
+        method: "POST",
+        headers: { ...mcpHeaders, ...bearer(token) },
+        body: initialize,
+      });
       // /mcp-key answers 403 (Host check); on /mcp the provider already refuses the token (401): its audience is this origin's /mcp.
-      record(`DNS rebinding: valid token + Host: evil.example on ${new URL(url).pathname}`, "refused (401/403/421)", rebound.status, [400, 401, 403, 421].includes(rebound.status));
+      record(
+        `DNS rebinding: valid token + Host: evil.example on ${new URL(url).pathname}`,
+        "refused (401/403/421)",
+        rebound.status,
+        [400, 401, 403, 421].includes(rebound.status),
+      );
     }
     allRefused(from);
   });
@@ -328,46 +412,99 @@ describe("security suite", () => {
       if (!code && flow.page.location) {
         const loc = new URL(flow.page.location, gateway.url);
         code = loc.searchParams.get("code");
-        if (!code) return { refused: true, got: `/authorize ${flow.page.status} → ${loc.host}${loc.pathname} error=${loc.searchParams.get("error")}` };
+        if (!code)
+          return {
+            refused: true,
+            got: `/authorize ${flow.page.status} → ${loc.host}${loc.pathname} error=${loc.searchParams.get("error")}`,
+          };
       }
       if (!code) {
-        if (flow.consent) return { refused: true, got: `consent answered ${flow.consent.status}${flow.location ? ` → error=${flow.error}` : ""}` };
+        if (flow.consent)
+          return {
+            refused: true,
+            got: `consent answered ${flow.consent.status}${flow.location ? ` → error=${flow.error}` : ""}`,
+          };
         return { refused: true, got: `/authorize ${flow.page.status}` };
       }
       const exchanged = await driver.exchange({ ...flow, code }, exchangeOverrides);
-      if (exchanged.status !== 200) return { refused: true, got: `code issued; /oauth/token ${exchanged.status} ${exchanged.json.error}` };
+      if (exchanged.status !== 200)
+        return { refused: true, got: `code issued; /oauth/token ${exchanged.status} ${exchanged.json.error}` };
       const used = await rawMcp(resource, bearer(exchanged.json.access_token));
-      return { refused: used.status === 401, got: `token issued (resource ${exchanged.json.resource ?? "?"}); /mcp answered ${used.status}` };
+      return {
+        refused: used.status === 401,
+        got: `token issued (resource ${exchanged.json.resource ?? "?"}); /mcp answered ${used.status}`,
+      };
     };
     let o = await outcome(await driver.authorize({ resource: "http://evil.example/mcp" }));
-    record("authorize for another resource (resource=http://evil.example/mcp)", "refused at /authorize or /oauth/token, or token refused at /mcp", o.got, o.refused);
+    record(
+      "authorize for another resource (resource=http://evil.example/mcp)",
+      "refused at /authorize or /oauth/token, or token refused at /mcp",
+      o.got,
+      o.refused,
+    );
     o = await outcome(await driver.authorize(), { resource: "http://evil.example/mcp" });
-    record("code exchanged for another audience (resource=http://evil.example/mcp)", "400 invalid_target", o.got, o.refused);
+    record(
+      "code exchanged for another audience (resource=http://evil.example/mcp)",
+      "400 invalid_target",
+      o.got,
+      o.refused,
+    );
 
     // Replayed code.
     let flow = await driver.authorize();
     const firstUse = await driver.exchange(flow);
     const replay = await driver.exchange(flow);
-    record("replayed authorization code (second exchange)", "400 invalid_grant", `first ${firstUse.status}, replay ${replay.status} ${replay.json.error ?? ""}`, firstUse.status === 200 && replay.status === 400);
+    record(
+      "replayed authorization code (second exchange)",
+      "400 invalid_grant",
+      `first ${firstUse.status}, replay ${replay.status} ${replay.json.error ?? ""}`,
+      firstUse.status === 200 && replay.status === 400,
+    );
 
     // PKCE.
     flow = await driver.authorize();
     let exchanged = await driver.exchange(flow, { code_verifier: pkce().verifier });
-    record("wrong PKCE verifier", "400 invalid_grant", `${exchanged.status} ${exchanged.json.error ?? ""}`, exchanged.status === 400);
+    record(
+      "wrong PKCE verifier",
+      "400 invalid_grant",
+      `${exchanged.status} ${exchanged.json.error ?? ""}`,
+      exchanged.status === 400,
+    );
     flow = await driver.authorize();
-    exchanged = await driver.token({ grant_type: "authorization_code", code: flow.code, redirect_uri: callback.redirectUri, client_id: flow.client.client_id, resource });
-    record("PKCE code exchanged without a verifier", "400", `${exchanged.status} ${exchanged.json.error ?? ""}`, exchanged.status === 400);
+    exchanged = await driver.token({
+      grant_type: "authorization_code",
+      code: flow.code,
+      redirect_uri: callback.redirectUri,
+      client_id: flow.client.client_id,
+      resource,
+    });
+    record(
+      "PKCE code exchanged without a verifier",
+      "400",
+      `${exchanged.status} ${exchanged.json.error ?? ""}`,
+      exchanged.status === 400,
+    );
     o = await outcome(await driver.authorize({ pkceMethod: null }));
     record("public client without PKCE (no code_challenge)", "refused", o.got, o.refused);
     o = await outcome(await driver.authorize({ pkceMethod: "plain" }));
     record("PKCE downgrade to code_challenge_method=plain", "refused", o.got, o.refused);
     flow = await driver.authorize();
     exchanged = await driver.exchange(flow, { redirect_uri: `${callback.origin}/other` });
-    record("code exchanged with another redirect_uri", "400", `${exchanged.status} ${exchanged.json.error ?? ""}`, exchanged.status === 400);
+    record(
+      "code exchanged with another redirect_uri",
+      "400",
+      `${exchanged.status} ${exchanged.json.error ?? ""}`,
+      exchanged.status === 400,
+    );
     flow = await driver.authorize();
     const otherClient = await driver.register();
     exchanged = await driver.exchange(flow, { client_id: otherClient.client_id });
-    record("code exchanged by another client_id", "400/401", `${exchanged.status} ${exchanged.json.error ?? ""}`, exchanged.status === 400 || exchanged.status === 401);
+    record(
+      "code exchanged by another client_id",
+      "400/401",
+      `${exchanged.status} ${exchanged.json.error ?? ""}`,
+      exchanged.status === 400 || exchanged.status === 401,
+    );
 
     // Open redirects.
     const evilRedirect = "https://evil.example/callback";
@@ -386,12 +523,24 @@ describe("security suite", () => {
       const fresh = driverFor();
       return { fresh, page: (await fresh.request(fresh.authorizeUrl({ clientId, challenge: pkce().challenge }))).body };
     };
-    const signedOut = await driverFor().request(driver.authorizeUrl({ clientId, redirectUri: evilRedirect, challenge: pkce().challenge }));
-    record("open redirect: unregistered redirect_uri (signed out)", "no redirect to it", `${signedOut.status}${signedOut.location ? ` → ${signedOut.location}` : ""}`, !toEvil(signedOut.location));
+    const signedOut = await driverFor().request(
+      driver.authorizeUrl({ clientId, redirectUri: evilRedirect, challenge: pkce().challenge }),
+    );
+    record(
+      "open redirect: unregistered redirect_uri (signed out)",
+      "no redirect to it",
+      `${signedOut.status}${signedOut.location ? ` → ${signedOut.location}` : ""}`,
+      !toEvil(signedOut.location),
+    );
     for (const next of ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example/steal"]) {
       const { fresh, page } = await signedOutLogin();
       const answer = await fresh.login(page, PASSWORD, { next });
-      record(`open redirect: login with next=${next}`, "stays on the gateway's origin", `${answer.status}${answer.location ? ` → ${answer.location}` : ""}`, sameOrigin(answer.location));
+      record(
+        `open redirect: login with next=${next}`,
+        "stays on the gateway's origin",
+        `${answer.status}${answer.location ? ` → ${answer.location}` : ""}`,
+        sameOrigin(answer.location),
+      );
     }
 
     // CSRF on consent.
@@ -404,26 +553,67 @@ describe("security suite", () => {
       flow.consent && flow.consent.status >= 400 && flow.consent.status < 500 && !flow.code,
     );
     flow = await driver.authorize({ consentCookie: () => "" });
-    record("CSRF on consent: cross-site POST with no cookies at all", "4xx, no code", `${flow.consent?.status}${flow.code ? " + code!" : ""}`, flow.consent && flow.consent.status >= 400 && flow.consent.status < 500 && !flow.code);
+    record(
+      "CSRF on consent: cross-site POST with no cookies at all",
+      "4xx, no code",
+      `${flow.consent?.status}${flow.code ? " + code!" : ""}`,
+      flow.consent && flow.consent.status >= 400 && flow.consent.status < 500 && !flow.code,
+    );
     flow = await driver.authorize({ consentFields: { handle: randomToken(43) } });
-    record("CSRF on consent: forged handle (with the session cookies)", "4xx, no code", `${flow.consent?.status}${flow.code ? " + code!" : ""}`, flow.consent && flow.consent.status >= 400 && flow.consent.status < 500 && !flow.code);
+    record(
+      "CSRF on consent: forged handle (with the session cookies)",
+      "4xx, no code",
+      `${flow.consent?.status}${flow.code ? " + code!" : ""}`,
+      flow.consent && flow.consent.status >= 400 && flow.consent.status < 500 && !flow.code,
+    );
 
     // Framing and markup injection.
-    const consentPage = await driver.request(driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }));
+    const consentPage = await driver.request(
+      driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }),
+    );
     // Browsers enforce every CSP header, and read X-Frame-Options as the set of its comma-separated
     // values (HTML § "check a navigation response's adherence to X-Frame-Options"): {deny} blocks framing.
     const framing = (res) => {
-      const xfo = new Set((res.headers.get("x-frame-options") ?? "").split(",").map((v) => v.trim().toLowerCase()).filter(Boolean));
-      return /frame-ancestors 'none'/.test(res.headers.get("content-security-policy") ?? "") && xfo.size === 1 && xfo.has("deny");
+      const xfo = new Set(
+        (res.headers.get("x-frame-options") ?? "")
+          .split(",")
+          .map((v) => v.trim().toLowerCase())
+          .filter(Boolean),
+      );
+      return (
+        /frame-ancestors 'none'/.test(res.headers.get("content-security-policy") ?? "") &&
+        xfo.size === 1 &&
+        xfo.has("deny")
+      );
     };
-    const framingGot = (res) => `${res.status} CSP=${res.headers.get("content-security-policy") ?? "none"}; XFO=${res.headers.get("x-frame-options") ?? "none"}`;
-    record("clickjacking: framing the consent page", "CSP frame-ancestors 'none' + X-Frame-Options DENY", framingGot(consentPage), consentPage.status === 200 && /\/authorize\/consent/.test(consentPage.body) && framing(consentPage));
-    const signedOutPage = await driverFor().request(driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }));
-    record("clickjacking: framing the login page", "CSP frame-ancestors 'none' + X-Frame-Options DENY", framingGot(signedOutPage), signedOutPage.status === 200 && /action="\/login"/.test(signedOutPage.body) && framing(signedOutPage));
+    const framingGot = (res) =>
+      `${res.status} CSP=${res.headers.get("content-security-policy") ?? "none"}; XFO=${res.headers.get("x-frame-options") ?? "none"}`;
+    record(
+      "clickjacking: framing the consent page",
+      "CSP frame-ancestors 'none' + X-Frame-Options DENY",
+      framingGot(consentPage),
+      consentPage.status === 200 && /\/authorize\/consent/.test(consentPage.body) && framing(consentPage),
+    );
+    const signedOutPage = await driverFor().request(
+      driver.authorizeUrl({ clientId: (await driver.register()).client_id, challenge: pkce().challenge }),
+    );
+    record(
+      "clickjacking: framing the login page",
+      "CSP frame-ancestors 'none' + X-Frame-Options DENY",
+      framingGot(signedOutPage),
+      signedOutPage.status === 200 && /action="\/login"/.test(signedOutPage.body) && framing(signedOutPage),
+    );
     const xssClient = await driver.register({ client_name: `<script>alert(1)</script><img src=x onerror=alert(2)>` });
-    const xss = await driver.request(driver.authorizeUrl({ clientId: xssClient.client_id, challenge: pkce().challenge }));
+    const xss = await driver.request(
+      driver.authorizeUrl({ clientId: xssClient.client_id, challenge: pkce().challenge }),
+    );
     const injected = /<script>alert\(1\)|<img src=x/i.test(xss.body);
-    record("XSS: client_name with <script>/<img onerror> on the consent page", "escaped text", `${xss.status}${injected ? " raw markup in page!" : " escaped"}`, xss.status === 200 && /handle/.test(xss.body) && !injected);
+    record(
+      "XSS: client_name with <script>/<img onerror> on the consent page",
+      "escaped text",
+      `${xss.status}${injected ? " raw markup in page!" : " escaped"}`,
+      xss.status === 200 && /handle/.test(xss.body) && !injected,
+    );
 
     // CSRF on login (right password, so an accepted attempt would show as a 303).
     let login = await signedOutLogin();
@@ -431,7 +621,11 @@ describe("security suite", () => {
     let answer = await login.fresh.post("/login", { next: fields.next ?? "/", password: PASSWORD });
     record("CSRF on login: no csrf field (right password)", "403", answer.status, answer.status === 403);
     login = await signedOutLogin();
-    answer = await login.fresh.post("/login", { ...hiddenFields(login.page, "/login"), csrf: randomToken(43), password: PASSWORD });
+    answer = await login.fresh.post("/login", {
+      ...hiddenFields(login.page, "/login"),
+      csrf: randomToken(43),
+      password: PASSWORD,
+    });
     record("CSRF on login: forged csrf value (right password)", "403", answer.status, answer.status === 403);
 
     // Scopes: a token granted only `generate`.
@@ -439,12 +633,19 @@ describe("security suite", () => {
     const narrowMcp = await connectV2(resource, bearer(narrow.access_token));
     try {
       const made = await narrowMcp.call("generate_image", { prompt: "narrow", width: 64, height: 64, steps: 2 });
-      const published = await narrowMcp.call("publish_asset", { asset_id: made.structuredContent?.asset_id ?? asset.asset_id, target_filename: "narrow.png" });
+      const published = await narrowMcp.call("publish_asset", {
+        asset_id: made.structuredContent?.asset_id ?? asset.asset_id,
+        target_filename: "narrow.png",
+      });
       record(
         "scope escalation: generate-only token calls publish_asset",
         "isError naming the missing scope 'publish'",
         `granted '${narrow.scope}'; generate_image ${made.isError ? "error" : "ok"}; publish_asset ${published.isError ? "error" : "ok"}: ${text(published).slice(0, 80)}`,
-        narrow.scope === "generate" && !made.isError && published.isError && /scope/i.test(text(published)) && /\bpublish\b/.test(text(published)),
+        narrow.scope === "generate" &&
+          !made.isError &&
+          published.isError &&
+          /scope/i.test(text(published)) &&
+          /\bpublish\b/.test(text(published)),
       );
     } finally {
       await narrowMcp.close();
@@ -456,26 +657,64 @@ describe("security suite", () => {
     const from = rows.length;
     const notFound = (result) => result.isError === true && /no (asset|job)|not found/i.test(text(result));
     let result = await mallory.call("get_asset_metadata", { asset_id: asset.asset_id });
-    record("cross-user get_asset_metadata (mallory → owner's asset_id)", "not found", text(result).slice(0, 70), notFound(result));
+    record(
+      "cross-user get_asset_metadata (mallory → owner's asset_id)",
+      "not found",
+      text(result).slice(0, 70),
+      notFound(result),
+    );
     result = await mallory.call("get_job", { prompt_id: asset.job_id });
     record("cross-user get_job (mallory → owner's job id)", "not found", text(result).slice(0, 70), notFound(result));
     result = await mallory.call("cancel_job", { prompt_id: asset.job_id });
-    record("cross-user cancel_job (mallory → owner's job id)", "not found", text(result).slice(0, 70), notFound(result));
+    record(
+      "cross-user cancel_job (mallory → owner's job id)",
+      "not found",
+      text(result).slice(0, 70),
+      notFound(result),
+    );
     result = await mallory.call("view_image", { asset_id: asset.asset_id });
-    record("cross-user view_image (mallory → owner's asset_id)", "not found", text(result).slice(0, 70), notFound(result));
+    record(
+      "cross-user view_image (mallory → owner's asset_id)",
+      "not found",
+      text(result).slice(0, 70),
+      notFound(result),
+    );
     result = await mallory.call("image_to_image", { image: asset.asset_id, prompt: "stolen", steps: 2 });
-    record("cross-user image_to_image input (mallory uses owner's asset_id)", "refused", text(result).slice(0, 70), result.isError === true);
+    record(
+      "cross-user image_to_image input (mallory uses owner's asset_id)",
+      "refused",
+      text(result).slice(0, 70),
+      result.isError === true,
+    );
     let read;
     try {
       read = `answered: ${JSON.stringify(await mallory.readResource(`comfy://assets/${asset.asset_id}`)).slice(0, 60)}`;
     } catch (error) {
       read = `error: ${error.message}`;
     }
-    record("cross-user resources/read comfy://assets/<owner's id>", "not found error", read.slice(0, 90), /^error: .*(not found|no asset)/i.test(read));
-    const listed = (await mallory.call("list_assets", { limit: 100 })).structuredContent?.assets?.map((a) => a.asset_id) ?? [];
-    record("cross-user list_assets (mallory's listing)", "owner's asset absent", listed.includes(asset.asset_id) ? "owner's asset listed!" : `${listed.length} assets, owner's absent`, !listed.includes(asset.asset_id));
+    record(
+      "cross-user resources/read comfy://assets/<owner's id>",
+      "not found error",
+      read.slice(0, 90),
+      /^error: .*(not found|no asset)/i.test(read),
+    );
+    const listed =
+      (await mallory.call("list_assets", { limit: 100 })).structuredContent?.assets?.map((a) => a.asset_id) ?? [];
+    record(
+      "cross-user list_assets (mallory's listing)",
+      "owner's asset absent",
+      listed.includes(asset.asset_id) ? "owner's asset listed!" : `${listed.length} assets, owner's absent`,
+      !listed.includes(asset.asset_id),
+    );
     const resources = (await mallory.listResources()).resources.map((r) => r.uri);
-    record("cross-user resources/list", "owner's resource absent", resources.includes(`comfy://assets/${asset.asset_id}`) ? "listed!" : `${resources.length} resources, owner's absent`, !resources.includes(`comfy://assets/${asset.asset_id}`));
+    record(
+      "cross-user resources/list",
+      "owner's resource absent",
+      resources.includes(`comfy://assets/${asset.asset_id}`)
+        ? "listed!"
+        : `${resources.length} resources, owner's absent`,
+      !resources.includes(`comfy://assets/${asset.asset_id}`),
+    );
     const ownUrl = new URL(asset.asset_url);
     expect((await fetch(ownUrl)).status).toBe(200);
     for (const u of ["mallory", "local"]) {
@@ -494,33 +733,64 @@ describe("security suite", () => {
     const code = (result) => /"error_code": "([A-Z_]+)"/.exec(text(result))?.[1] ?? text(result).slice(0, 60);
     for (const target of ["../x.png", "/etc/x.png", "a/../../x.png", "x\u0000.png", "x\n.png"]) {
       const result = await ownerMcp.call("publish_asset", { asset_id: asset.asset_id, target_filename: target });
-      record(`traversal: publish_asset target_filename ${JSON.stringify(target)}`, "INVALID_TARGET_FILENAME", code(result), result.isError === true && /INVALID_TARGET_FILENAME|invalid/i.test(text(result)));
+      record(
+        `traversal: publish_asset target_filename ${JSON.stringify(target)}`,
+        "INVALID_TARGET_FILENAME",
+        code(result),
+        result.isError === true && /INVALID_TARGET_FILENAME|invalid/i.test(text(result)),
+      );
     }
     let result = await ownerMcp.call("publish_asset", { asset_id: asset.asset_id, manifest_key: "../../x" });
-    record('traversal: publish_asset manifest_key "../../x"', "INVALID_MANIFEST_KEY", code(result), result.isError === true && /INVALID_MANIFEST_KEY|invalid/i.test(text(result)));
+    record(
+      'traversal: publish_asset manifest_key "../../x"',
+      "INVALID_MANIFEST_KEY",
+      code(result),
+      result.isError === true && /INVALID_MANIFEST_KEY|invalid/i.test(text(result)),
+    );
     for (const name of ["../../etc/passwd", "gen/../../etc/passwd", "/etc/passwd"]) {
       result = await ownerMcp.call("unpublish", { filename: name });
       record(`traversal: unpublish ${JSON.stringify(name)}`, "refused", code(result), result.isError === true);
     }
-    for (const path of ["/published/../x", "/published/../wrangler.toml", "/published/gen/..%2f..%2fwrangler.toml", "/published/%2e%2e/%2e%2e/package.json"]) {
+    for (const path of [
+      "/published/../x",
+      "/published/../wrangler.toml",
+      "/published/gen/..%2f..%2fwrangler.toml",
+      "/published/%2e%2e/%2e%2e/package.json",
+    ]) {
       const res = await rawRequest(`${gateway.url}${path}`);
       record(`traversal: GET ${path}`, "404/400, nothing served", res.status, res.status >= 400 && res.status < 500);
     }
 
     const FIVE_MB = 5 * 1024 * 1024;
-    const bigBody = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get_defaults", arguments: { pad: "x".repeat(FIVE_MB) } } });
+    const bigBody = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "get_defaults", arguments: { pad: "x".repeat(FIVE_MB) } },
+    });
     const big = await bodyStatus(resource, bearer(owner.access_token), bigBody);
     record("oversize: 5 MB JSON POST /mcp (Content-Length)", "413", big, big === 413);
     const chunked = await bodyStatus(resource, bearer(owner.access_token), chunkedBody(FIVE_MB));
     record("oversize: 5 MB JSON POST /mcp chunked (no Content-Length)", "413", chunked, chunked === 413);
     const bigKey = await bodyStatus(keyUrl, bearer(OWNER_TOKEN), bigBody);
     record("oversize: 5 MB JSON POST /mcp-key", "413", bigKey, bigKey === 413);
-    const bigRegistration = await bodyStatus(`${gateway.url}/oauth/register`, {}, JSON.stringify({ redirect_uris: [callback.redirectUri], client_name: "x".repeat(2 * 1024 * 1024) }));
+    const bigRegistration = await bodyStatus(
+      `${gateway.url}/oauth/register`,
+      {},
+      JSON.stringify({ redirect_uris: [callback.redirectUri], client_name: "x".repeat(2 * 1024 * 1024) }),
+    );
     record("oversize: 2 MB client registration", "413", bigRegistration, bigRegistration === 413);
 
     const ssrf = [
-      "https://127.0.0.1/x.png", "https://169.254.169.254/latest", "https://[::1]/x", "https://localhost/x.png", "https://10.0.0.1/x.png",
-      "https://2130706433/x.png", "http://example.com/x.png", "https://[::ffff:127.0.0.1]/x.png", "https://localhost./x.png",
+      "https://127.0.0.1/x.png",
+      "https://169.254.169.254/latest",
+      "https://[::1]/x",
+      "https://localhost/x.png",
+      "https://10.0.0.1/x.png",
+      "https://2130706433/x.png",
+      "http://example.com/x.png",
+      "https://[::ffff:127.0.0.1]/x.png",
+      "https://localhost./x.png",
     ];
     for (const url of ssrf) {
       result = await ownerMcp.call("image_to_image", { image: url, prompt: "ssrf", steps: 2 });
@@ -536,7 +806,12 @@ describe("security suite", () => {
     try {
       const r = await rawMcp(bare.mcpUrl);
       const message = JSON.stringify(json(r.body) ?? r.body);
-      record("MCP on a gateway with no auth configured", "503 naming OWNER_PASSWORD and MCP_TOKENS", `${r.status} ${message.slice(0, 80)}`, r.status === 503 && /OWNER_PASSWORD/.test(message) && /MCP_TOKENS/.test(message));
+      record(
+        "MCP on a gateway with no auth configured",
+        "503 naming OWNER_PASSWORD and MCP_TOKENS",
+        `${r.status} ${message.slice(0, 80)}`,
+        r.status === 503 && /OWNER_PASSWORD/.test(message) && /MCP_TOKENS/.test(message),
+      );
       const k = await rawMcp(`${bare.url}/mcp-key`, bearer(OWNER_TOKEN));
       record("/mcp-key on a gateway with no tokens configured", "refused (4xx/503)", k.status, k.status >= 400);
     } finally {
@@ -550,14 +825,17 @@ describe("security suite", () => {
     const from = rows.length;
     const bruteDriver = driverFor();
     const clientId = (await bruteDriver.register()).client_id;
-    const loginPage = async () => (await bruteDriver.request(bruteDriver.authorizeUrl({ clientId, challenge: pkce().challenge }))).body;
+    const loginPage = async () =>
+      (await bruteDriver.request(bruteDriver.authorizeUrl({ clientId, challenge: pkce().challenge }))).body;
     let page = await loginPage();
     const statuses = [];
     let limited;
     for (let attempt = 0; attempt < 8 && !limited; attempt++) {
       const answer = await bruteDriver.login(page, `guess-${attempt}`);
       wrongPasswordPosts++;
-      statuses.push(answer.status === 401 && !/Wrong password/.test(answer.body) ? "401 (no 'Wrong password')" : answer.status);
+      statuses.push(
+        answer.status === 401 && !/Wrong password/.test(answer.body) ? "401 (no 'Wrong password')" : answer.status,
+      );
       if (answer.status === 429) limited = { at: wrongPasswordPosts, body: answer.body };
       else page = answer.status === 401 ? answer.body : await loginPage(); // the 401 page carries a fresh form
     }
@@ -615,7 +893,9 @@ async function bodyStatus(url, headers, body) {
 /** A JSON-RPC tools/call of about `size` bytes as a stream (sent chunked, no Content-Length). */
 function chunkedBody(size) {
   const encoder = new TextEncoder();
-  const head = encoder.encode('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_defaults","arguments":{"pad":"');
+  const head = encoder.encode(
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_defaults","arguments":{"pad":"',
+  );
   const tail = encoder.encode('"}}}');
   const chunk = encoder.encode("x".repeat(64 * 1024));
   let sent = -1;

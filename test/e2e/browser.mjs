@@ -7,7 +7,16 @@ import http from "node:http";
 import { chromium } from "playwright-core";
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 /** Launches Debian's Chromium. Missing → a clear error (the browser test must fail, not skip). */
 export async function launchChromium() {
@@ -42,7 +51,9 @@ export class CookieJar {
       const at = pair.indexOf("=");
       const name = pair.slice(0, at).trim();
       const value = pair.slice(at + 1).trim();
-      const expired = attrs.some((a) => /^\s*max-age\s*=\s*(0|-\d+)\s*$/i.test(a)) || attrs.some((a) => /^\s*expires\s*=/i.test(a) && Date.parse(a.split("=").slice(1).join("=")) < Date.now());
+      const expired =
+        attrs.some((a) => /^\s*max-age\s*=\s*(0|-\d+)\s*$/i.test(a)) ||
+        attrs.some((a) => /^\s*expires\s*=/i.test(a) && Date.parse(a.split("=").slice(1).join("=")) < Date.now());
       if (expired || value === "") this.cookies.delete(name);
       else this.cookies.set(name, value);
     }
@@ -53,7 +64,10 @@ export class CookieJar {
   }
   /** The Cookie header without the cookies `drop(name)` selects. */
   headerWithout(drop) {
-    return [...this.cookies].filter(([name]) => !drop(name)).map(([name, value]) => `${name}=${value}`).join("; ");
+    return [...this.cookies]
+      .filter(([name]) => !drop(name))
+      .map(([name, value]) => `${name}=${value}`)
+      .join("; ");
   }
   names() {
     return [...this.cookies.keys()];
@@ -95,7 +109,10 @@ export function tags(html, name) {
 
 /** The hidden inputs of the form posting to `action` (the whole page when no such form). */
 export function hiddenFields(html, action) {
-  const form = new RegExp(`<form\\b[^>]*action\\s*=\\s*["']?${action.replace(/[/.]/g, "\\$&")}["'\\s>][\\s\\S]*?</form>`, "i").exec(html);
+  const form = new RegExp(
+    `<form\\b[^>]*action\\s*=\\s*["']?${action.replace(/[/.]/g, "\\$&")}["'\\s>][\\s\\S]*?</form>`,
+    "i",
+  ).exec(html);
   const fields = {};
   for (const input of tags(form ? form[0] : html, "input")) {
     if ((input.type ?? "").toLowerCase() === "hidden" && input.name) fields[input.name] = input.value ?? "";
@@ -148,7 +165,12 @@ export class OAuthDriver {
 
   post(path, fields, init = {}) {
     const body = fields instanceof URLSearchParams ? fields : new URLSearchParams(fields);
-    return this.request(path, { ...init, method: "POST", body, headers: { "Content-Type": "application/x-www-form-urlencoded", ...init.headers } });
+    return this.request(path, {
+      ...init,
+      method: "POST",
+      body,
+      headers: { "Content-Type": "application/x-www-form-urlencoded", ...init.headers },
+    });
   }
 
   async register(overrides = {}) {
@@ -165,11 +187,20 @@ export class OAuthDriver {
       }),
     });
     const json = await response.json().catch(() => ({}));
-    if (!response.ok || !json.client_id) throw new Error(`client registration failed: HTTP ${response.status} ${JSON.stringify(json)}`);
+    if (!response.ok || !json.client_id)
+      throw new Error(`client registration failed: HTTP ${response.status} ${JSON.stringify(json)}`);
     return json;
   }
 
-  authorizeUrl({ clientId, redirectUri = this.redirectUri, scopes = ["generate", "publish"], resource = `${this.base}/mcp`, state = randomState(), challenge, method = "S256" }) {
+  authorizeUrl({
+    clientId,
+    redirectUri = this.redirectUri,
+    scopes = ["generate", "publish"],
+    resource = `${this.base}/mcp`,
+    state = randomState(),
+    challenge,
+    method = "S256",
+  }) {
     const url = new URL("/authorize", this.base);
     url.searchParams.set("response_type", "code");
     url.searchParams.set("client_id", clientId);
@@ -190,7 +221,8 @@ export class OAuthDriver {
   /** Signs the owner in through an /authorize URL (login page → 303). */
   async signIn(authorizeUrl) {
     const page = await this.request(authorizeUrl);
-    if (!/name\s*=\s*["']?password/.test(page.body)) throw new Error(`expected the login page at /authorize, got HTTP ${page.status}: ${page.body.slice(0, 300)}`);
+    if (!/name\s*=\s*["']?password/.test(page.body))
+      throw new Error(`expected the login page at /authorize, got HTTP ${page.status}: ${page.body.slice(0, 300)}`);
     const result = await this.login(page.body);
     if (result.status !== 303) throw new Error(`sign-in failed: HTTP ${result.status}: ${result.body.slice(0, 300)}`);
     return result;
@@ -201,12 +233,30 @@ export class OAuthDriver {
    * form. Returns the consent page, the redirect (Location) and the parsed code/state/error.
    * `pkceMethod`: "S256" (default), "plain", or null (no PKCE at all).
    */
-  async authorize({ client, scopes = ["generate", "publish"], approve = scopes, decision = "approve", resource, redirectUri = this.redirectUri, consentFields = {}, consentCookie, pkceMethod = "S256" } = {}) {
+  async authorize({
+    client,
+    scopes = ["generate", "publish"],
+    approve = scopes,
+    decision = "approve",
+    resource,
+    redirectUri = this.redirectUri,
+    consentFields = {},
+    consentCookie,
+    pkceMethod = "S256",
+  } = {}) {
     client ??= await this.register();
     const { verifier, challenge } = pkce();
     const state = randomState();
     const plain = pkceMethod === "plain";
-    const url = this.authorizeUrl({ clientId: client.client_id, redirectUri, scopes, resource, state, challenge: pkceMethod ? (plain ? verifier : challenge) : undefined, method: pkceMethod });
+    const url = this.authorizeUrl({
+      clientId: client.client_id,
+      redirectUri,
+      scopes,
+      resource,
+      state,
+      challenge: pkceMethod ? (plain ? verifier : challenge) : undefined,
+      method: pkceMethod,
+    });
     const page = await this.request(url);
     const result = { client, verifier, challenge, state, url, page, redirectUri };
     if (page.status !== 200 || !/\/authorize\/consent/.test(page.body)) return result;
@@ -214,7 +264,11 @@ export class OAuthDriver {
     for (const scope of approve) form.append("scope", scope);
     form.set("decision", decision);
     // consentCookie: what the consent POST carries instead of the jar (a CSRF attempt).
-    const answer = await this.post("/authorize/consent", form, consentCookie === undefined ? {} : { cookie: consentCookie(this.jar) });
+    const answer = await this.post(
+      "/authorize/consent",
+      form,
+      consentCookie === undefined ? {} : { cookie: consentCookie(this.jar) },
+    );
     result.consent = answer;
     if (answer.location) {
       const location = new URL(answer.location, this.base);
@@ -228,7 +282,11 @@ export class OAuthDriver {
 
   /** POST /oauth/token (form-encoded); returns { status, json }. */
   async token(fields, path = "/oauth/token") {
-    const response = await fetch(new URL(path, this.base), { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(fields) });
+    const response = await fetch(new URL(path, this.base), {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(fields),
+    });
     const text = await response.text();
     let json;
     try {
@@ -240,15 +298,27 @@ export class OAuthDriver {
   }
 
   exchange({ code, verifier, client, redirectUri = this.redirectUri, resource = `${this.base}/mcp` }, overrides = {}) {
-    return this.token({ grant_type: "authorization_code", code, redirect_uri: redirectUri, client_id: client.client_id, code_verifier: verifier, resource, ...overrides });
+    return this.token({
+      grant_type: "authorization_code",
+      code,
+      redirect_uri: redirectUri,
+      client_id: client.client_id,
+      code_verifier: verifier,
+      resource,
+      ...overrides,
+    });
   }
 
   /** The full fetch-driven flow: consent with `approve`, then the code exchange. Throws on any refusal. */
   async accessToken({ scopes = ["generate", "publish"], approve = scopes } = {}) {
     const flow = await this.authorize({ scopes, approve });
-    if (!flow.code) throw new Error(`no code: consent page HTTP ${flow.page.status}, consent answer ${flow.consent?.status} ${flow.consent?.location ?? flow.consent?.body?.slice(0, 300)}`);
+    if (!flow.code)
+      throw new Error(
+        `no code: consent page HTTP ${flow.page.status}, consent answer ${flow.consent?.status} ${flow.consent?.location ?? flow.consent?.body?.slice(0, 300)}`,
+      );
     const { status, json } = await this.exchange(flow);
-    if (status !== 200 || !json.access_token) throw new Error(`code exchange failed: HTTP ${status} ${JSON.stringify(json)}`);
+    if (status !== 200 || !json.access_token)
+      throw new Error(`code exchange failed: HTTP ${status} ${JSON.stringify(json)}`);
     return { ...json, client: flow.client };
   }
 }
@@ -258,7 +328,14 @@ export async function rawMcp(url, headers = {}, body) {
   const response = await fetch(url, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", ...headers },
-    body: body ?? JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1.0.0" } } }),
+    body:
+      body ??
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1.0.0" } },
+      }),
   });
   return { status: response.status, headers: response.headers, body: await response.text() };
 }
@@ -269,6 +346,9 @@ export function markdownTable(rows) {
   return [
     "| # | attack | expected | got | refused? |",
     "|---|---|---|---|---|",
-    ...rows.map((r, i) => `| ${i + 1} | ${cell(r.attack)} | ${cell(r.expected)} | ${cell(r.got)} | ${r.refused ? "yes" : "**NO**"} |`),
+    ...rows.map(
+      (r, i) =>
+        `| ${i + 1} | ${cell(r.attack)} | ${cell(r.expected)} | ${cell(r.got)} | ${r.refused ? "yes" : "**NO**"} |`,
+    ),
   ].join("\n");
 }

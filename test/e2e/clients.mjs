@@ -14,7 +14,8 @@ export async function connectV1(mcpUrl, headers = {}) {
   await client.connect(new TransportV1(new URL(mcpUrl), { requestInit: { headers } }));
   return {
     era: "2025-11-25 (SDK v1)",
-    call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, undefined, { timeout: 90_000, ...options }),
+    call: (name, args = {}, options = {}) =>
+      client.callTool({ name, arguments: args }, undefined, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
     readResource: (uri) => client.readResource({ uri }),
     listResources: () => client.listResources(),
@@ -28,7 +29,8 @@ export async function connectV2(mcpUrl, headers = {}) {
   await client.connect(new TransportV2(new URL(mcpUrl), { requestInit: { headers } }));
   return {
     era: "2026-07-28 (SDK v2)",
-    call: (name, args = {}, options = {}) => client.callTool({ name, arguments: args }, { timeout: 90_000, ...options }),
+    call: (name, args = {}, options = {}) =>
+      client.callTool({ name, arguments: args }, { timeout: 90_000, ...options }),
     listTools: async () => (await client.listTools()).tools,
     readResource: (uri) => client.readResource({ uri }),
     listResources: () => client.listResources(),

@@ -25,12 +25,29 @@ export function prng(seed) {
 }
 
 /** Tools whose valid calls submit a ComfyUI job. */
-export const GENERATION_TOOLS = new Set(["generate_image", "generate_song", "generate_video", "image_to_image", "run_workflow", "regenerate"]);
+export const GENERATION_TOOLS = new Set([
+  "generate_image",
+  "generate_song",
+  "generate_video",
+  "image_to_image",
+  "run_workflow",
+  "regenerate",
+]);
 
 /** Small values for size-like fields: a valid call stays tiny. */
 export const CAPS = {
-  width: 64, height: 64, steps: 2, length: 5, seconds: 2, fps: 8, wait_seconds: 0,
-  max_dim: 64, max_b64_chars: 2000, max_bytes: 20000, batch_size: 1, lyrics_strength: 1,
+  width: 64,
+  height: 64,
+  steps: 2,
+  length: 5,
+  seconds: 2,
+  fps: 8,
+  wait_seconds: 0,
+  max_dim: 64,
+  max_b64_chars: 2000,
+  max_bytes: 20000,
+  batch_size: 1,
+  lyrics_strength: 1,
 };
 
 /** Deeply nested array, e.g. `[[[[…]]]]` — JSON text, not an object (built lazily in the body). */
@@ -38,21 +55,96 @@ const nested = (depth) => JSON.parse("[".repeat(depth) + "]".repeat(depth));
 const protoObject = () => JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}');
 
 const HOSTILE_STRINGS = [
-  "", " ", "\t\n\r", "\u0000", "a\u0000b", "\uD800", "\uDFFF\uD800", "\u202Eevil\u202C", "\u200B\u200C\u200D\uFEFF",
-  "🦊🔥".repeat(500), "e\u0301".repeat(2000), "𝕏".repeat(300), "Ω≈ç√∫˜µ≤≥÷", "ｆｕｌｌｗｉｄｔｈ", "日本語のプロンプト",
-  "../../../../etc/passwd", "..\\..\\windows\\win.ini", "/etc/shadow", "%2e%2e%2f%2e%2e%2f", "file:///etc/passwd",
-  "http://169.254.169.254/latest/meta-data/", "https://127.0.0.1:1/x.png", "data:image/png;base64,!!!!", "data:,", "iVBORw0KGgo=",
-  "' OR 1=1 --", "'; DROP TABLE assets; --", "\"}]}", "${7*7}", "{{7*7}}", "<script>alert(1)</script>", "\r\n\r\nHTTP/1.1 200 OK",
-  "null", "undefined", "NaN", "Infinity", "-1", "1e309", "0x10", "true", "[]", "{}", "__proto__", "constructor", "prototype",
-  "a".repeat(201), "a".repeat(1001), "x".repeat(65_537),
+  "",
+  " ",
+  "\t\n\r",
+  "\u0000",
+  "a\u0000b",
+  "\uD800",
+  "\uDFFF\uD800",
+  "\u202Eevil\u202C",
+  "\u200B\u200C\u200D\uFEFF",
+  "🦊🔥".repeat(500),
+  "e\u0301".repeat(2000),
+  "𝕏".repeat(300),
+  "Ω≈ç√∫˜µ≤≥÷",
+  "ｆｕｌｌｗｉｄｔｈ",
+  "日本語のプロンプト",
+  "../../../../etc/passwd",
+  "..\\..\\windows\\win.ini",
+  "/etc/shadow",
+  "%2e%2e%2f%2e%2e%2f",
+  "file:///etc/passwd",
+  "http://169.254.169.254/latest/meta-data/",
+  "https://127.0.0.1:1/x.png",
+  "data:image/png;base64,!!!!",
+  "data:,",
+  "iVBORw0KGgo=",
+  "' OR 1=1 --",
+  "'; DROP TABLE assets; --",
+  '"}]}',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection probe, sent literally
+  "${7*7}",
+  "{{7*7}}",
+  "<script>alert(1)</script>",
+  "\r\n\r\nHTTP/1.1 200 OK",
+  "null",
+  "undefined",
+  "NaN",
+  "Infinity",
+  "-1",
+  "1e309",
+  "0x10",
+  "true",
+  "[]",
+  "{}",
+  "__proto__",
+  "constructor",
+  "prototype",
+  "a".repeat(201),
+  "a".repeat(1001),
+  "x".repeat(65_537),
 ];
 
 const HOSTILE_NUMBERS = [
-  0, -0, -1, 1, 0.5, -0.5, 1e-300, -1e-300, 2 ** 31, -(2 ** 31), 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 2 ** 64, 1e308, -1e308,
-  Number.MAX_VALUE, Number.MIN_VALUE, 123456789.123,
+  0,
+  -0,
+  -1,
+  1,
+  0.5,
+  -0.5,
+  1e-300,
+  -1e-300,
+  2 ** 31,
+  -(2 ** 31),
+  2 ** 53,
+  2 ** 53 + 2,
+  -(2 ** 53),
+  2 ** 64,
+  1e308,
+  -1e308,
+  Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  123456789.123,
 ];
 
-const OTHER_TYPES = () => [null, true, false, [], [1, "a"], [null], {}, { a: 1 }, protoObject(), nested(200), "", "1", 7, -7, 3.25];
+const OTHER_TYPES = () => [
+  null,
+  true,
+  false,
+  [],
+  [1, "a"],
+  [null],
+  {},
+  { a: 1 },
+  protoObject(),
+  nested(200),
+  "",
+  "1",
+  7,
+  -7,
+  3.25,
+];
 
 /** Fresh objects each time (cases are mutated by tame()). */
 const clone = (value) => (value === undefined ? undefined : structuredClone(value));
@@ -74,7 +166,8 @@ function validValue(name, schema, ctx) {
       const min = schema.minimum ?? 0;
       const max = schema.maximum ?? Number.MAX_SAFE_INTEGER;
       let value = Math.min(max, Math.max(min, CAPS[name] ?? min));
-      if (schema.multipleOf && value % schema.multipleOf !== 0) value = Math.ceil(value / schema.multipleOf) * schema.multipleOf;
+      if (schema.multipleOf && value % schema.multipleOf !== 0)
+        value = Math.ceil(value / schema.multipleOf) * schema.multipleOf;
       return value;
     }
     case "boolean":
@@ -94,18 +187,23 @@ export function baseArgs(tool, ctx) {
   const args = {};
   for (const name of tool.inputSchema?.required ?? []) args[name] = validValue(name, props[name], ctx);
   if ("wait_seconds" in props) args.wait_seconds = 0;
-  for (const name of ["width", "height", "steps", "length", "seconds"]) if (name in props) args[name] = validValue(name, props[name], ctx);
+  for (const name of ["width", "height", "steps", "length", "seconds"])
+    if (name in props) args[name] = validValue(name, props[name], ctx);
   if (tool.name === "run_workflow") args.overrides = { prompt: "a fox", width: 64, height: 64, steps: 1 };
   return args;
 }
 
 /** Schema-aware hostile values for one property, each labelled. */
-function mutationsFor(name, schema, rng) {
+function mutationsFor(_name, schema, rng) {
   const out = [];
   const add = (label, value) => out.push({ label, value });
   for (const value of OTHER_TYPES()) {
     const type = value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-    if (type === schema.type || (type === "number" && (schema.type === "integer" || schema.type === "number") && Number.isInteger(value))) continue;
+    if (
+      type === schema.type ||
+      (type === "number" && (schema.type === "integer" || schema.type === "number") && Number.isInteger(value))
+    )
+      continue;
     add(`type:${type}:${JSON.stringify(value)?.slice(0, 20)}`, value);
   }
   if (schema.type === "string") {
@@ -156,7 +254,15 @@ function mutationsFor(name, schema, rng) {
     add("key-unicode", { "🦊\u0000\u202E": "v" });
     add("many-keys", Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, i])));
     add("nested-deep", { a: nested(500) });
-    add("values-hostile", { prompt: null, steps: -1, width: 1e308, seed: "x", cfg: [], model: "../../x.ckpt", wait_seconds: 99 });
+    add("values-hostile", {
+      prompt: null,
+      steps: -1,
+      width: 1e308,
+      seed: "x",
+      cfg: [],
+      model: "../../x.ckpt",
+      wait_seconds: 99,
+    });
     add("values-wrong", { steps: "twenty", width: 63, height: 8193, denoise: 2, sampler_name: "nope", scheduler: 7 });
     add("values-unknown", { not_a_param: 1, another: "x" });
     add("value-long", { prompt: "p".repeat(1001), model: "m".repeat(1001) });
@@ -174,7 +280,12 @@ export function tame(args, schemaProps = {}) {
       const max = schema.maximum ?? 10_000;
       const min = schema.minimum ?? -Infinity;
       if (value > CAPS[key] && value <= max && value >= min) args[key] = CAPS[key];
-    } else if (value && typeof value === "object" && !Array.isArray(value) && ["overrides", "param_overrides", "image", "audio", "video", "options"].includes(key)) {
+    } else if (
+      value &&
+      typeof value === "object" &&
+      !Array.isArray(value) &&
+      ["overrides", "param_overrides", "image", "audio", "video", "options"].includes(key)
+    ) {
       tame(value);
     }
   }
@@ -191,8 +302,20 @@ const UNKNOWN_FIELDS = () => [
 ];
 
 const INVALID_IDS = [
-  "nope", "00000000-0000-0000-0000-000000000000", "a_1234567890", "../" + "x", "%00", "id with spaces", "ID".repeat(100),
-  "' OR '1'='1", "\u0000", "🦊", "asset:../../secret", "https://example.com/a.png", "null", "-1",
+  "nope",
+  "00000000-0000-0000-0000-000000000000",
+  "a_1234567890",
+  "../" + "x",
+  "%00",
+  "id with spaces",
+  "ID".repeat(100),
+  "' OR '1'='1",
+  "\u0000",
+  "🦊",
+  "asset:../../secret",
+  "https://example.com/a.png",
+  "null",
+  "-1",
 ];
 
 /**
@@ -203,7 +326,8 @@ const INVALID_IDS = [
 export function toolCases(tools, ctx) {
   const rng = prng(ctx.seed ?? 0xf022);
   const cases = [];
-  const push = (tool, label, args) => cases.push({ tool: tool.name, label, args: tame(args, tool.inputSchema?.properties) });
+  const push = (tool, label, args) =>
+    cases.push({ tool: tool.name, label, args: tame(args, tool.inputSchema?.properties) });
   for (const tool of tools) {
     const props = tool.inputSchema?.properties ?? {};
     const required = tool.inputSchema?.required ?? [];
@@ -216,7 +340,8 @@ export function toolCases(tools, ctx) {
       push(tool, `missing:${name}`, args);
     }
     for (const [name, schema] of Object.entries(props)) {
-      for (const { label, value } of mutationsFor(name, schema, rng)) push(tool, `${name}:${label}`, { ...base(), [name]: value });
+      for (const { label, value } of mutationsFor(name, schema, rng))
+        push(tool, `${name}:${label}`, { ...base(), [name]: value });
       if (schema.type === "string" && /(_id|filename)$/.test(name)) {
         for (const id of INVALID_IDS) push(tool, `${name}:bad-id:${id.slice(0, 16)}`, { ...base(), [name]: id });
       }
@@ -264,40 +389,145 @@ export function envelopeCases(toolNames, seed = 0xe7e1) {
   const call = (params, id = 1) => ({ jsonrpc: "2.0", id, method: "tools/call", params });
 
   // Not JSON at all.
-  for (const body of ["", " ", "{", "}", "{\"jsonrpc\":", "[", "nul", "{'a':1}", "{\"a\":1,}", "{}}", "{\"id\":1}garbage", "NaN",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"list_assets\",\"arguments\":{\"limit\":NaN}}}",
-    "\uFEFF{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", "[".repeat(10_000) + "]".repeat(10_000), " ".repeat(500_000) + "{}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"list_assets\",\"arguments\":{\"limit\":1e999999}}}",
-    "\"\\ud800\"", "{\"a\":\"\\u00\"}"]) raw(`bad-json:${JSON.stringify(body.slice(0, 24))}`, body);
+  for (const body of [
+    "",
+    " ",
+    "{",
+    "}",
+    '{"jsonrpc":',
+    "[",
+    "nul",
+    "{'a':1}",
+    '{"a":1,}',
+    "{}}",
+    '{"id":1}garbage',
+    "NaN",
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_assets","arguments":{"limit":NaN}}}',
+    '\uFEFF{"jsonrpc":"2.0","id":1,"method":"ping"}',
+    "[".repeat(10_000) + "]".repeat(10_000),
+    `${" ".repeat(500_000)}{}`,
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_assets","arguments":{"limit":1e999999}}}',
+    '"\\ud800"',
+    '{"a":"\\u00"}',
+  ])
+    raw(`bad-json:${JSON.stringify(body.slice(0, 24))}`, body);
   raw("bad-utf8", Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]));
   raw("binary", Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37) & 0xff)));
 
   // JSON, but not a request.
-  for (const value of [null, true, 0, -1, "str", [], [1], [null], {}, { jsonrpc: "2.0" }, { id: 1 }, { method: "ping" }]) json(`not-request:${JSON.stringify(value)}`, value);
-  for (const jsonrpc of [undefined, "1.0", "2", 2, null, "2.0 ", ""]) json(`jsonrpc:${JSON.stringify(jsonrpc)}`, { jsonrpc, id: 1, method: "tools/list" });
+  for (const value of [
+    null,
+    true,
+    0,
+    -1,
+    "str",
+    [],
+    [1],
+    [null],
+    {},
+    { jsonrpc: "2.0" },
+    { id: 1 },
+    { method: "ping" },
+  ])
+    json(`not-request:${JSON.stringify(value)}`, value);
+  for (const jsonrpc of [undefined, "1.0", "2", 2, null, "2.0 ", ""])
+    json(`jsonrpc:${JSON.stringify(jsonrpc)}`, { jsonrpc, id: 1, method: "tools/list" });
 
   // Methods.
-  const methods = ["", " ", "tools/unknown", "TOOLS/CALL", "tools/call/", "tools//call", "rpc.discover", "__proto__", "constructor",
-    "toString", "hasOwnProperty", "initialize", "ping", "resources/list", "resources/templates/list", "resources/read", "prompts/list",
-    "prompts/get", "completion/complete", "logging/setLevel", "sampling/createMessage", "elicitation/create", "roots/list",
-    "notifications/initialized", "notifications/cancelled", "tasks/list", "tasks/get", "m".repeat(10_000), "🦊"];
+  const methods = [
+    "",
+    " ",
+    "tools/unknown",
+    "TOOLS/CALL",
+    "tools/call/",
+    "tools//call",
+    "rpc.discover",
+    "__proto__",
+    "constructor",
+    "toString",
+    "hasOwnProperty",
+    "initialize",
+    "ping",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "tasks/list",
+    "tasks/get",
+    "m".repeat(10_000),
+    "🦊",
+  ];
   for (const method of methods) {
     json(`method:${method.slice(0, 24)}`, { jsonrpc: "2.0", id: 1, method, params: {} });
-    json(`method-bad-params:${method.slice(0, 24)}`, { jsonrpc: "2.0", id: 2, method, params: rng.pick([[], "x", 1, null, { uri: 5, name: [] }, { level: "loudest" }]) });
+    json(`method-bad-params:${method.slice(0, 24)}`, {
+      jsonrpc: "2.0",
+      id: 2,
+      method,
+      params: rng.pick([[], "x", 1, null, { uri: 5, name: [] }, { level: "loudest" }]),
+    });
   }
-  for (const method of [1, null, [], {}, true]) json(`method-type:${JSON.stringify(method)}`, { jsonrpc: "2.0", id: 1, method, params: {} });
-  for (const uri of ["", "asset://", "asset://nope", "comfy://../../etc/passwd", "file:///etc/passwd", "x".repeat(100_000), "🦊://x", "asset://" + "%".repeat(50)]) {
+  for (const method of [1, null, [], {}, true])
+    json(`method-type:${JSON.stringify(method)}`, { jsonrpc: "2.0", id: 1, method, params: {} });
+  for (const uri of [
+    "",
+    "asset://",
+    "asset://nope",
+    "comfy://../../etc/passwd",
+    "file:///etc/passwd",
+    "x".repeat(100_000),
+    "🦊://x",
+    `asset://${"%".repeat(50)}`,
+  ]) {
     json(`resources/read:${uri.slice(0, 20)}`, { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } });
   }
   json("tools/list-bad-cursor", { jsonrpc: "2.0", id: 1, method: "tools/list", params: { cursor: "garbage" } });
   json("tools/list-cursor-type", { jsonrpc: "2.0", id: 1, method: "tools/list", params: { cursor: 5 } });
-  json("initialize-garbage", { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: 12, capabilities: "x", clientInfo: null } });
-  json("initialize-old-version", { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "1999-01-01", capabilities: {}, clientInfo: { name: "f", version: "0" } } });
+  json("initialize-garbage", {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: 12, capabilities: "x", clientInfo: null },
+  });
+  json("initialize-old-version", {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "1999-01-01", capabilities: {}, clientInfo: { name: "f", version: "0" } },
+  });
 
   // params / name / arguments.
-  for (const params of [undefined, null, [], "x", 1, true, [{ name: "list_assets" }]]) json(`params:${JSON.stringify(params)}`, call(params));
-  for (const name of [undefined, null, 1, true, [], {}, "", " ", "unknown_tool", "LIST_ASSETS", "list_assets ", "list_assets\u0000", "__proto__",
-    "constructor", "toString", "../list_assets", "n".repeat(100_000), "🦊", "list-assets", "generate_image;rm -rf /"]) {
+  for (const params of [undefined, null, [], "x", 1, true, [{ name: "list_assets" }]])
+    json(`params:${JSON.stringify(params)}`, call(params));
+  for (const name of [
+    undefined,
+    null,
+    1,
+    true,
+    [],
+    {},
+    "",
+    " ",
+    "unknown_tool",
+    "LIST_ASSETS",
+    "list_assets ",
+    "list_assets\u0000",
+    "__proto__",
+    "constructor",
+    "toString",
+    "../list_assets",
+    "n".repeat(100_000),
+    "🦊",
+    "list-assets",
+    "generate_image;rm -rf /",
+  ]) {
     json(`name:${JSON.stringify(name)?.slice(0, 24)}`, call({ name, arguments: {} }));
   }
   for (const name of toolNames) {
@@ -310,13 +540,42 @@ export function envelopeCases(toolNames, seed = 0xe7e1) {
   }
 
   // ids.
-  for (const id of [null, 0, -1, 1.5, 2 ** 53 + 2, 1e308, -1e308, 2 ** 64, "", "s", "i".repeat(100_000), "🦊", [], {}, [1], { a: 1 }, true]) {
+  for (const id of [
+    null,
+    0,
+    -1,
+    1.5,
+    2 ** 53 + 2,
+    1e308,
+    -1e308,
+    2 ** 64,
+    "",
+    "s",
+    "i".repeat(100_000),
+    "🦊",
+    [],
+    {},
+    [1],
+    { a: 1 },
+    true,
+  ]) {
     json(`id:${JSON.stringify(id).slice(0, 24)}`, call({ name: "list_assets", arguments: {} }, id));
   }
-  json("id-missing(notification)", { jsonrpc: "2.0", method: "tools/call", params: { name: "list_assets", arguments: {} } });
+  json("id-missing(notification)", {
+    jsonrpc: "2.0",
+    method: "tools/call",
+    params: { name: "list_assets", arguments: {} },
+  });
   raw("id-bignum-literal", '{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"tools/list"}');
   raw("duplicate-keys", '{"jsonrpc":"2.0","id":1,"id":"two","method":"ping","method":"tools/list"}');
-  json("extra-envelope-fields", { jsonrpc: "2.0", id: 1, method: "tools/list", params: {}, result: {}, error: { code: 1 } });
+  json("extra-envelope-fields", {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "tools/list",
+    params: {},
+    result: {},
+    error: { code: 1 },
+  });
   json("response-shaped", { jsonrpc: "2.0", id: 1, result: { ok: true } });
   json("error-shaped", { jsonrpc: "2.0", id: 1, error: { code: -32603, message: "x" } });
 
@@ -324,26 +583,48 @@ export function envelopeCases(toolNames, seed = 0xe7e1) {
   json("batch-empty", []);
   json("batch-two", [call({ name: "list_assets", arguments: {} }, 1), call({ name: "list_assets", arguments: {} }, 2)]);
   json("batch-mixed", [call({ name: "list_assets", arguments: {} }, 1), 5, null, "x"]);
-  json("batch-100", Array.from({ length: 100 }, (_, i) => ({ jsonrpc: "2.0", id: i, method: "ping" })));
+  json(
+    "batch-100",
+    Array.from({ length: 100 }, (_, i) => ({ jsonrpc: "2.0", id: i, method: "ping" })),
+  );
 
   // Headers and HTTP methods.
   const ok = JSON.stringify(call({ name: "list_assets", arguments: {} }));
-  for (const contentType of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "", "application/json; charset=latin1", "application/jsonx"]) {
+  for (const contentType of [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "",
+    "application/json; charset=latin1",
+    "application/jsonx",
+  ]) {
     raw(`content-type:${contentType}`, ok, { headers: { "Content-Type": contentType } });
   }
-  for (const accept of ["", "text/html", "application/json", "text/event-stream", "*/*"]) raw(`accept:${accept}`, ok, { headers: { Accept: accept } });
+  for (const accept of ["", "text/html", "application/json", "text/event-stream", "*/*"])
+    raw(`accept:${accept}`, ok, { headers: { Accept: accept } });
   for (const version of ["1999-01-01", "garbage", "2025-06-18", "9999-12-31", "x".repeat(5000)]) {
     raw(`protocol-version:${version.slice(0, 16)}`, ok, { headers: { "MCP-Protocol-Version": version } });
   }
-  for (const session of ["nope", "", "s".repeat(5000), "../../x"]) raw(`session-id:${session.slice(0, 16)}`, ok, { headers: { "Mcp-Session-Id": session } });
-  for (const method of ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]) raw(`http-${method}`, method === "GET" || method === "HEAD" ? undefined : ok, { method });
+  for (const session of ["nope", "", "s".repeat(5000), "../../x"])
+    raw(`session-id:${session.slice(0, 16)}`, ok, { headers: { "Mcp-Session-Id": session } });
+  for (const method of ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+    raw(`http-${method}`, method === "GET" || method === "HEAD" ? undefined : ok, { method });
 
   // Random garbled requests: a valid tools/call with bytes cut or flipped.
   for (let i = 0; i < 60; i++) {
     const name = rng.pick(toolNames);
-    const text = JSON.stringify(call({ name, arguments: { limit: 5, prompt: "a fox", asset_id: "x", wait_seconds: 0, width: 64, height: 64, steps: 1 } }, i));
+    const text = JSON.stringify(
+      call(
+        {
+          name,
+          arguments: { limit: 5, prompt: "a fox", asset_id: "x", wait_seconds: 0, width: 64, height: 64, steps: 1 },
+        },
+        i,
+      ),
+    );
     const at = rng.int(text.length);
-    const body = rng.next() < 0.5 ? text.slice(0, at) : text.slice(0, at) + String.fromCharCode(rng.int(128)) + text.slice(at + 1);
+    const body =
+      rng.next() < 0.5 ? text.slice(0, at) : text.slice(0, at) + String.fromCharCode(rng.int(128)) + text.slice(at + 1);
     raw(`garbled#${i}`, body);
   }
   return cases;

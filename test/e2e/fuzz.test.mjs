@@ -32,7 +32,11 @@ async function send({ body, headers = {}, method = "POST" }) {
     return { status: response.status, message: parseMessage(text), text, ms: performance.now() - started };
   } catch (error) {
     const hang = error?.name === "TimeoutError" || error?.name === "AbortError";
-    return { status: 0, error: hang ? `hang (> ${CALL_TIMEOUT_MS} ms)` : `network: ${error?.cause?.code ?? error?.message}`, ms: performance.now() - started };
+    return {
+      status: 0,
+      error: hang ? `hang (> ${CALL_TIMEOUT_MS} ms)` : `network: ${error?.cause?.code ?? error?.message}`,
+      ms: performance.now() - started,
+    };
   }
 }
 
@@ -85,10 +89,15 @@ async function pool(items, limit, worker) {
 const rpc = (method, params) => ({ body: JSON.stringify({ jsonrpc: "2.0", id: nextId++, method, params }) });
 const callTool = (name, args) => send(rpc("tools/call", { name, arguments: args }));
 const brief = (value, max = 300) => {
-  const text = typeof value === "string" ? value : Buffer.isBuffer(value) ? `<${value.length} bytes>` : JSON.stringify(value);
+  const text =
+    typeof value === "string" ? value : Buffer.isBuffer(value) ? `<${value.length} bytes>` : JSON.stringify(value);
   return text === undefined ? "undefined" : text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text;
 };
-const tally = (outcomes) => outcomes.reduce((acc, o) => ({ ...acc, [o]: (acc[o] ?? 0) + 1 }), {});
+const tally = (outcomes) => {
+  const counts = {};
+  for (const o of outcomes) counts[o] = (counts[o] ?? 0) + 1;
+  return counts;
+};
 
 beforeAll(async () => {
   fake = await startFakeComfy({ port: 0, stepDelayMs: 0, nodeDelayMs: 0 });
@@ -101,14 +110,22 @@ afterAll(async () => {
 });
 
 describe("fuzzing", () => {
-  it("answers thousands of hostile tool calls and malformed envelopes without a 5xx, internal error, crash or hang", { timeout: 300_000 }, async () => {
+  it("answers thousands of hostile tool calls and malformed envelopes without a 5xx, internal error, crash or hang", {
+    timeout: 300_000,
+  }, async () => {
     const started = performance.now();
     const list = await send(rpc("tools/list", {}));
     const tools = list.message?.result?.tools;
     expect(tools?.length, brief(list.text)).toBeGreaterThan(10);
 
     // Real ids, so that some cases reach the code past "not found".
-    const made = await callTool("generate_image", { prompt: "a fox", width: 64, height: 64, steps: 1, wait_seconds: 30 });
+    const made = await callTool("generate_image", {
+      prompt: "a fox",
+      width: 64,
+      height: 64,
+      steps: 1,
+      wait_seconds: 30,
+    });
     const first = made.message?.result?.structuredContent;
     expect(first?.asset_id, brief(made.text)).toBeTruthy();
     const ctx = { assetId: first.asset_id, promptId: first.prompt_id ?? first.job_id, seed: 0x5eed };
@@ -121,17 +138,26 @@ describe("fuzzing", () => {
     expect(all.length).toBeGreaterThanOrEqual(MIN_TOOL_CALLS);
 
     const check = (c) => callTool(c.tool, c.args).then((reply) => ({ ...c, reply, outcome: classify(reply) }));
-    const toolResults = [...(await pool(calls, CONCURRENCY, check)), ...(await pool(defaultsCalls, CONCURRENCY, check))];
+    const toolResults = [
+      ...(await pool(calls, CONCURRENCY, check)),
+      ...(await pool(defaultsCalls, CONCURRENCY, check)),
+    ];
     const envelopeResults = await pool(envelopes, CONCURRENCY, async (c) => {
       const reply = await send(c);
       const outcome = classify(reply);
-      return { ...c, reply, outcome: outcome === "other" && reply.status >= 400 && reply.status < 500 ? `http${reply.status}` : outcome };
+      return {
+        ...c,
+        reply,
+        outcome: outcome === "other" && reply.status >= 400 && reply.status < 500 ? `http${reply.status}` : outcome,
+      };
     });
 
     // Put the defaults back as they were (nothing runtime or persisted).
     const defaults = (await callTool("get_defaults", {})).message?.result?.structuredContent;
     for (const [namespace, sources] of Object.entries(defaults?.sources ?? {})) {
-      const keys = Object.entries(sources).filter(([, source]) => source === "runtime" || source === "persisted").map(([key]) => key);
+      const keys = Object.entries(sources)
+        .filter(([, source]) => source === "runtime" || source === "persisted")
+        .map(([key]) => key);
       if (!keys.length) continue;
       const reset = Object.fromEntries(keys.map((key) => [key, null]));
       for (const persist of [true, false]) await callTool("set_defaults", { [namespace]: reset, persist });
@@ -152,13 +178,20 @@ describe("fuzzing", () => {
     const describeBad = (r) =>
       `${r.outcome} ${r.tool ?? ""} [${r.label}] status=${r.reply.status} ${r.reply.error ?? brief(r.reply.message ?? r.reply.text, 200)} ` +
       `input=${brief(r.args !== undefined ? { name: r.tool, arguments: r.args } : r.body)}`;
-    if (badTool.length || badEnvelope.length) console.log([...badTool, ...badEnvelope].slice(0, 30).map(describeBad).join("\n"));
+    if (badTool.length || badEnvelope.length)
+      console.log([...badTool, ...badEnvelope].slice(0, 30).map(describeBad).join("\n"));
     expect(badTool.map(describeBad)).toEqual([]);
     expect(badEnvelope.map(describeBad)).toEqual([]);
 
     // Still healthy, and a normal generation still completes.
     expect((await fetch(`${gateway.url}/healthz`, { signal: AbortSignal.timeout(5_000) })).status).toBe(200);
-    const after = await callTool("generate_image", { prompt: "a harbour after the storm", width: 64, height: 48, steps: 2, wait_seconds: 30 });
+    const after = await callTool("generate_image", {
+      prompt: "a harbour after the storm",
+      width: 64,
+      height: 48,
+      steps: 2,
+      wait_seconds: 30,
+    });
     const result = after.message?.result;
     expect(result?.isError, brief(after.text)).not.toBe(true);
     expect(result?.structuredContent?.asset_id, brief(after.text)).toBeTruthy();

@@ -30,15 +30,37 @@ export async function startGateway(options) {
   const inspectorPort = await freePort();
   const ownsState = !options.persistDir;
   const persistDir = options.persistDir ?? mkdtempSync(join(tmpdir(), "comfyui-mcp-edge-state-"));
-  const vars = { COMFYUI_URL: options.comfyUrl, PUBLIC_URL: `http://127.0.0.1:${port}`, COMFY_MCP_RECONCILE_SECONDS: "1", ...options.vars };
+  const vars = {
+    COMFYUI_URL: options.comfyUrl,
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    COMFY_MCP_RECONCILE_SECONDS: "1",
+    ...options.vars,
+  };
   const args = [
-    "wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort),
-    "--persist-to", persistDir, "--show-interactive-dev-session=false", "--log-level", "warn",
+    "wrangler",
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspectorPort),
+    "--persist-to",
+    persistDir,
+    "--show-interactive-dev-session=false",
+    "--log-level",
+    "warn",
     ...Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]),
   ];
   const child = spawn("npx", args, {
     cwd: root,
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+    env: {
+      ...process.env,
+      CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      WRANGLER_SEND_METRICS: "false",
+      CI: "true",
+      NO_COLOR: "1",
+    },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

@@ -37,19 +37,34 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
 
   it("lists the tools", async () => {
     const names = (await client.listTools()).map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(["generate_image", "get_job", "get_queue_status", "cancel_job", "list_models", "get_defaults"]));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "generate_image",
+        "get_job",
+        "get_queue_status",
+        "cancel_job",
+        "list_models",
+        "get_defaults",
+      ]),
+    );
   });
 
   it("generate_image returns an asset whose bytes come from ComfyUI, while streaming progress", async () => {
     const progress = [];
-    const result = await client.call("generate_image", { prompt: "a red fox in snow", width: 384, height: 256, steps: 12 }, { onprogress: (p) => progress.push(p) });
+    const result = await client.call(
+      "generate_image",
+      { prompt: "a red fox in snow", width: 384, height: 256, steps: 12 },
+      { onprogress: (p) => progress.push(p) },
+    );
     expect(result.isError).toBeFalsy();
     const data = result.structuredContent;
     expect(data.status).toBe("completed");
     expect(data.assets).toHaveLength(1);
     expect(data).toMatchObject({ mime_type: "image/png", width: 384, height: 256, workflow_id: "generate_image" });
     expect(JSON.parse(text(result))).toEqual(data);
-    expect(result.content.some((c) => c.type === "resource_link" && c.uri === `comfy://assets/${data.asset_id}`)).toBe(true);
+    expect(result.content.some((c) => c.type === "resource_link" && c.uri === `comfy://assets/${data.asset_id}`)).toBe(
+      true,
+    );
     // The registered size is the file's: fetch it from the fake's /view and read its header.
     const asset = data.assets[0];
     const view = `${fake.url}/view?filename=${encodeURIComponent(asset.filename)}&subfolder=${encodeURIComponent(asset.subfolder)}&type=${asset.folder_type}`;
@@ -66,30 +81,51 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     expect(progress.at(-1).progress).toBe(100);
     expect(progress.some((p) => /step \d+\/12/.test(p.message ?? ""))).toBe(true);
     // A fresh seed per call (ComfyUI would otherwise serve the cached result).
-    const again = await client.call("generate_image", { prompt: "a red fox in snow", width: 384, height: 256, steps: 12 });
+    const again = await client.call("generate_image", {
+      prompt: "a red fox in snow",
+      width: 384,
+      height: 256,
+      steps: 12,
+    });
     expect(again.structuredContent.params.seed).not.toBe(data.params.seed);
     expect(again.structuredContent.asset_id).not.toBe(data.asset_id);
   });
 
   it("a wait that runs out returns a job handle, and get_job completes it with the assets", async () => {
-    const started = await client.call("generate_image", { prompt: "a slow cathedral", steps: 150, width: 64, height: 64, wait_seconds: 0.3 });
+    const started = await client.call("generate_image", {
+      prompt: "a slow cathedral",
+      steps: 150,
+      width: 64,
+      height: 64,
+      wait_seconds: 0.3,
+    });
     expect(started.isError).toBeFalsy();
     const handle = started.structuredContent;
     expect(["queued", "running"]).toContain(handle.status);
     expect(handle.message).toMatch(/get_job\(prompt_id='[0-9a-f-]{36}'\)/);
     expect(handle.assets).toEqual([]);
     const progress = [];
-    const done = await client.call("get_job", { prompt_id: handle.prompt_id, wait_seconds: 30 }, { onprogress: (p) => progress.push(p) });
+    const done = await client.call(
+      "get_job",
+      { prompt_id: handle.prompt_id, wait_seconds: 30 },
+      { onprogress: (p) => progress.push(p) },
+    );
     expect(done.structuredContent).toMatchObject({ status: "completed", job_id: handle.job_id, width: 64, height: 64 });
     expect(progress.length).toBeGreaterThan(0);
     // Asking again returns the same registered asset (nothing registered twice).
     const again = await client.call("get_job", { prompt_id: handle.prompt_id });
-    expect(again.structuredContent.assets.map((a) => a.asset_id)).toEqual(done.structuredContent.assets.map((a) => a.asset_id));
+    expect(again.structuredContent.assets.map((a) => a.asset_id)).toEqual(
+      done.structuredContent.assets.map((a) => a.asset_id),
+    );
   });
 
   it("cancel_job interrupts a running job and removes a pending one", async () => {
-    const running = (await client.call("generate_image", { prompt: "long one", steps: 200, width: 64, height: 64, wait_seconds: 0 })).structuredContent;
-    const pending = (await client.call("generate_image", { prompt: "queued one", steps: 4, width: 64, height: 64, wait_seconds: 0 })).structuredContent;
+    const running = (
+      await client.call("generate_image", { prompt: "long one", steps: 200, width: 64, height: 64, wait_seconds: 0 })
+    ).structuredContent;
+    const pending = (
+      await client.call("generate_image", { prompt: "queued one", steps: 4, width: 64, height: 64, wait_seconds: 0 })
+    ).structuredContent;
     // Wait until the first one is actually running in ComfyUI.
     for (let i = 0; i < 100; i++) {
       const job = (await client.call("get_job", { prompt_id: running.prompt_id })).structuredContent;
@@ -110,9 +146,16 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
   });
 
   it("a value ComfyUI would reject is caught first, listing the valid ones from its live /object_info", async () => {
-    const result = await client.call("generate_image", { prompt: "x", sampler_name: "not_a_sampler", width: 64, height: 64 });
+    const result = await client.call("generate_image", {
+      prompt: "x",
+      sampler_name: "not_a_sampler",
+      width: 64,
+      height: 64,
+    });
     expect(result.isError).toBe(true);
-    expect(text(result)).toMatch(/'not_a_sampler' is not a valid sampler_name \(KSampler\.sampler_name\)\. Valid values: euler, /);
+    expect(text(result)).toMatch(
+      /'not_a_sampler' is not a valid sampler_name \(KSampler\.sampler_name\)\. Valid values: euler, /,
+    );
   });
 
   it("an unknown model is named, with the installed ones", async () => {

@@ -29,7 +29,11 @@ let client;
 beforeAll(async () => {
   fakes.a = await startFakeComfy({ port: 0, stepDelayMs: STEP_MS });
   fakes.b = await startFakeComfy({ port: 0, stepDelayMs: STEP_MS });
-  fakes.c = await startFakeComfy({ port: 0, stepDelayMs: STEP_MS, models: { checkpoints: [ONLY_ON_C, ...DEFAULT_MODELS.checkpoints] } });
+  fakes.c = await startFakeComfy({
+    port: 0,
+    stepDelayMs: STEP_MS,
+    models: { checkpoints: [ONLY_ON_C, ...DEFAULT_MODELS.checkpoints] },
+  });
   gateway = await startGateway({
     comfyUrl: fakes.a.url,
     vars: {
@@ -49,7 +53,8 @@ afterAll(async () => {
 });
 
 afterEach(({ task }) => {
-  if (task.result?.state === "fail" && gateway) console.error(`gateway log tail (${task.name}):\n${gateway.logs().slice(-4000)}`);
+  if (task.result?.state === "fail" && gateway)
+    console.error(`gateway log tail (${task.name}):\n${gateway.logs().slice(-4000)}`);
 });
 
 // ---- helpers ------------------------------------------------------------------------------------
@@ -64,7 +69,9 @@ async function ok(name, args = {}, options = {}) {
 /** Calls a tool that must fail; returns its text. */
 async function refused(name, args) {
   const result = await client.call(name, args);
-  expect(result.isError, `${name}(${brief(args)}) should be refused, got ${brief(result.structuredContent)}`).toBe(true);
+  expect(result.isError, `${name}(${brief(args)}) should be refused, got ${brief(result.structuredContent)}`).toBe(
+    true,
+  );
   return text(result);
 }
 
@@ -115,11 +122,17 @@ async function untilBusy(name, boundMs = 10_000) {
  */
 async function keepBusy(names, steps) {
   const jobs = [];
-  for (const name of names) jobs.push(await ok("generate_image", { prompt: `keep ${name} busy`, ...FAST, steps, backend: name, wait_seconds: 0 }));
+  for (const name of names)
+    jobs.push(
+      await ok("generate_image", { prompt: `keep ${name} busy`, ...FAST, steps, backend: name, wait_seconds: 0 }),
+    );
   for (const name of names) await untilBusy(name);
   await until(`list_backends shows ${names.join(", ")} with a queue`, 5_000, async () => {
     const all = await backends();
-    return [names.every((name) => all[name].queue_remaining >= 1), Object.values(all).map((b) => [b.name, b.queue_remaining])];
+    return [
+      names.every((name) => all[name].queue_remaining >= 1),
+      Object.values(all).map((b) => [b.name, b.queue_remaining]),
+    ];
   });
   return jobs;
 }
@@ -145,30 +158,52 @@ describe("backend pool", () => {
     expect(Object.keys(seen).sort(), "backend names").toEqual(NAMES);
     for (const name of NAMES) {
       const b = seen[name];
-      expect(b, `list_backends entry of ${name}`).toMatchObject({ name, state: "up", weight: 1, tags: [], last_error: null, down_since: null });
+      expect(b, `list_backends entry of ${name}`).toMatchObject({
+        name,
+        state: "up",
+        weight: 1,
+        tags: [],
+        last_error: null,
+        down_since: null,
+      });
       expect(typeof b.last_checked_at, `${name}.last_checked_at`).toBe("string");
       expect(b.queue_remaining, `${name}.queue_remaining`).toBe(0);
-      expect(b.models?.checkpoints, `${name}.models.checkpoints`).toEqual(expect.arrayContaining(DEFAULT_MODELS.checkpoints));
-      expect(b.models.checkpoints.includes(ONLY_ON_C), `${name} lists ${ONLY_ON_C}: ${brief(b.models.checkpoints)}`).toBe(name === "c");
+      expect(b.models?.checkpoints, `${name}.models.checkpoints`).toEqual(
+        expect.arrayContaining(DEFAULT_MODELS.checkpoints),
+      );
+      expect(
+        b.models.checkpoints.includes(ONLY_ON_C),
+        `${name} lists ${ONLY_ON_C}: ${brief(b.models.checkpoints)}`,
+      ).toBe(name === "c");
     }
     // The 2025-era SDK sees the same pool.
     const v1 = await connectV1(gateway.mcpUrl);
     try {
       const listed = (await v1.call("list_backends")).structuredContent;
-      expect(listed.backends.map((b) => b.name), "list_backends over SDK v1").toEqual(NAMES);
+      expect(
+        listed.backends.map((b) => b.name),
+        "list_backends over SDK v1",
+      ).toEqual(NAMES);
     } finally {
       await v1.close();
     }
   }, 60_000);
 
   it("get_queue_status lists all three backends with their state, and which one runs each prompt", async () => {
-    const slow = await ok("generate_image", { prompt: "queue status", ...FAST, steps: 60, backend: "b", wait_seconds: 0 });
+    const slow = await ok("generate_image", {
+      prompt: "queue status",
+      ...FAST,
+      steps: 60,
+      backend: "b",
+      wait_seconds: 0,
+    });
     await untilBusy("b");
     const queue = await ok("get_queue_status");
     expect(Array.isArray(queue.backends), `get_queue_status.backends: ${brief(queue)}`).toBe(true);
     const byName = Object.fromEntries(queue.backends.map((b) => [b.name, b]));
     expect(Object.keys(byName).sort(), "get_queue_status backend names").toEqual(NAMES);
-    for (const name of NAMES) expect(byName[name], `get_queue_status entry of ${name}`).toMatchObject({ name, state: "up", error: null });
+    for (const name of NAMES)
+      expect(byName[name], `get_queue_status entry of ${name}`).toMatchObject({ name, state: "up", error: null });
     expect(byName.b.running_count, `b.running_count: ${brief(byName.b)}`).toBeGreaterThanOrEqual(1);
     expect(byName.a.running_count + byName.c.running_count, "a and c are idle").toBe(0);
     const mine = queue.queue_running.find((entry) => entry.prompt_id === slow.prompt_id);
@@ -181,8 +216,14 @@ describe("backend pool", () => {
     const job = await ok("generate_image", { prompt: "special model", ...FAST, model: ONLY_ON_C });
     expectCompleted(job, "c", `generate_image with model ${ONLY_ON_C}`);
     expect(fakes.c.prompts.has(job.prompt_id), "fake c received the prompt").toBe(true);
-    expect(fakes.a.prompts.has(job.prompt_id) || fakes.b.prompts.has(job.prompt_id), "fakes a and b did not").toBe(false);
-    const why = await refused("generate_image", { prompt: "missing model", ...FAST, model: "no-such-model.safetensors" });
+    expect(fakes.a.prompts.has(job.prompt_id) || fakes.b.prompts.has(job.prompt_id), "fakes a and b did not").toBe(
+      false,
+    );
+    const why = await refused("generate_image", {
+      prompt: "missing model",
+      ...FAST,
+      model: "no-such-model.safetensors",
+    });
     expect(why, "the refusal names the model").toContain("no-such-model.safetensors");
   }, 60_000);
 
@@ -226,7 +267,11 @@ describe("backend pool", () => {
     const job = await ok("generate_image", { prompt: "made on c", width: 64, height: 48, steps: 2, backend: "c" });
     expectCompleted(job, "c", "generate_image pinned to c");
     const asset = job.assets[0];
-    const query = new URLSearchParams({ filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type });
+    const query = new URLSearchParams({
+      filename: asset.filename,
+      subfolder: asset.subfolder,
+      type: asset.folder_type,
+    });
     const direct = await fetch(`${fakes.c.url}/view?${query}`);
     expect(direct.status, `fake c /view?${query}`).toBe(200);
     const expected = Buffer.from(await direct.arrayBuffer());
@@ -244,7 +289,10 @@ describe("backend pool", () => {
 
     const view = await client.call("view_image", { asset_id: asset.asset_id });
     expect(view.isError, `view_image: ${text(view)}`).toBeFalsy();
-    expect(view.content.some((c) => c.type === "image" && c.data.length > 0), "view_image returns an inline image").toBe(true);
+    expect(
+      view.content.some((c) => c.type === "image" && c.data.length > 0),
+      "view_image returns an inline image",
+    ).toBe(true);
 
     const resource = await client.readResource(`comfy://assets/${asset.asset_id}`);
     const blob = Buffer.from(resource.contents[0].blob ?? "", "base64");
@@ -257,12 +305,16 @@ describe("backend pool", () => {
     expectCompleted(again, "c", "regenerate of an asset made on c");
     const near = await ok("image_to_image", { image: source.asset_id, prompt: "same machine", steps: 2 });
     expectCompleted(near, "c", "image_to_image of an asset made on c");
-    const loadNear = Object.values(fakes.c.prompts.get(near.prompt_id).prompt).find((node) => node.class_type === "LoadImage");
+    const loadNear = Object.values(fakes.c.prompts.get(near.prompt_id).prompt).find(
+      (node) => node.class_type === "LoadImage",
+    );
     expect(loadNear.inputs.image, "on its own backend the asset is read in place").toMatch(/\[output\]$/);
 
     const far = await ok("image_to_image", { image: source.asset_id, prompt: "other machine", steps: 2, backend: "a" });
     expectCompleted(far, "a", "image_to_image pinned to a with an asset made on c");
-    const loadFar = Object.values(fakes.a.prompts.get(far.prompt_id).prompt).find((node) => node.class_type === "LoadImage");
+    const loadFar = Object.values(fakes.a.prompts.get(far.prompt_id).prompt).find(
+      (node) => node.class_type === "LoadImage",
+    );
     expect(loadFar.inputs.image, "on another backend the asset was uploaded there").toMatch(/^mcp\/[0-9a-f]{24}\.png$/);
     expect(far.width, "the copied input keeps its size").toBe(64);
     expect(far.height, "the copied input keeps its size").toBe(48);
@@ -271,12 +323,27 @@ describe("backend pool", () => {
   it("a backend killed mid-run: its job is lost quickly, it shows down, others take new work, pinning to it is refused", async () => {
     const early = await ok("generate_image", { prompt: "made on a before it died", ...FAST, backend: "a" });
     expectCompleted(early, "a", "an asset made on a");
-    const doomed = await ok("generate_image", { prompt: "doomed on a", ...FAST, steps: 200, backend: "a", wait_seconds: 0 });
+    const doomed = await ok("generate_image", {
+      prompt: "doomed on a",
+      ...FAST,
+      steps: 200,
+      backend: "a",
+      wait_seconds: 0,
+    });
     await untilBusy("a");
     // Queued behind the doomed job on a; asks to be moved if a goes away.
-    const mover = await ok("generate_image", { prompt: "moves off a", ...FAST, backend: "a", resubmit_if_backend_lost: true, wait_seconds: 0 });
+    const mover = await ok("generate_image", {
+      prompt: "moves off a",
+      ...FAST,
+      backend: "a",
+      resubmit_if_backend_lost: true,
+      wait_seconds: 0,
+    });
     expect(mover.backend, "the resubmittable job was first placed on a").toBe("a");
-    await until("fake a holding the second job", 5_000, () => [fakes.a.prompts.has(mover.prompt_id), [...fakes.a.prompts.keys()]]);
+    await until("fake a holding the second job", 5_000, () => [
+      fakes.a.prompts.has(mover.prompt_id),
+      [...fakes.a.prompts.keys()],
+    ]);
 
     const killedAt = Date.now();
     await fakes.a.close();
@@ -297,7 +364,9 @@ describe("backend pool", () => {
     expect(typeof a.down_since, `a.down_since: ${brief(a)}`).toBe("string");
     expect(a.last_error, `a.last_error: ${brief(a)}`).toBeTruthy();
 
-    const fresh = await Promise.all([0, 1, 2].map((i) => ok("generate_image", { prompt: `after the kill ${i}`, ...FAST })));
+    const fresh = await Promise.all(
+      [0, 1, 2].map((i) => ok("generate_image", { prompt: `after the kill ${i}`, ...FAST })),
+    );
     for (const [i, job] of fresh.entries()) {
       expectCompleted(job, undefined, `unpinned job ${i} after a died`);
       expect(["b", "c"], `unpinned job ${i} ran on ${job.backend}`).toContain(job.backend);
@@ -332,7 +401,13 @@ describe("backend pool", () => {
   }, 60_000);
 
   it("a backend out of reach past the grace period but still working: its job is lost, then revived with its asset when it answers", async () => {
-    const job = await ok("generate_image", { prompt: "finishes while unreachable", ...FAST, steps: 150, backend: "b", wait_seconds: 0 });
+    const job = await ok("generate_image", {
+      prompt: "finishes while unreachable",
+      ...FAST,
+      steps: 150,
+      backend: "b",
+      wait_seconds: 0,
+    });
     await untilBusy("b");
     // The tunnel breaks (every HTTP answer is a 500, sockets dropped) while ComfyUI keeps rendering.
     fakes.b.setFaults({ http500: true, refuseWebSocket: true });
@@ -340,7 +415,10 @@ describe("backend pool", () => {
     const lost = await waitJob(job.job_id, 20_000);
     expect(lost?.status, `while b is out of reach: ${brief(lost)}`).toBe("lost");
     expect(lost.error?.kind, "error kind").toBe("backend_down");
-    await until("fake b finished the job anyway", 10_000, () => [fakes.b.finishTimes.has(job.prompt_id), fakes.b.prompts.get(job.prompt_id)?.status]);
+    await until("fake b finished the job anyway", 10_000, () => [
+      fakes.b.finishTimes.has(job.prompt_id),
+      fakes.b.prompts.get(job.prompt_id)?.status,
+    ]);
     fakes.b.setFaults({ http500: false, refuseWebSocket: false });
     const { seen } = await until("the job revived as completed", 20_000, async () => {
       const current = await ok("get_job", { prompt_id: job.job_id });
@@ -351,14 +429,22 @@ describe("backend pool", () => {
   }, 60_000);
 });
 
-
 describe("failover under load", () => {
   it("30 concurrent jobs asking to be moved, one backend killed mid-batch: every job completes once, none on the dead backend after it died", async () => {
-    const result = await backendKilledUnderLoad({ client, fakes, stepDelayMs: STEP_MS }, { runs: 1, jobs: 30, victim: "b" });
-    expect({ passed: result.passed, lost: result.lost_items, notes: result.notes }).toEqual({ passed: 1, lost: 0, notes: "" });
+    const result = await backendKilledUnderLoad(
+      { client, fakes, stepDelayMs: STEP_MS },
+      { runs: 1, jobs: 30, victim: "b" },
+    );
+    expect({ passed: result.passed, lost: result.lost_items, notes: result.notes }).toEqual({
+      passed: 1,
+      lost: 0,
+      notes: "",
+    });
     expect(result.figures.jobs, "every job completed").toBe(30);
     expect(result.figures.moved, "some jobs were moved off b").toBeGreaterThan(0);
-    console.log(`failover under load: ${result.figures.jobs} completed, ${result.figures.moved} moved off b; every call answered ${result.max_recovery_ms} ms after the kill`);
+    console.log(
+      `failover under load: ${result.figures.jobs} completed, ${result.figures.moved} moved off b; every call answered ${result.max_recovery_ms} ms after the kill`,
+    );
   }, 90_000);
 });
 
@@ -366,7 +452,12 @@ describe("a malformed pool", () => {
   it("is refused whole: /mcp and /healthz answer 503 naming the problem, without echoing credentials", async () => {
     const broken = await startGateway({
       comfyUrl: "http://127.0.0.1:9",
-      vars: { COMFYUI_BACKENDS: JSON.stringify([{ name: "a", url: "http://127.0.0.1:9", access_client_id: "id", access_client_secret: "hunter2-secret" }, { name: "a", url: "http://127.0.0.1:10" }]) },
+      vars: {
+        COMFYUI_BACKENDS: JSON.stringify([
+          { name: "a", url: "http://127.0.0.1:9", access_client_id: "id", access_client_secret: "hunter2-secret" },
+          { name: "a", url: "http://127.0.0.1:10" },
+        ]),
+      },
       readyTimeoutMs: 60_000,
       readyStatus: 503,
     });

@@ -111,7 +111,11 @@ export async function waitJob(client, promptId, boundMs = 30_000) {
   let job;
   while (Date.now() < deadline) {
     const wait = Math.max(0, Math.min(20, (deadline - Date.now()) / 1000 - 1));
-    const result = await client.call("get_job", { prompt_id: promptId, wait_seconds: Math.floor(wait * 10) / 10 }, { timeout: 30_000 });
+    const result = await client.call(
+      "get_job",
+      { prompt_id: promptId, wait_seconds: Math.floor(wait * 10) / 10 },
+      { timeout: 30_000 },
+    );
     if (result.isError) throw new Error(`get_job failed: ${text(result)}`);
     job = result.structuredContent;
     if (TERMINAL.includes(job.status)) return job;
@@ -136,7 +140,8 @@ export async function allAssets(client) {
 
 /** Checks a completed job has exactly one asset, listed exactly once. Returns a problem or null. */
 function checkOneAsset(job, listed) {
-  if (job?.status !== "completed") return `job ${job?.prompt_id} ended ${job?.status ?? "unknown"}: ${job?.message ?? ""}`;
+  if (job?.status !== "completed")
+    return `job ${job?.prompt_id} ended ${job?.status ?? "unknown"}: ${job?.message ?? ""}`;
   if (job.assets.length !== 1) return `job ${job.prompt_id} has ${job.assets.length} assets`;
   const mine = listed.filter((a) => a.job_id === job.job_id);
   if (mine.length !== 1) return `job ${job.prompt_id} is listed ${mine.length} times by list_assets`;
@@ -174,7 +179,12 @@ export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
       harness.fake.setFaults({ dropSocketsAfterEvents: 3 });
       const started = Date.now();
       try {
-        const submitted = await client.call("generate_image", { prompt: `drop ${i}`, ...SMALL, steps, wait_seconds: 0 });
+        const submitted = await client.call("generate_image", {
+          prompt: `drop ${i}`,
+          ...SMALL,
+          steps,
+          wait_seconds: 0,
+        });
         if (submitted.isError) throw new Error(`submit: ${text(submitted)}`);
         const job = await waitJob(client, submitted.structuredContent.prompt_id, 30_000);
         t.recovery(Date.now() - started);
@@ -215,18 +225,26 @@ export async function comfyRestart(harness, { runs = 1, boundMs = 20_000 } = {})
     for (let i = 0; i < runs; i++) {
       t.run();
       try {
-        const submitted = await client.call("generate_image", { prompt: `restart ${i}`, ...SMALL, steps: 200, wait_seconds: 0 });
+        const submitted = await client.call("generate_image", {
+          prompt: `restart ${i}`,
+          ...SMALL,
+          steps: 200,
+          wait_seconds: 0,
+        });
         if (submitted.isError) throw new Error(`submit: ${text(submitted)}`);
         const promptId = submitted.structuredContent.prompt_id;
-        if ((await untilRunning(harness.fake, promptId)) !== "running") throw new Error("the job never started running");
+        if ((await untilRunning(harness.fake, promptId)) !== "running")
+          throw new Error("the job never started running");
         await sleep(100);
         harness.fake.restart();
         const restartedAt = Date.now();
         const job = await waitJob(client, promptId, boundMs);
         const recovery = Date.now() - restartedAt;
         t.recovery(recovery);
-        if (job?.status !== "lost") throw new Error(`after the restart the job is ${job?.status}, not lost (${recovery} ms)`);
-        if (!/restart/i.test(job.message ?? "") || !/restart/i.test(job.error?.message ?? "")) throw new Error(`lost without saying ComfyUI restarted: ${job.message}`);
+        if (job?.status !== "lost")
+          throw new Error(`after the restart the job is ${job?.status}, not lost (${recovery} ms)`);
+        if (!/restart/i.test(job.message ?? "") || !/restart/i.test(job.error?.message ?? ""))
+          throw new Error(`lost without saying ComfyUI restarted: ${job.message}`);
         const again = await client.call("generate_image", { prompt: `after restart ${i}`, ...SMALL, steps: 2 });
         if (again.structuredContent?.status !== "completed" || again.structuredContent.assets.length !== 1) {
           t.lost();
@@ -285,22 +303,38 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
             if (kind === "slow" && !result.isError) continue;
             if (kind === "slow" && name === "generate_image" && result.structuredContent) continue;
             if (!result.isError) issues.push(`${name} under ${kind} did not fail: ${text(result).slice(0, 120)}`);
-            else if (text(result).length < 20 || /internal error/i.test(text(result))) issues.push(`${name} under ${kind}: unclear error '${text(result)}'`);
-            else if (kind === "unreachable" && !/not reachable/i.test(text(result))) issues.push(`unreachable: '${text(result).slice(0, 160)}'`);
-            else if (kind.startsWith("access") && !/Cloudflare Access/i.test(text(result))) issues.push(`${kind}: '${text(result).slice(0, 160)}'`);
+            else if (text(result).length < 20 || /internal error/i.test(text(result)))
+              issues.push(`${name} under ${kind}: unclear error '${text(result)}'`);
+            else if (kind === "unreachable" && !/not reachable/i.test(text(result)))
+              issues.push(`unreachable: '${text(result).slice(0, 160)}'`);
+            else if (kind.startsWith("access") && !/Cloudflare Access/i.test(text(result)))
+              issues.push(`${kind}: '${text(result).slice(0, 160)}'`);
           }
-          const health = await healthz(harness).catch((error) => ({ ok: false, body: { error: error.message }, ms: -1 }));
-          if (!health.ok || health.ms > 10_000) issues.push(`/healthz under ${kind}: ${JSON.stringify(health.body)} in ${health.ms} ms`);
-          else if (health.body.comfyui?.reachable !== false && kind !== "slow") issues.push(`/healthz says ComfyUI is reachable under ${kind}`);
+          const health = await healthz(harness).catch((error) => ({
+            ok: false,
+            body: { error: error.message },
+            ms: -1,
+          }));
+          if (!health.ok || health.ms > 10_000)
+            issues.push(`/healthz under ${kind}: ${JSON.stringify(health.body)} in ${health.ms} ms`);
+          else if (health.body.comfyui?.reachable !== false && kind !== "slow")
+            issues.push(`/healthz says ComfyUI is reachable under ${kind}`);
         } finally {
           // Clear the fault, then time the first generation that works again.
-          if (kind === "unreachable") harness.fake = await startFakeComfy({ port: harness.fake.port, stepDelayMs: harness.stepDelayMs, nodeDelayMs: harness.nodeDelayMs });
+          if (kind === "unreachable")
+            harness.fake = await startFakeComfy({
+              port: harness.fake.port,
+              stepDelayMs: harness.stepDelayMs,
+              nodeDelayMs: harness.nodeDelayMs,
+            });
           else harness.fake.setFaults({ http500: false, slowMs: 0, accessRedirect: false, accessHtml200: false });
         }
         const cleared = Date.now();
         let recovered = false;
         while (Date.now() - cleared < 30_000) {
-          const result = await client.call("generate_image", { prompt: `after ${kind}`, ...SMALL, steps: 2 }, { timeout: 40_000 }).catch((error) => ({ isError: true, error }));
+          const result = await client
+            .call("generate_image", { prompt: `after ${kind}`, ...SMALL, steps: 2 }, { timeout: 40_000 })
+            .catch((error) => ({ isError: true, error }));
           if (result.structuredContent?.status === "completed" && result.structuredContent.assets.length === 1) {
             recovered = true;
             break;
@@ -320,7 +354,8 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
     await client.close();
   }
   const r = t.done();
-  r.notes = problems.length > 0 ? problems.join("; ") : `${kinds.join(", ")}; recovery = fault cleared → generation completed`;
+  r.notes =
+    problems.length > 0 ? problems.join("; ") : `${kinds.join(", ")}; recovery = fault cleared → generation completed`;
   return r;
 }
 
@@ -332,7 +367,12 @@ export async function studioRestart(harness, { runs = 1 } = {}) {
     t.run();
     let client = await harness.connect();
     try {
-      const submitted = await client.call("generate_image", { prompt: `studio restart ${i}`, ...SMALL, steps: 200, wait_seconds: 0 });
+      const submitted = await client.call("generate_image", {
+        prompt: `studio restart ${i}`,
+        ...SMALL,
+        steps: 200,
+        wait_seconds: 0,
+      });
       if (submitted.isError) throw new Error(`submit: ${text(submitted)}`);
       const promptId = submitted.structuredContent.prompt_id;
       await untilRunning(harness.fake, promptId);
@@ -349,7 +389,8 @@ export async function studioRestart(harness, { runs = 1 } = {}) {
       }
       // Asking again must not register anything twice.
       const again = (await client.call("get_job", { prompt_id: promptId })).structuredContent;
-      if (again.assets.map((a) => a.asset_id).join() !== job.assets.map((a) => a.asset_id).join()) throw new Error("get_job again shows other assets");
+      if (again.assets.map((a) => a.asset_id).join() !== job.assets.map((a) => a.asset_id).join())
+        throw new Error("get_job again shows other assets");
       t.pass();
       if (finishedWhileDown) t.result.notes.push(`run ${i}: job finished while the gateway was down`);
     } catch (error) {
@@ -375,15 +416,22 @@ export async function clientDisconnect(harness, { runs = 2, abortAfterMs = 300 }
     let second;
     try {
       const controller = new AbortController();
-      const call = first.call("generate_image", { prompt: `disconnect ${i}`, ...SMALL, steps: 40, wait_seconds: 30 }, { signal: controller.signal }).then(
-        (result) => ({ result }),
-        (error) => ({ error }),
-      );
+      const call = first
+        .call(
+          "generate_image",
+          { prompt: `disconnect ${i}`, ...SMALL, steps: 40, wait_seconds: 30 },
+          { signal: controller.signal },
+        )
+        .then(
+          (result) => ({ result }),
+          (error) => ({ error }),
+        );
       await sleep(abortAfterMs);
       if (how === "abort") controller.abort();
       else await first.close();
       const outcome = await Promise.race([call, sleep(5_000).then(() => ({ hung: true }))]);
-      if (outcome.result?.structuredContent?.status === "completed") t.result.notes.push(`run ${i}: the call finished before the ${how}`);
+      if (outcome.result?.structuredContent?.status === "completed")
+        t.result.notes.push(`run ${i}: the call finished before the ${how}`);
       // The fake saw the submission: find it, then ask from a new client.
       let promptId;
       for (let k = 0; k < 50 && !promptId; k++) {
@@ -423,7 +471,9 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
   const t = tally(`Load ${users.length} users × ${perUser} concurrent`);
   const clients = await Promise.all(users.map((user) => harness.connect(user)));
   // Assets from earlier scenarios are left out of the checks below.
-  const earlier = await Promise.all(clients.map(async (client) => new Set((await allAssets(client)).map((a) => a.asset_id))));
+  const earlier = await Promise.all(
+    clients.map(async (client) => new Set((await allAssets(client)).map((a) => a.asset_id))),
+  );
   const callLatency = [];
   const noticeLatency = [];
   const startedAt = Date.now();
@@ -432,7 +482,11 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
       Array.from({ length: perUser }, async (_, j) => {
         const sent = now();
         try {
-          const result = await clients[u].call("generate_image", { prompt: `load ${user} ${j}`, width: 64, height: 64, steps }, { timeout: 120_000 });
+          const result = await clients[u].call(
+            "generate_image",
+            { prompt: `load ${user} ${j}`, width: 64, height: 64, steps },
+            { timeout: 120_000 },
+          );
           const received = now();
           callLatency.push(received - sent);
           const job = result.structuredContent;
@@ -449,7 +503,9 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
   // Anything still open (the wait ran out) is finished with get_job.
   for (const outcome of outcomes) {
     if (outcome.job && !TERMINAL.includes(outcome.job.status)) {
-      outcome.job = await waitJob(clients[users.indexOf(outcome.user)], outcome.job.prompt_id, 60_000).catch(() => outcome.job);
+      outcome.job = await waitJob(clients[users.indexOf(outcome.user)], outcome.job.prompt_id, 60_000).catch(
+        () => outcome.job,
+      );
     }
   }
   const allIds = new Set();
@@ -497,8 +553,12 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
     }
     const ties = listed.length - new Set(listed.map((a) => a.created_at)).size;
     // Assets carry ComfyUI's own completion time, so the list follows the GPU's finish order.
-    if (inverted > 0) issues.push(`${user}: ${inverted} pairs listed against ComfyUI's finish order with distinct created_at`);
-    if (tiedInverted > 0) t.result.notes.push(`${user}: ${ties} created_at ties; ${tiedInverted} tied pairs listed against finish order (ties broken by random asset id)`);
+    if (inverted > 0)
+      issues.push(`${user}: ${inverted} pairs listed against ComfyUI's finish order with distinct created_at`);
+    if (tiedInverted > 0)
+      t.result.notes.push(
+        `${user}: ${ties} created_at ties; ${tiedInverted} tied pairs listed against finish order (ties broken by random asset id)`,
+      );
     // Another user's job is not visible.
     const other = outcomes.find((o) => o.user !== user && o.job?.prompt_id);
     if (other) {
@@ -571,7 +631,18 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
     t.run();
     const problems = [];
     const calls = Array.from({ length: jobs }, (_, n) =>
-      pool.client.call("generate_image", { ...SMALL, prompt: `burst ${i}.${n}`, steps, seed: 9000 + n, resubmit_if_backend_lost: true, wait_seconds: 30 }, { timeout: 90_000 }),
+      pool.client.call(
+        "generate_image",
+        {
+          ...SMALL,
+          prompt: `burst ${i}.${n}`,
+          steps,
+          seed: 9000 + n,
+          resubmit_if_backend_lost: true,
+          wait_seconds: 30,
+        },
+        { timeout: 90_000 },
+      ),
     );
     const killed = pool.fakes[victim];
     const deadline = Date.now() + 10_000;
@@ -590,7 +661,8 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
         t.lost();
         continue;
       }
-      if (job.backend === victim && !finishedBefore.has(job.prompt_id)) problems.push(`job ${job.job_id} reports ${victim} after it died`);
+      if (job.backend === victim && !finishedBefore.has(job.prompt_id))
+        problems.push(`job ${job.job_id} reports ${victim} after it died`);
       if (job.attempts > 1) figures.moved++;
       figures.jobs++;
     }
@@ -616,6 +688,7 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
 /** The markdown table of scenario results. */
 export function table(results) {
   const lines = ["| scenario | runs | passed | lost items | max recovery ms |", "|---|---:|---:|---:|---:|"];
-  for (const r of results) lines.push(`| ${r.scenario} | ${r.runs} | ${r.passed} | ${r.lost_items} | ${r.max_recovery_ms} |`);
+  for (const r of results)
+    lines.push(`| ${r.scenario} | ${r.runs} | ${r.passed} | ${r.lost_items} | ${r.max_recovery_ms} |`);
   return lines.join("\n");
 }

@@ -2,7 +2,15 @@
 // test/e2e/reliability-scenarios.mjs, end to end through wrangler dev and the fake ComfyUI.
 // Zero lost items and bounded recovery are asserted. `npm run reliability` runs them bigger.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientDisconnect, comfyFaults, comfyRestart, load, startHarness, studioRestart, websocketDrops } from "./reliability-scenarios.mjs";
+import {
+  clientDisconnect,
+  comfyFaults,
+  comfyRestart,
+  load,
+  startHarness,
+  studioRestart,
+  websocketDrops,
+} from "./reliability-scenarios.mjs";
 
 let harness;
 
@@ -16,7 +24,11 @@ afterAll(async () => {
 
 /** Every run passed, nothing lost, recovery within the bound; notes shown on failure. */
 function expectClean(result, maxRecoveryMs) {
-  expect({ passed: result.passed, lost: result.lost_items, notes: result.notes }).toEqual({ passed: result.runs, lost: 0, notes: expect.any(String) });
+  expect({ passed: result.passed, lost: result.lost_items, notes: result.notes }).toEqual({
+    passed: result.runs,
+    lost: 0,
+    notes: expect.any(String),
+  });
   expect(result.runs).toBeGreaterThan(0);
   expect(result.max_recovery_ms, result.notes).toBeLessThanOrEqual(maxRecoveryMs);
 }

@@ -21,16 +21,25 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log("usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b] [--models folder=a,b ...]");
+  console.log(
+    "usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b] [--models folder=a,b ...]",
+  );
   process.exit(0);
 }
 
-const list = (v) => v.split(",").map((s) => s.trim()).filter(Boolean);
+const list = (v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 /** @type {Record<string, string[]>} */
 const models = {};
 for (const spec of values.models ?? []) {
   const eqAt = spec.indexOf("=");
-  if (eqAt <= 0) { console.error(`--models expects folder=file,file (got '${spec}')`); process.exit(2); }
+  if (eqAt <= 0) {
+    console.error(`--models expects folder=file,file (got '${spec}')`);
+    process.exit(2);
+  }
   models[spec.slice(0, eqAt).trim()] = list(spec.slice(eqAt + 1));
 }
 

@@ -13,14 +13,18 @@ import { NODES, passthrough, formatInput } from "./nodes.mjs";
 const ERR = JSON.parse(readFileSync(fileURLToPath(new URL("./samples/error_payloads.json", import.meta.url)), "utf8"));
 /** The execution.py frames every node error starts with [WS_ws__execution_error.json]. */
 const EXEC_FRAMES = ERR.imageToMask.traceback.slice(0, 4);
-const OOM_TIPS = "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might have accidentally set the batch_size to a large number.";
+const OOM_TIPS =
+  "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might have accidentally set the batch_size to a large number.";
 
 export class Interrupted extends Error {}
 /** Thrown inside a running job when the fake restarts: the job vanishes without further events. */
 export class Aborted extends Error {}
 class NodeFailure extends Error {
   /** @param {{type: string, message: string, oom?: boolean, useRecordedImageToMask?: boolean}} info */
-  constructor(info) { super(info.message); this.info = info; }
+  constructor(info) {
+    super(info.message);
+    this.info = info;
+  }
 }
 
 /**
@@ -89,7 +93,8 @@ export async function executePrompt(hub, item) {
   const executed = [];
   // Maps: node ids are numeric-looking, and Python dicts keep execution order.
   /** @type {Map<string, any>} */
-  const ui = new Map(), meta = new Map();
+  const ui = new Map(),
+    meta = new Map();
   let failure = null;
 
   while (!list.isEmpty()) {
@@ -103,7 +108,10 @@ export async function executePrompt(hub, item) {
       const c = hub.cache.get(sigs[id]);
       if (clientId !== null) {
         hub.send("executed", { ...display, output: c.ui ?? null }, clientId);
-        if (c.ui) { ui.set(id, c.ui); meta.set(id, metaFor(id)); }
+        if (c.ui) {
+          ui.set(id, c.ui);
+          meta.set(id, metaFor(id));
+        }
       }
       progress.finish(id);
       values.set(id, c.outputs);
@@ -120,17 +128,32 @@ export async function executePrompt(hub, item) {
       if (hub.interruptFlag) throw new Interrupted(); // checked before every node (§6)
       await sleep(hub.options.nodeDelayMs);
       if (hub.faults.failNodeClass && hub.faults.failNodeClass === classType) {
-        throw new NodeFailure({ type: "torch.OutOfMemoryError", message: "CUDA out of memory. Tried to allocate 2.00 GiB", oom: true });
+        throw new NodeFailure({
+          type: "torch.OutOfMemoryError",
+          message: "CUDA out of memory. Tried to allocate 2.00 GiB",
+          oom: true,
+        });
       }
       /** @type {import("./nodes.mjs").NodeContext} */
       const ctx = {
-        id, classType, inputs, prompt, extraData: item.extra_data, files: hub.files, options: hub.options, sleep,
-        checkInterrupt: () => { if (hub.interruptFlag) throw new Interrupted(); },
+        id,
+        classType,
+        inputs,
+        prompt,
+        extraData: item.extra_data,
+        files: hub.files,
+        options: hub.options,
+        sleep,
+        checkInterrupt: () => {
+          if (hub.interruptFlag) throw new Interrupted();
+        },
         progress: (value, max) => {
           progress.update(id, value, max);
           hub.send("progress", { value, max, prompt_id: promptId, node: id }, clientId);
         },
-        fail: (info) => { throw new NodeFailure(info); },
+        fail: (info) => {
+          throw new NodeFailure(info);
+        },
       };
       const impl = NODES[classType];
       let result;
@@ -163,7 +186,11 @@ export async function executePrompt(hub, item) {
     addMessage("execution_success", { prompt_id: promptId }, false);
   } else if (failure.ex instanceof Interrupted) {
     // Broadcast when the prompt has no client_id [WS_ws__slow_interrupt_delete.json].
-    addMessage("execution_interrupted", { prompt_id: promptId, node_id: failure.id, node_type: failure.classType, executed: [...executed] }, true);
+    addMessage(
+      "execution_interrupted",
+      { prompt_id: promptId, node_id: failure.id, node_type: failure.classType, executed: [...executed] },
+      true,
+    );
   } else {
     addMessage("execution_error", errorPayload(failure, promptId, executed, currentOutputs, prompt, objectInfo), false);
   }
@@ -195,24 +222,36 @@ function errorPayload(failure, promptId, executed, currentOutputs, prompt, objec
   if ("extra_pnginfo" in hidden) currentInputs.extra_pnginfo = [null];
   if ("unique_id" in hidden) currentInputs.unique_id = [id];
   let traceback = info.message.includes("outside the output folder")
-    ? [...EXEC_FRAMES, "  File \"/opt/ComfyUI/nodes.py\", line 1600, in save_images\n    full_output_folder, filename, counter, subfolder, filename_prefix = folder_paths.get_save_image_path(filename_prefix, self.output_dir, images[0].shape[1], images[0].shape[0])\n", "  File \"/opt/ComfyUI/folder_paths.py\", line 476, in get_save_image_path\n    raise Exception(err)\n"]
+    ? [
+        ...EXEC_FRAMES,
+        '  File "/opt/ComfyUI/nodes.py", line 1600, in save_images\n    full_output_folder, filename, counter, subfolder, filename_prefix = folder_paths.get_save_image_path(filename_prefix, self.output_dir, images[0].shape[1], images[0].shape[0])\n',
+        '  File "/opt/ComfyUI/folder_paths.py", line 476, in get_save_image_path\n    raise Exception(err)\n',
+      ]
     : [...EXEC_FRAMES];
   if (info.oom) {
-    traceback = [...EXEC_FRAMES,
-      "  File \"/opt/ComfyUI/nodes.py\", line 1525, in sample\n    return common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=denoise)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n",
-      "  File \"/opt/ComfyUI/nodes.py\", line 1492, in common_ksampler\n    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,\n              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n",
-      "  File \"/opt/ComfyUI/comfy/sample.py\", line 45, in sample\n    samples = sampler.sample(noise, positive, negative, cfg=cfg, latent_image=latent_image, start_step=start_step, last_step=last_step, force_full_denoise=force_full_denoise, denoise_mask=noise_mask, sigmas=sigmas, callback=callback, disable_pbar=disable_pbar, seed=seed)\n",
-      "  File \"/opt/ComfyUI/comfy/samplers.py\", line 1163, in sample\n    return sample(self.model, noise, positive, negative, cfg, self.device, sampler, sigmas, self.model_options, latent_image=latent_image, denoise_mask=denoise_mask, callback=callback, disable_pbar=disable_pbar, seed=seed)\n",
-      "  File \"/opt/ComfyUI/comfy/ldm/modules/attention.py\", line 527, in attention_pytorch\n    out = comfy.ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)\n"];
+    traceback = [
+      ...EXEC_FRAMES,
+      '  File "/opt/ComfyUI/nodes.py", line 1525, in sample\n    return common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=denoise)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n',
+      '  File "/opt/ComfyUI/nodes.py", line 1492, in common_ksampler\n    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,\n              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n',
+      '  File "/opt/ComfyUI/comfy/sample.py", line 45, in sample\n    samples = sampler.sample(noise, positive, negative, cfg=cfg, latent_image=latent_image, start_step=start_step, last_step=last_step, force_full_denoise=force_full_denoise, denoise_mask=noise_mask, sigmas=sigmas, callback=callback, disable_pbar=disable_pbar, seed=seed)\n',
+      '  File "/opt/ComfyUI/comfy/samplers.py", line 1163, in sample\n    return sample(self.model, noise, positive, negative, cfg, self.device, sampler, sigmas, self.model_options, latent_image=latent_image, denoise_mask=denoise_mask, callback=callback, disable_pbar=disable_pbar, seed=seed)\n',
+      '  File "/opt/ComfyUI/comfy/ldm/modules/attention.py", line 527, in attention_pytorch\n    out = comfy.ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)\n',
+    ];
   }
   if (info.useRecordedImageToMask) {
     traceback = ERR.imageToMask.traceback;
     currentInputs = { ...ERR.imageToMask.current_inputs, channel: [inputs.channel] };
   }
   return {
-    prompt_id: promptId, node_id: id, node_type: classType, executed: [...executed],
+    prompt_id: promptId,
+    node_id: id,
+    node_type: classType,
+    executed: [...executed],
     exception_message: `${info.message}\n${info.oom ? OOM_TIPS : ""}`,
-    exception_type: info.type, traceback, current_inputs: currentInputs, current_outputs: currentOutputs,
+    exception_type: info.type,
+    traceback,
+    current_inputs: currentInputs,
+    current_outputs: currentOutputs,
   };
 }
 
@@ -228,16 +267,21 @@ function signatures(prompt, hub) {
     if (seen.has(id)) return "cycle";
     seen.add(id);
     const node = prompt[id];
-    const ins = Object.keys(node.inputs ?? {}).sort().map((k) => {
-      const v = node.inputs[k];
-      return [k, Array.isArray(v) && v[0] in prompt ? ["link", raw(v[0], seen), v[1]] : v];
-    });
+    const ins = Object.keys(node.inputs ?? {})
+      .sort()
+      .map((k) => {
+        const v = node.inputs[k];
+        return [k, Array.isArray(v) && v[0] in prompt ? ["link", raw(v[0], seen), v[1]] : v];
+      });
     let changed = null;
-    if (node.class_type === "LoadImage") { // IS_CHANGED: file content hash
+    if (node.class_type === "LoadImage") {
+      // IS_CHANGED: file content hash
       const f = hub.files.get("input", "", String(node.inputs?.image ?? ""));
       changed = f ? createHash("sha256").update(f.bytes).digest("hex") : null;
     }
-    return (memo[id] = createHash("sha1").update(pyDumps([node.class_type, ins, changed])).digest("hex"));
+    return (memo[id] = createHash("sha1")
+      .update(pyDumps([node.class_type, ins, changed]))
+      .digest("hex"));
   };
   return Object.fromEntries(Object.keys(prompt).map((id) => [id, raw(id)]));
 }
@@ -253,16 +297,26 @@ class ProgressRegistry {
     if (!this.nodes.has(id)) this.nodes.set(id, { state: "pending", value: 0, max: 1 });
     return /** @type {any} */ (this.nodes.get(id));
   }
-  start(id) { Object.assign(this.ensure(id), { state: "running", value: new PyFloat(0), max: new PyFloat(1) }); this.send(); }
-  finish(id) { const e = this.ensure(id); e.state = "finished"; e.value = e.max; this.send(); }
+  start(id) {
+    Object.assign(this.ensure(id), { state: "running", value: new PyFloat(0), max: new PyFloat(1) });
+    this.send();
+  }
+  finish(id) {
+    const e = this.ensure(id);
+    e.state = "finished";
+    e.value = e.max;
+    this.send();
+  }
   /** Throttled: first and last update, else only after ≥100 ms and ≥0.5 % change. */
   update(id, value, max) {
     const e = this.ensure(id);
-    e.value = value; e.max = max;
+    e.value = value;
+    e.max = max;
     const now = performance.now();
     const first = e.lastSent === undefined;
     if (first || value >= max || (now - e.lastSent >= 100 && Math.abs(value - (e.lastValue ?? 0)) / max >= 0.005)) {
-      e.lastSent = now; e.lastValue = value;
+      e.lastSent = now;
+      e.lastValue = value;
       this.send();
     }
   }
@@ -271,8 +325,16 @@ class ProgressRegistry {
     const nodes = new Map();
     for (const [id, e] of this.nodes) {
       if (e.state === "pending") continue;
-      nodes.set(id, { value: e.value, max: e.max, state: e.state, node_id: id, prompt_id: this.promptId,
-        display_node_id: id, parent_node_id: null, real_node_id: id });
+      nodes.set(id, {
+        value: e.value,
+        max: e.max,
+        state: e.state,
+        node_id: id,
+        prompt_id: this.promptId,
+        display_node_id: id,
+        parent_node_id: null,
+        real_node_id: id,
+      });
     }
     this.hub.send("progress_state", { prompt_id: this.promptId, nodes }, this.clientId);
   }
@@ -290,7 +352,9 @@ class ExecutionList {
     /** @type {Map<string, number>} */ this.blockCount = new Map();
     /** @type {Map<string, Set<string>>} */ this.blocking = new Map();
   }
-  isOutput(id) { return this.objectInfo[this.prompt[id].class_type]?.output_node === true; }
+  isOutput(id) {
+    return this.objectInfo[this.prompt[id].class_type]?.output_node === true;
+  }
   addNode(start) {
     const stack = [start];
     const links = [];
@@ -310,22 +374,30 @@ class ExecutionList {
       if (this.isCached(from)) continue;
       this.addNode(from);
       const b = /** @type {Set<string>} */ (this.blocking.get(from));
-      if (!b.has(to)) { b.add(to); this.blockCount.set(to, (this.blockCount.get(to) ?? 0) + 1); }
+      if (!b.has(to)) {
+        b.add(to);
+        this.blockCount.set(to, (this.blockCount.get(to) ?? 0) + 1);
+      }
     }
   }
-  isEmpty() { return this.pending.size === 0; }
+  isEmpty() {
+    return this.pending.size === 0;
+  }
   stage() {
     const ready = [...this.pending.keys()].filter((id) => this.blockCount.get(id) === 0);
     if (ready.length === 0) throw new Error("dependency cycle"); // validation would normally catch it
     const blockedBy = (id) => [...(this.blocking.get(id) ?? [])];
-    return ready.find((id) => this.isOutput(id))
-      ?? ready.find((id) => blockedBy(id).some((b) => this.isOutput(b)))
-      ?? ready.find((id) => blockedBy(id).some((b) => blockedBy(b).some((c) => this.isOutput(c))))
-      ?? ready[0];
+    return (
+      ready.find((id) => this.isOutput(id)) ??
+      ready.find((id) => blockedBy(id).some((b) => this.isOutput(b))) ??
+      ready.find((id) => blockedBy(id).some((b) => blockedBy(b).some((c) => this.isOutput(c)))) ??
+      ready[0]
+    );
   }
   complete(id) {
     this.pending.delete(id);
-    for (const to of this.blocking.get(id) ?? []) this.blockCount.set(to, /** @type {number} */ (this.blockCount.get(to)) - 1);
+    for (const to of this.blocking.get(id) ?? [])
+      this.blockCount.set(to, /** @type {number} */ (this.blockCount.get(to)) - 1);
     this.blocking.delete(id);
   }
 }

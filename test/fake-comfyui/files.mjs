@@ -5,9 +5,21 @@ export const BASE_DIR = "/opt/ComfyUI/user-data"; // the normalised base directo
 
 /** Python mimetypes answers as recorded (GET_view__*.json); unknown → octet-stream. */
 const MIME = {
-  png: "image/png", webp: "image/webp", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif",
-  mp4: "video/mp4", webm: "video/webm", mkv: "video/x-matroska", mp3: "audio/mpeg", flac: "audio/flac",
-  opus: "audio/ogg", ogg: "audio/ogg", wav: "audio/x-wav", json: "application/json", txt: "text/plain",
+  png: "image/png",
+  webp: "image/webp",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  mp4: "video/mp4",
+  webm: "video/webm",
+  mkv: "video/x-matroska",
+  mp3: "audio/mpeg",
+  flac: "audio/flac",
+  opus: "audio/ogg",
+  ogg: "audio/ogg",
+  wav: "audio/x-wav",
+  json: "application/json",
+  txt: "text/plain",
 };
 /** 0.3.64 forces these to octet-stream in /view. */
 const FORCED_OCTET = new Set(["html", "htm", "xhtml", "js", "mjs", "css"]);
@@ -53,7 +65,9 @@ export class FileStore {
     /** @type {Map<string, StoredFile>} key: type \0 subfolder \0 filename */
     this.files = new Map();
   }
-  static key(type, subfolder, filename) { return `${type}\0${subfolder === "." ? "" : subfolder}\0${filename}`; }
+  static key(type, subfolder, filename) {
+    return `${type}\0${subfolder === "." ? "" : subfolder}\0${filename}`;
+  }
 
   /** @param {"output"|"input"|"temp"} type @param {string} subfolder @param {string} filename @param {Buffer} bytes */
   put(type, subfolder, filename, bytes) {
@@ -62,8 +76,12 @@ export class FileStore {
     const ns = BigInt(ms) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
     this.files.set(FileStore.key(type, subfolder, filename), { bytes, mtimeMs: ms, mtimeNs: ns });
   }
-  get(type, subfolder, filename) { return this.files.get(FileStore.key(type, subfolder, filename)); }
-  has(type, subfolder, filename) { return this.files.has(FileStore.key(type, subfolder, filename)); }
+  get(type, subfolder, filename) {
+    return this.files.get(FileStore.key(type, subfolder, filename));
+  }
+  has(type, subfolder, filename) {
+    return this.files.has(FileStore.key(type, subfolder, filename));
+  }
 
   /** File names directly inside type/subfolder (what os.listdir would show). */
   names(type, subfolder) {
@@ -73,7 +91,9 @@ export class FileStore {
     return out;
   }
   /** Temp is wiped on (re)start, like ComfyUI deleting temp/ at startup. */
-  clearType(type) { for (const k of [...this.files.keys()]) if (k.startsWith(type + "\0")) this.files.delete(k); }
+  clearType(type) {
+    for (const k of [...this.files.keys()]) if (k.startsWith(`${type}\0`)) this.files.delete(k);
+  }
 
   /** @returns {{type: string, subfolder: string, filename: string, bytes: number}[]} */
   list() {
@@ -93,10 +113,15 @@ export class FileStore {
     if (prefix.includes("%")) {
       const d = new Date();
       const pad = (n) => String(n).padStart(2, "0");
-      prefix = prefix.replaceAll("%width%", String(width)).replaceAll("%height%", String(height))
-        .replaceAll("%year%", String(d.getFullYear())).replaceAll("%month%", pad(d.getMonth() + 1))
-        .replaceAll("%day%", pad(d.getDate())).replaceAll("%hour%", pad(d.getHours()))
-        .replaceAll("%minute%", pad(d.getMinutes())).replaceAll("%second%", pad(d.getSeconds()));
+      prefix = prefix
+        .replaceAll("%width%", String(width))
+        .replaceAll("%height%", String(height))
+        .replaceAll("%year%", String(d.getFullYear()))
+        .replaceAll("%month%", pad(d.getMonth() + 1))
+        .replaceAll("%day%", pad(d.getDate()))
+        .replaceAll("%hour%", pad(d.getHours()))
+        .replaceAll("%minute%", pad(d.getMinutes()))
+        .replaceAll("%second%", pad(d.getSeconds()));
     }
     const norm = normpath(prefix);
     const slash = norm.lastIndexOf("/");
@@ -106,8 +131,15 @@ export class FileStore {
     if (!subfolderInside(subfolder)) {
       const full = subfolder.startsWith("/") ? subfolder : normpath(`${root}/${subfolder}`);
       const common = commonPath(root, full);
-      const err = new Error("**** ERROR: Saving image outside the output folder is not allowed." +
-        "\n full_output_folder: " + full + "\n         output_dir: " + root + "\n         commonpath: " + common);
+      const err = new Error(
+        "**** ERROR: Saving image outside the output folder is not allowed." +
+          "\n full_output_folder: " +
+          full +
+          "\n         output_dir: " +
+          root +
+          "\n         commonpath: " +
+          common,
+      );
       /** @type {any} */ (err).pyType = "Exception";
       throw err;
     }
@@ -124,7 +156,8 @@ export class FileStore {
 }
 
 function commonPath(a, b) {
-  const pa = a.split("/"), pb = b.split("/");
+  const pa = a.split("/"),
+    pb = b.split("/");
   let i = 0;
   while (i < pa.length && i < pb.length && pa[i] === pb[i]) i++;
   return pa.slice(0, i).join("/") || "/";

@@ -47,7 +47,9 @@ function scanlines(w, h, src, invert) {
   if (src.type === "solid") {
     const row = Buffer.alloc(stride);
     for (let i = 0; i < w; i++) {
-      row[1 + i * 3] = src.rgb[0] ^ x; row[2 + i * 3] = src.rgb[1] ^ x; row[3 + i * 3] = src.rgb[2] ^ x;
+      row[1 + i * 3] = src.rgb[0] ^ x;
+      row[2 + i * 3] = src.rgb[1] ^ x;
+      row[3 + i * 3] = src.rgb[2] ^ x;
     }
     for (let y = 0; y < h; y++) row.copy(raw, y * stride);
     return raw;
@@ -57,7 +59,7 @@ function scanlines(w, h, src, invert) {
   const a = [hsh & 255, (hsh >>> 8) & 255, (hsh >>> 16) & 255];
   const b = [h2 & 255, (h2 >>> 8) & 255, (h2 >>> 16) & 255];
   const span = Math.max(1, w + h - 2);
-  const cell = Math.max(4, (Math.min(w, h) >> 3) || 4);
+  const cell = Math.max(4, Math.min(w, h) >> 3 || 4);
   for (let y = 0; y < h; y++) {
     let p = y * stride + 1;
     const cy = ((y / cell) | 0) & 1;
@@ -83,7 +85,8 @@ export function encodePng(width, height, source, opts = {}) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; ihdr[9] = 2; // 8-bit, colour type 2 = RGB
+  ihdr[8] = 8;
+  ihdr[9] = 2; // 8-bit, colour type 2 = RGB
   const parts = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr)];
   for (const [k, v] of Object.entries(opts.text ?? {})) {
     parts.push(chunk("tEXt", Buffer.concat([Buffer.from(k, "latin1"), Buffer.from([0]), Buffer.from(v, "latin1")])));

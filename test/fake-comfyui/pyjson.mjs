@@ -10,9 +10,15 @@
 /** A number that serialises like a Python float (`1` → `1.0`). */
 export class PyFloat {
   /** @param {number} value */
-  constructor(value) { this.value = value; }
-  valueOf() { return this.value; }
-  toJSON() { return this.value; }
+  constructor(value) {
+    this.value = value;
+  }
+  valueOf() {
+    return this.value;
+  }
+  toJSON() {
+    return this.value;
+  }
 }
 
 /** @param {unknown} v @returns {number} the plain number behind a PyFloat or number */
@@ -37,10 +43,10 @@ function quote(s) {
     else if (c === 0x09) out += "\\t";
     else if (c === 0x08) out += "\\b";
     else if (c === 0x0c) out += "\\f";
-    else if (c < 0x20 || c > 0x7e) out += "\\u" + c.toString(16).padStart(4, "0");
+    else if (c < 0x20 || c > 0x7e) out += `\\u${c.toString(16).padStart(4, "0")}`;
     else out += s[i];
   }
-  return out + '"';
+  return `${out}"`;
 }
 
 /**
@@ -52,20 +58,24 @@ export function pyDumps(v) {
   if (v === null || v === undefined) return "null";
   if (v instanceof PyFloat) return floatRepr(v.value);
   switch (typeof v) {
-    case "boolean": return v ? "true" : "false";
-    case "number": return Number.isInteger(v) ? String(v) : floatRepr(v);
-    case "bigint": return String(v);
-    case "string": return quote(v);
+    case "boolean":
+      return v ? "true" : "false";
+    case "number":
+      return Number.isInteger(v) ? String(v) : floatRepr(v);
+    case "bigint":
+      return String(v);
+    case "string":
+      return quote(v);
   }
-  if (Array.isArray(v)) return "[" + v.map(pyDumps).join(", ") + "]";
+  if (Array.isArray(v)) return `[${v.map(pyDumps).join(", ")}]`;
   // Maps keep insertion order even for numeric-looking keys ("10" after "9"), like Python dicts.
-  if (v instanceof Map) return "{" + [...v].map(([k, val]) => quote(String(k)) + ": " + pyDumps(val)).join(", ") + "}";
+  if (v instanceof Map) return `{${[...v].map(([k, val]) => `${quote(String(k))}: ${pyDumps(val)}`).join(", ")}}`;
   const parts = [];
   for (const [k, val] of Object.entries(/** @type {object} */ (v))) {
     if (val === undefined) continue;
-    parts.push(quote(k) + ": " + pyDumps(val));
+    parts.push(`${quote(k)}: ${pyDumps(val)}`);
   }
-  return "{" + parts.join(", ") + "}";
+  return `{${parts.join(", ")}}`;
 }
 
 /** Python `repr()` of a JSON-ish value, used inside validation messages (`['a', 'b']`). */
@@ -79,8 +89,14 @@ export function pyRepr(v) {
     const body = v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/\t/g, "\\t");
     return q + (q === "'" ? body.replace(/'/g, "\\'") : body) + q;
   }
-  if (Array.isArray(v)) return "[" + v.map(pyRepr).join(", ") + "]";
-  return "{" + Object.entries(v).map(([k, x]) => pyRepr(k) + ": " + pyRepr(x)).join(", ") + "}";
+  if (Array.isArray(v)) return `[${v.map(pyRepr).join(", ")}]`;
+  return (
+    "{" +
+    Object.entries(v)
+      .map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`)
+      .join(", ") +
+    "}"
+  );
 }
 
 /** Python `str()`: strings stay bare, everything else is repr'd. */

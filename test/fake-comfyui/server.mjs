@@ -39,10 +39,17 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
  * @property {boolean} dropPromptPosts              POST /prompt: the connection is cut before any answer
  *                                                  (a tunnel dying mid-submission); every other route works
  */
-const DEFAULT_FAULTS = () => /** @type {Faults} */ ({
-  dropSocketsAfterEvents: null, refuseWebSocket: false, slowMs: 0, http500: false,
-  accessRedirect: false, accessHtml200: false, failNodeClass: null, dropPromptPosts: false,
-});
+const DEFAULT_FAULTS = () =>
+  /** @type {Faults} */ ({
+    dropSocketsAfterEvents: null,
+    refuseWebSocket: false,
+    slowMs: 0,
+    http500: false,
+    accessRedirect: false,
+    accessHtml200: false,
+    failNodeClass: null,
+    dropPromptPosts: false,
+  });
 
 /**
  * @typedef {object} PromptRecord
@@ -85,15 +92,24 @@ export const DEFAULT_MODELS = Object.freeze({
  * [class_type, input name, folder]. VAELoader also keeps the recorded non-file entries.
  */
 const MODEL_COMBOS = [
-  ["CheckpointLoaderSimple", "ckpt_name", "checkpoints"], ["CheckpointLoader", "ckpt_name", "checkpoints"],
-  ["unCLIPCheckpointLoader", "ckpt_name", "checkpoints"], ["ImageOnlyCheckpointLoader", "ckpt_name", "checkpoints"],
-  ["CreateHookModelAsLora", "ckpt_name", "checkpoints"], ["CreateHookModelAsLoraModelOnly", "ckpt_name", "checkpoints"],
+  ["CheckpointLoaderSimple", "ckpt_name", "checkpoints"],
+  ["CheckpointLoader", "ckpt_name", "checkpoints"],
+  ["unCLIPCheckpointLoader", "ckpt_name", "checkpoints"],
+  ["ImageOnlyCheckpointLoader", "ckpt_name", "checkpoints"],
+  ["CreateHookModelAsLora", "ckpt_name", "checkpoints"],
+  ["CreateHookModelAsLoraModelOnly", "ckpt_name", "checkpoints"],
   ["UNETLoader", "unet_name", "diffusion_models"],
-  ["CLIPLoader", "clip_name", "text_encoders"], ["DualCLIPLoader", "clip_name1", "text_encoders"], ["DualCLIPLoader", "clip_name2", "text_encoders"],
-  ["TripleCLIPLoader", "clip_name1", "text_encoders"], ["TripleCLIPLoader", "clip_name2", "text_encoders"], ["TripleCLIPLoader", "clip_name3", "text_encoders"],
+  ["CLIPLoader", "clip_name", "text_encoders"],
+  ["DualCLIPLoader", "clip_name1", "text_encoders"],
+  ["DualCLIPLoader", "clip_name2", "text_encoders"],
+  ["TripleCLIPLoader", "clip_name1", "text_encoders"],
+  ["TripleCLIPLoader", "clip_name2", "text_encoders"],
+  ["TripleCLIPLoader", "clip_name3", "text_encoders"],
   ["VAELoader", "vae_name", "vae"],
-  ["LoraLoader", "lora_name", "loras"], ["LoraLoaderModelOnly", "lora_name", "loras"],
-  ["CreateHookLora", "lora_name", "loras"], ["CreateHookLoraModelOnly", "lora_name", "loras"],
+  ["LoraLoader", "lora_name", "loras"],
+  ["LoraLoaderModelOnly", "lora_name", "loras"],
+  ["CreateHookLora", "lora_name", "loras"],
+  ["CreateHookLoraModelOnly", "lora_name", "loras"],
 ];
 
 /**
@@ -106,10 +122,7 @@ const MODEL_COMBOS = [
  * @returns {Promise<FakeComfy>}
  */
 export async function startFakeComfy(options = {}) {
-  const {
-    port = 0, host = "127.0.0.1",
-    stepDelayMs = 5, nodeDelayMs = 1,
-  } = options;
+  const { port = 0, host = "127.0.0.1", stepDelayMs = 5, nodeDelayMs = 1 } = options;
   /** @type {Record<string, string[]>} folder → sorted file list (ComfyUI sorts get_filename_list) */
   const models = {};
   for (const folder of MODEL_FOLDERS) {
@@ -143,8 +156,15 @@ export async function startFakeComfy(options = {}) {
 
   /** @type {import("./executor.mjs").Hub} */
   const hub = {
-    send, files, cache: new Map(), objectInfo: patchedObjectInfo(), options: { stepDelayMs, nodeDelayMs },
-    faults, interruptFlag: false, generation: 0, lastNodeId: null,
+    send,
+    files,
+    cache: new Map(),
+    objectInfo: patchedObjectInfo(),
+    options: { stepDelayMs, nodeDelayMs },
+    faults,
+    interruptFlag: false,
+    generation: 0,
+    lastNodeId: null,
   };
   let objectInfoBody = /** @type {string|null} */ (null);
 
@@ -158,10 +178,17 @@ export async function startFakeComfy(options = {}) {
       const extras = cls === "VAELoader" ? spec[0].filter((n) => !models[folder].includes(n)) : [];
       spec[0] = [...models[folder], ...extras];
     }
-    if (info.LoadImage) info.LoadImage.input.required.image[0] = files.names("input", "").filter((n) => IMAGE_EXT.test(n)).sort();
+    if (info.LoadImage)
+      info.LoadImage.input.required.image[0] = files
+        .names("input", "")
+        .filter((n) => IMAGE_EXT.test(n))
+        .sort();
     return info;
   }
-  function inputsChanged() { hub.objectInfo = patchedObjectInfo(); objectInfoBody = null; }
+  function inputsChanged() {
+    hub.objectInfo = patchedObjectInfo();
+    objectInfoBody = null;
+  }
 
   // ---- queue (heapq on (number, prompt_id)) --------------------------------------------------
   const less = (a, b) => (a.number !== b.number ? a.number < b.number : a.prompt_id < b.prompt_id);
@@ -170,24 +197,41 @@ export async function startFakeComfy(options = {}) {
     while (pos > start) {
       const parent = (pos - 1) >> 1;
       if (!less(item, h[parent])) break;
-      h[pos] = h[parent]; pos = parent;
+      h[pos] = h[parent];
+      pos = parent;
     }
     h[pos] = item;
   }
   function siftUp(h, pos) {
-    const end = h.length, start = pos, item = h[pos];
+    const end = h.length,
+      start = pos,
+      item = h[pos];
     let child = 2 * pos + 1;
     while (child < end) {
       const right = child + 1;
       if (right < end && !less(h[child], h[right])) child = right;
-      h[pos] = h[child]; pos = child; child = 2 * pos + 1;
+      h[pos] = h[child];
+      pos = child;
+      child = 2 * pos + 1;
     }
     h[pos] = item;
     siftDown(h, start, pos);
   }
-  const heappush = (h, x) => { h.push(x); siftDown(h, 0, h.length - 1); };
-  const heappop = (h) => { const last = h.pop(); if (h.length === 0) return last; const top = h[0]; h[0] = last; siftUp(h, 0); return top; };
-  const heapify = (h) => { for (let i = (h.length >> 1) - 1; i >= 0; i--) siftUp(h, i); };
+  const heappush = (h, x) => {
+    h.push(x);
+    siftDown(h, 0, h.length - 1);
+  };
+  const heappop = (h) => {
+    const last = h.pop();
+    if (h.length === 0) return last;
+    const top = h[0];
+    h[0] = last;
+    siftUp(h, 0);
+    return top;
+  };
+  const heapify = (h) => {
+    for (let i = (h.length >> 1) - 1; i >= 0; i--) siftUp(h, i);
+  };
 
   const queueRemaining = () => queue.length + (running ? 1 : 0);
   const statusData = () => ({ status: { exec_info: { queue_remaining: queueRemaining() } } });
@@ -198,7 +242,11 @@ export async function startFakeComfy(options = {}) {
   function put(item) {
     heappush(queue, item);
     queueUpdated();
-    if (wake) { const w = wake; wake = null; w(); }
+    if (wake) {
+      const w = wake;
+      wake = null;
+      w();
+    }
   }
 
   // ---- WebSocket messaging ------------------------------------------------------------------
@@ -213,19 +261,29 @@ export async function startFakeComfy(options = {}) {
     const open = targets.filter((ws) => ws && ws.readyState === 1);
     const perPrompt = "prompt_id" in data;
     const last = perPrompt && open.length > 0 && dropCountdown !== null && --dropCountdown <= 0;
-    if (last) { dropping = true; dropCountdown = null; faults.dropSocketsAfterEvents = null; }
+    if (last) {
+      dropping = true;
+      dropCountdown = null;
+      faults.dropSocketsAfterEvents = null;
+    }
     let pending = open.length;
     for (const ws of open) {
       ws.send(text, () => {
         // Drop only once the n-th event is on the wire, so the client really sees exactly n.
-        if (last && --pending === 0) { dropSockets(); dropping = false; }
+        if (last && --pending === 0) {
+          dropSockets();
+          dropping = false;
+        }
       });
     }
   }
 
   function dropSockets() {
     let n = 0;
-    for (const ws of allSockets) { ws.terminate(); n++; }
+    for (const ws of allSockets) {
+      ws.terminate();
+      n++;
+    }
     allSockets.clear();
     sockets.clear();
     return n;
@@ -248,7 +306,10 @@ export async function startFakeComfy(options = {}) {
       const item = await nextItem(gen);
       if (!item) return;
       const rec = prompts.get(item.prompt_id);
-      if (rec) { rec.status = "running"; rec.startedAt = Date.now(); }
+      if (rec) {
+        rec.status = "running";
+        rec.startedAt = Date.now();
+      }
       runningClientId = item.extra_data.client_id ?? null;
       let result;
       try {
@@ -263,13 +324,21 @@ export async function startFakeComfy(options = {}) {
       running = null;
       const last = result.messages.at(-1)?.[0];
       history.set(item.prompt_id, {
-        prompt: tuple(item), outputs: result.outputs,
-        status: { status_str: result.success ? "success" : "error", completed: result.success, messages: result.messages },
+        prompt: tuple(item),
+        outputs: result.outputs,
+        status: {
+          status_str: result.success ? "success" : "error",
+          completed: result.success,
+          messages: result.messages,
+        },
         meta: result.meta,
       });
       queueUpdated();
       finishTimes.set(item.prompt_id, performance.timeOrigin + performance.now());
-      if (rec) { rec.status = result.success ? "success" : last === "execution_interrupted" ? "interrupted" : "error"; rec.finishedAt = Date.now(); }
+      if (rec) {
+        rec.status = result.success ? "success" : last === "execution_interrupted" ? "interrupted" : "error";
+        rec.finishedAt = Date.now();
+      }
       if (runningClientId !== null) send("executing", { node: null, prompt_id: item.prompt_id }, runningClientId);
       runningClientId = null;
     }
@@ -281,8 +350,7 @@ export async function startFakeComfy(options = {}) {
       if (!res.headersSent) {
         if (err instanceof BadJson && err.status !== 500) sendText(res, err.status, `${err.status}: ${err.message}`);
         else sendText(res, 500, ERROR_500);
-      }
-      else res.destroy();
+      } else res.destroy();
       if (!(err instanceof BadJson)) console.error("[fake-comfyui]", err);
     });
   });
@@ -301,7 +369,8 @@ export async function startFakeComfy(options = {}) {
 
     if (path === "/prompt" && method === "POST" && faults.dropPromptPosts) return void req.socket.destroy();
     if (path === "/prompt" && method === "POST") return postPrompt(res, await readBody(req));
-    if (path === "/prompt" && method === "GET") return sendJson(res, 200, { exec_info: { queue_remaining: queueRemaining() } }); // [GET_prompt.json]
+    if (path === "/prompt" && method === "GET")
+      return sendJson(res, 200, { exec_info: { queue_remaining: queueRemaining() } }); // [GET_prompt.json]
     if (path === "/queue" && method === "GET") {
       return sendJson(res, 200, { queue_running: running ? [tuple(running)] : [], queue_pending: queue.map(tuple) }); // [GET_queue__running.json]
     }
@@ -315,7 +384,12 @@ export async function startFakeComfy(options = {}) {
         }
         for (const id of "delete" in body ? iter(body.delete) : []) {
           const i = queue.findIndex((it) => it.prompt_id === id); // pending only [POST_queue__delete.json]
-          if (i >= 0) { queue.splice(i, 1); heapify(queue); markDeleted(id); queueUpdated(); }
+          if (i >= 0) {
+            queue.splice(i, 1);
+            heapify(queue);
+            markDeleted(id);
+            queueUpdated();
+          }
         }
       } else if (!Array.isArray(body) && typeof body !== "string") throw new BadJson();
       return sendEmpty(res);
@@ -323,14 +397,22 @@ export async function startFakeComfy(options = {}) {
     if (path === "/interrupt" && method === "POST") {
       const raw = await readBody(req);
       let body = {};
-      try { body = raw.length ? JSON.parse(raw.toString("utf8")) : {}; } catch { body = {}; }
+      try {
+        body = raw.length ? JSON.parse(raw.toString("utf8")) : {};
+      } catch {
+        body = {};
+      }
       if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadJson(); // `[].get` → 500
       // Targeted interrupt only hits the running prompt [POST_interrupt__not_running.json]; else global.
-      if (body.prompt_id) { if (running && running.prompt_id === body.prompt_id) hub.interruptFlag = true; }
-      else hub.interruptFlag = true;
+      if (body.prompt_id) {
+        if (running && running.prompt_id === body.prompt_id) hub.interruptFlag = true;
+      } else hub.interruptFlag = true;
       return sendEmpty(res); // [POST_interrupt.json]
     }
-    if (path === "/free" && method === "POST") { parseJson(await readBody(req)); return sendEmpty(res); } // [POST_free.json]
+    if (path === "/free" && method === "POST") {
+      parseJson(await readBody(req));
+      return sendEmpty(res);
+    } // [POST_free.json]
     if (path === "/history" && method === "GET") return sendJson(res, 200, historySlice(q));
     if ((m = /^\/history\/(.+)$/.exec(path)) && method === "GET") {
       const id = decodeURIComponent(m[1]);
@@ -364,7 +446,20 @@ export async function startFakeComfy(options = {}) {
     if (path === "/features" && method === "GET") return sendJson(res, 200, FEATURES);
     if (path === "/upload/image" && method === "POST") return upload(req, res, await readBody(req));
     if (path === "/ws" && method === "GET") return sendText(res, 400, "400: Bad Request"); // plain GET without Upgrade
-    const known = ["/prompt", "/queue", "/interrupt", "/free", "/history", "/view", "/object_info", "/models", "/embeddings", "/system_stats", "/features", "/upload/image"];
+    const known = [
+      "/prompt",
+      "/queue",
+      "/interrupt",
+      "/free",
+      "/history",
+      "/view",
+      "/object_info",
+      "/models",
+      "/embeddings",
+      "/system_stats",
+      "/features",
+      "/upload/image",
+    ];
     if (known.includes(path)) return sendText(res, 405, "405: Method Not Allowed");
     return sendText(res, 404, "404: Not Found");
   }
@@ -388,7 +483,10 @@ export async function startFakeComfy(options = {}) {
       counter += 1;
     }
     if (!isObj || !("prompt" in body)) {
-      return sendJson(res, 400, { error: { type: "no_prompt", message: "No prompt provided", details: "No prompt provided", extra_info: {} }, node_errors: {} });
+      return sendJson(res, 400, {
+        error: { type: "no_prompt", message: "No prompt provided", details: "No prompt provided", extra_info: {} },
+        node_errors: {},
+      });
     }
     const prompt = body.prompt;
     if (prompt === null || typeof prompt !== "object" || Array.isArray(prompt)) throw new BadJson();
@@ -407,23 +505,41 @@ export async function startFakeComfy(options = {}) {
     extra = { ...extra };
     for (const k of SENSITIVE_KEYS) delete extra[k];
     const item = { number, numberOut, prompt_id: promptId, prompt, extra_data: extra, outputs: v.outputs };
-    prompts.set(promptId, { prompt_id: promptId, number, client_id: extra.client_id ?? null, prompt, status: "pending", submittedAt: Date.now() });
+    prompts.set(promptId, {
+      prompt_id: promptId,
+      number,
+      client_id: extra.client_id ?? null,
+      prompt,
+      status: "pending",
+      submittedAt: Date.now(),
+    });
     put(item);
     return sendJson(res, 200, { prompt_id: promptId, number: numberOut, node_errors: v.nodeErrors }); // [POST_prompt.json]
   }
 
-  function markDeleted(id) { const r = prompts.get(id); if (r) r.status = "deleted"; }
+  function markDeleted(id) {
+    const r = prompts.get(id);
+    if (r) r.status = "deleted";
+  }
 
   /** GET /history?max_items=N&offset=K (non-integers → 500). */
   function historySlice(q) {
-    const toInt = (s) => { if (!/^\s*[+-]?\d+\s*$/.test(s)) throw new BadJson(); return Number(s); };
+    const toInt = (s) => {
+      if (!/^\s*[+-]?\d+\s*$/.test(s)) throw new BadJson();
+      return Number(s);
+    };
     const maxItems = q.has("max_items") ? toInt(q.get("max_items")) : null;
     let offset = q.has("offset") ? toInt(q.get("offset")) : -1;
     if (offset < 0 && maxItems !== null) offset = history.size - maxItems;
     const out = {};
-    let i = 0, n = 0;
+    let i = 0,
+      n = 0;
     for (const [k, v] of history) {
-      if (i >= offset) { out[k] = v; n++; if (maxItems !== null && n >= maxItems) break; }
+      if (i >= offset) {
+        out[k] = v;
+        n++;
+        if (maxItems !== null && n >= maxItems) break;
+      }
       i++;
     }
     return out;
@@ -444,7 +560,11 @@ export async function startFakeComfy(options = {}) {
     let type = null;
     // folder_paths.annotated_filepath: "x.png [output]" overrides type (strips len+1 chars).
     for (const t of ["output", "input", "temp"]) {
-      if (filename.endsWith(`[${t}]`)) { filename = filename.slice(0, -(t.length + 3)); type = t; break; }
+      if (filename.endsWith(`[${t}]`)) {
+        filename = filename.slice(0, -(t.length + 3));
+        type = t;
+        break;
+      }
     }
     if (!filename || filename.startsWith("/") || filename.includes("..")) return sendEmpty(res, 400); // [GET_view__traversal.json]
     type ??= q.get("type") ?? "output";
@@ -462,22 +582,49 @@ export async function startFakeComfy(options = {}) {
     const size = f.bytes.length;
     const etag = `"${f.mtimeNs.toString(16)}-${size.toString(16)}"`;
     const lastModified = new Date(Math.floor(f.mtimeMs / 1000) * 1000).toUTCString();
-    const base = { "Content-Disposition": `filename="${filename}"`, "Content-Type": mimeFor(filename), Etag: etag, "Last-Modified": lastModified };
-    if (req.headers["if-none-match"] && req.headers["if-none-match"].split(",").map((s) => s.trim()).includes(etag)) {
-      res.writeHead(304, { Etag: etag, "Last-Modified": lastModified, Server: SERVER_HEADER }); return res.end();
+    const base = {
+      "Content-Disposition": `filename="${filename}"`,
+      "Content-Type": mimeFor(filename),
+      Etag: etag,
+      "Last-Modified": lastModified,
+    };
+    if (
+      req.headers["if-none-match"]
+        ?.split(",")
+        .map((s) => s.trim())
+        .includes(etag)
+    ) {
+      res.writeHead(304, { Etag: etag, "Last-Modified": lastModified, Server: SERVER_HEADER });
+      return res.end();
     }
     const range = req.headers.range;
     if (range) {
       const r = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-      let start = NaN, end = size - 1;
-      if (r && r[1] !== "") { start = Number(r[1]); if (r[2] !== "") end = Math.min(Number(r[2]), size - 1); }
-      else if (r && r[2] !== "") { start = Math.max(0, size - Number(r[2])); }
+      let start = NaN,
+        end = size - 1;
+      if (r && r[1] !== "") {
+        start = Number(r[1]);
+        if (r[2] !== "") end = Math.min(Number(r[2]), size - 1);
+      } else if (r && r[2] !== "") {
+        start = Math.max(0, size - Number(r[2]));
+      }
       if (!r || !(start <= end) || start >= size) {
-        res.writeHead(416, { "Content-Range": `bytes */${size}`, "Content-Length": "0", "Content-Type": "application/octet-stream", Server: SERVER_HEADER });
+        res.writeHead(416, {
+          "Content-Range": `bytes */${size}`,
+          "Content-Length": "0",
+          "Content-Type": "application/octet-stream",
+          Server: SERVER_HEADER,
+        });
         return res.end();
       }
       const chunk = f.bytes.subarray(start, end + 1);
-      res.writeHead(206, { ...base, "Content-Range": `bytes ${start}-${end}/${size}`, "Content-Length": String(chunk.length), "Accept-Ranges": "bytes", Server: SERVER_HEADER });
+      res.writeHead(206, {
+        ...base,
+        "Content-Range": `bytes ${start}-${end}/${size}`,
+        "Content-Length": String(chunk.length),
+        "Accept-Ranges": "bytes",
+        Server: SERVER_HEADER,
+      });
       return res.end(chunk);
     }
     res.writeHead(200, { ...base, "Content-Length": String(size), "Accept-Ranges": "bytes", Server: SERVER_HEADER });
@@ -501,16 +648,22 @@ export async function startFakeComfy(options = {}) {
     let base = rel.slice(rel.lastIndexOf("/") + 1);
     if (!(overwrite === "true" || overwrite === "1")) {
       const dot = base.lastIndexOf(".");
-      const [stem, ext] = dot > 0 && base.slice(0, dot).replace(/^\.+/, "") ? [base.slice(0, dot), base.slice(dot)] : [base, ""];
+      const [stem, ext] =
+        dot > 0 && base.slice(0, dot).replace(/^\.+/, "") ? [base.slice(0, dot), base.slice(dot)] : [base, ""];
       for (let i = 1; files.has(uploadType, dir, base); i++) {
-        if (files.get(uploadType, dir, base)?.bytes.equals(image.data)) return sendJson(res, 200, { name: base, subfolder, type: uploadType });
+        if (files.get(uploadType, dir, base)?.bytes.equals(image.data))
+          return sendJson(res, 200, { name: base, subfolder, type: uploadType });
         base = `${stem} (${i})${ext}`;
         filename = base;
       }
     }
     files.put(/** @type {any} */ (uploadType), dir, base, image.data);
     if (uploadType === "input") inputsChanged();
-    return sendJson(res, 200, { name: filename === image.filename ? image.filename : base, subfolder, type: uploadType });
+    return sendJson(res, 200, {
+      name: filename === image.filename ? image.filename : base,
+      subfolder,
+      type: uploadType,
+    });
   }
 
   // ---- fault helpers and control routes -----------------------------------------------------
@@ -522,7 +675,12 @@ export async function startFakeComfy(options = {}) {
       return true;
     }
     if (faults.accessHtml200) {
-      res.writeHead(200, { "Content-Type": "text/html; charset=UTF-8", "Content-Length": String(Buffer.byteLength(ACCESS_LOGIN_HTML)), Server: "cloudflare", "CF-RAY": cfRay() });
+      res.writeHead(200, {
+        "Content-Type": "text/html; charset=UTF-8",
+        "Content-Length": String(Buffer.byteLength(ACCESS_LOGIN_HTML)),
+        Server: "cloudflare",
+        "CF-RAY": cfRay(),
+      });
       res.end(ACCESS_LOGIN_HTML);
       return true;
     }
@@ -538,14 +696,26 @@ export async function startFakeComfy(options = {}) {
       return sendJson(res, 200, setFaults(rest));
     }
     if (p === "/__fake/faults" && req.method === "GET") return sendJson(res, 200, faults);
-    if (p === "/__fake/restart" && req.method === "POST") { restart(); return sendJson(res, 200, { ok: true }); }
+    if (p === "/__fake/restart" && req.method === "POST") {
+      restart();
+      return sendJson(res, 200, { ok: true });
+    }
     if (p === "/__fake/drop-sockets" && req.method === "POST") return sendJson(res, 200, { dropped: dropSockets() });
-    if (p === "/__fake/finish-times" && req.method === "GET") return sendJson(res, 200, Object.fromEntries(finishTimes));
+    if (p === "/__fake/finish-times" && req.method === "GET")
+      return sendJson(res, 200, Object.fromEntries(finishTimes));
     if (p === "/__fake/state" && req.method === "GET") {
       return sendJson(res, 200, {
-        counter, running: running?.prompt_id ?? null, pending: [...queue].sort((a, b) => (less(a, b) ? -1 : 1)).map((i) => i.prompt_id),
-        history: [...history.keys()], sockets: [...sockets.keys()], ws_upgrade_attempts: wsUpgradeAttempts, faults, files: files.list(),
-        prompts: Object.fromEntries([...prompts].map(([k, r]) => [k, { status: r.status, number: r.number, client_id: r.client_id }])),
+        counter,
+        running: running?.prompt_id ?? null,
+        pending: [...queue].sort((a, b) => (less(a, b) ? -1 : 1)).map((i) => i.prompt_id),
+        history: [...history.keys()],
+        sockets: [...sockets.keys()],
+        ws_upgrade_attempts: wsUpgradeAttempts,
+        faults,
+        files: files.list(),
+        prompts: Object.fromEntries(
+          [...prompts].map(([k, r]) => [k, { status: r.status, number: r.number, client_id: r.client_id }]),
+        ),
       });
     }
     return sendText(res, 404, "404: Not Found");
@@ -563,16 +733,28 @@ export async function startFakeComfy(options = {}) {
 
   function restart() {
     hub.generation++;
-    queue = []; running = null; history = new Map(); counter = 0; runningClientId = null;
-    hub.cache.clear(); hub.interruptFlag = false; hub.lastNodeId = null;
+    queue = [];
+    running = null;
+    history = new Map();
+    counter = 0;
+    runningClientId = null;
+    hub.cache.clear();
+    hub.interruptFlag = false;
+    hub.lastNodeId = null;
     files.clearType("temp");
     for (const r of prompts.values()) if (r.status === "pending" || r.status === "running") r.status = "lost";
     dropSockets();
     dropping = false;
-    if (wake) { const w = wake; wake = null; w(); }
+    if (wake) {
+      const w = wake;
+      wake = null;
+      w();
+    }
     startWorker();
   }
-  function startWorker() { workerLoop(hub.generation).catch((e) => console.error("[fake-comfyui] worker:", e)); }
+  function startWorker() {
+    workerLoop(hub.generation).catch((e) => console.error("[fake-comfyui] worker:", e));
+  }
 
   // ---- WebSocket ----------------------------------------------------------------------------
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
@@ -582,17 +764,44 @@ export async function startFakeComfy(options = {}) {
     wsUpgradeAttempts++; // lets tests check that a refusing server sees backoff, not a storm
     const url = new URL(req.url ?? "/", "http://x");
     const rawAnswer = (status, reason, headers, body = "") => {
-      const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries({ ...headers, "Content-Length": Buffer.byteLength(body), Connection: "close" }).map(([k, v]) => `${k}: ${v}`)];
-      socket.end(lines.join("\r\n") + "\r\n\r\n" + body);
+      const lines = [
+        `HTTP/1.1 ${status} ${reason}`,
+        ...Object.entries({ ...headers, "Content-Length": Buffer.byteLength(body), Connection: "close" }).map(
+          ([k, v]) => `${k}: ${v}`,
+        ),
+      ];
+      socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
     };
     socket.on("error", () => {});
     if (faults.slowMs > 0) await sleep(faults.slowMs);
     if (closed) return socket.destroy();
-    if (faults.accessRedirect) { const r = accessRedirectResponse(req); return rawAnswer(r.status, "Found", r.headers, r.body); }
-    if (faults.accessHtml200) return rawAnswer(200, "OK", { "Content-Type": "text/html; charset=UTF-8", Server: "cloudflare" }, ACCESS_LOGIN_HTML);
-    if (faults.http500) return rawAnswer(500, "Internal Server Error", { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER }, ERROR_500);
-    if (url.pathname !== "/ws" && url.pathname !== "/api/ws") return rawAnswer(404, "Not Found", { "Content-Type": "text/plain; charset=utf-8" }, "404: Not Found");
-    if (faults.refuseWebSocket) return rawAnswer(403, "Forbidden", { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER }, "403: Forbidden");
+    if (faults.accessRedirect) {
+      const r = accessRedirectResponse(req);
+      return rawAnswer(r.status, "Found", r.headers, r.body);
+    }
+    if (faults.accessHtml200)
+      return rawAnswer(
+        200,
+        "OK",
+        { "Content-Type": "text/html; charset=UTF-8", Server: "cloudflare" },
+        ACCESS_LOGIN_HTML,
+      );
+    if (faults.http500)
+      return rawAnswer(
+        500,
+        "Internal Server Error",
+        { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER },
+        ERROR_500,
+      );
+    if (url.pathname !== "/ws" && url.pathname !== "/api/ws")
+      return rawAnswer(404, "Not Found", { "Content-Type": "text/plain; charset=utf-8" }, "404: Not Found");
+    if (faults.refuseWebSocket)
+      return rawAnswer(
+        403,
+        "Forbidden",
+        { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER },
+        "403: Forbidden",
+      );
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, url.searchParams.get("clientId") ?? ""));
   });
 
@@ -603,12 +812,17 @@ export async function startFakeComfy(options = {}) {
     sockets.set(sid, ws);
     allSockets.add(ws);
     ws.send(pyDumps({ type: "status", data: { ...statusData(), sid } }));
-    if (runningClientId === sid && hub.lastNodeId !== null) ws.send(pyDumps({ type: "executing", data: { node: hub.lastNodeId } }));
+    if (runningClientId === sid && hub.lastNodeId !== null)
+      ws.send(pyDumps({ type: "executing", data: { node: hub.lastNodeId } }));
     let first = true;
     ws.on("message", (data, isBinary) => {
       if (isBinary) return;
       let msg;
-      try { msg = JSON.parse(data.toString()); } catch { return; } // invalid JSON: logged and ignored
+      try {
+        msg = JSON.parse(data.toString());
+      } catch {
+        return;
+      } // invalid JSON: logged and ignored
       if (first && msg && msg.type === "feature_flags") ws.send(pyDumps({ type: "feature_flags", data: FEATURES })); // [WS_ws__connect_feature_flags.json]
       first = false; // later messages (e.g. {"type":"ping"}) are ignored
     });
@@ -623,7 +837,10 @@ export async function startFakeComfy(options = {}) {
   // ---- start --------------------------------------------------------------------------------
   await new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => { server.off("error", reject); resolve(undefined); });
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve(undefined);
+    });
   });
   startWorker();
   const addr = /** @type {import("node:net").AddressInfo} */ (server.address());
@@ -633,16 +850,29 @@ export async function startFakeComfy(options = {}) {
   const fake = {
     port: addr.port,
     url: `http://${urlHost}:${addr.port}`,
-    faults, finishTimes, prompts, files, models,
-    setFaults, restart, dropSockets,
+    faults,
+    finishTimes,
+    prompts,
+    files,
+    models,
+    setFaults,
+    restart,
+    dropSockets,
     async close() {
       if (closed) return;
       closed = true;
       hub.generation++;
-      if (wake) { const w = wake; wake = null; w(); }
+      if (wake) {
+        const w = wake;
+        wake = null;
+        w();
+      }
       dropSockets();
       wss.close();
-      await new Promise((r) => { server.close(() => r(undefined)); server.closeAllConnections?.(); });
+      await new Promise((r) => {
+        server.close(() => r(undefined));
+        server.closeAllConnections?.();
+      });
     },
   };
   return fake;
@@ -652,7 +882,10 @@ export async function startFakeComfy(options = {}) {
 
 /** A request that real ComfyUI would answer with aiohttp's plain-text 500. */
 class BadJson extends Error {
-  constructor(status = 500, reason = "Internal Server Error") { super(reason); this.status = status; }
+  constructor(status = 500, reason = "Internal Server Error") {
+    super(reason);
+    this.status = status;
+  }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -660,7 +893,11 @@ const iter = (v) => (Array.isArray(v) ? v : typeof v === "string" ? [...v] : [])
 
 /** request.json(): non-JSON (or empty) → 500 text/plain [POST_prompt__error_invalid_json.json]. */
 function parseJson(raw) {
-  try { return JSON.parse(raw.toString("utf8")); } catch { throw new BadJson(); }
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw new BadJson();
+  }
 }
 
 /** @param {import("node:http").IncomingMessage} req @returns {Promise<Buffer>} */
@@ -718,18 +955,27 @@ function parseMultipart(contentType, body) {
   return out;
 }
 
-const cfRay = () => randomUUID().replaceAll("-", "").slice(0, 16) + "-SJC";
+const cfRay = () => `${randomUUID().replaceAll("-", "").slice(0, 16)}-SJC`;
 
 /** What Cloudflare Access answers when the policy is not "Service Auth" (§17.2). */
 function accessRedirectResponse(req) {
   const host = (req.headers.host ?? "comfy.example.com").replace(/:\d+$/, "");
   const kid = "4c5a3b1e9f0d2c7a8b6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a";
   const location = `https://team.cloudflareaccess.com/cdn-cgi/access/login/${host}?kid=${kid}&redirect_url=${encodeURIComponent(req.url ?? "/")}`;
-  const body = "<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n";
+  const body =
+    "<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n";
   return {
-    status: 302, body,
-    headers: { Location: location, "Content-Type": "text/html", "Content-Length": String(Buffer.byteLength(body)), Server: "cloudflare", "CF-RAY": cfRay(),
-      "Cache-Control": "private, max-age=0, no-store, no-cache, must-revalidate, post-check=0, pre-check=0", Expires: "Thu, 01 Jan 1970 00:00:01 GMT" },
+    status: 302,
+    body,
+    headers: {
+      Location: location,
+      "Content-Type": "text/html",
+      "Content-Length": String(Buffer.byteLength(body)),
+      Server: "cloudflare",
+      "CF-RAY": cfRay(),
+      "Cache-Control": "private, max-age=0, no-store, no-cache, must-revalidate, post-check=0, pre-check=0",
+      Expires: "Thu, 01 Jan 1970 00:00:01 GMT",
+    },
   };
 }
 

@@ -6,7 +6,11 @@ import { PyFloat, num, pyRepr, pyStr, pyTypeName, floatRepr } from "./pyjson.mjs
 /** A Python exception raised during validation (becomes exception_during_validation). */
 class PyError extends Error {
   /** @param {string} type @param {string} message @param {string[]} traceback */
-  constructor(type, message, traceback) { super(message); this.pyType = type; this.traceback = traceback; }
+  constructor(type, message, traceback) {
+    super(message);
+    this.pyType = type;
+    this.traceback = traceback;
+  }
 }
 
 /** @typedef {{type: string, message: string, details: string, extra_info: object}} ComfyError */
@@ -26,7 +30,10 @@ function pyInt(v) {
   v = v instanceof PyFloat ? v.value : v;
   if (typeof v === "boolean") return v ? 1 : 0;
   if (typeof v === "number") {
-    if (!Number.isFinite(v)) throw new Error(Number.isNaN(v) ? "cannot convert float NaN to integer" : "cannot convert float infinity to integer");
+    if (!Number.isFinite(v))
+      throw new Error(
+        Number.isNaN(v) ? "cannot convert float NaN to integer" : "cannot convert float infinity to integer",
+      );
     return Math.trunc(v);
   }
   if (typeof v === "string") {
@@ -53,9 +60,17 @@ function pyFloat(v) {
 }
 
 /** Python truthiness for bool(). */
-const pyBool = (v) => !(v === null || v === undefined || v === false || v === 0 || v === "" ||
-  (v instanceof PyFloat && v.value === 0) || (Array.isArray(v) && v.length === 0) ||
-  (typeof v === "object" && !(v instanceof PyFloat) && !Array.isArray(v) && Object.keys(v).length === 0));
+const pyBool = (v) =>
+  !(
+    v === null ||
+    v === undefined ||
+    v === false ||
+    v === 0 ||
+    v === "" ||
+    (v instanceof PyFloat && v.value === 0) ||
+    (Array.isArray(v) && v.length === 0) ||
+    (typeof v === "object" && !(v instanceof PyFloat) && !Array.isArray(v) && Object.keys(v).length === 0)
+  );
 
 /** Python `==` for combo membership (1 == 1.0, "1" != 1). */
 const pyEq = (a, b) => (typeof num(a) === "number" && typeof num(b) === "number" ? num(a) === num(b) : a === b);
@@ -85,12 +100,22 @@ export function validatePrompt(prompt, objectInfo, opts = {}) {
   const outputs = [];
   for (const [id, node] of Object.entries(prompt)) {
     if (node === null || typeof node !== "object" || !("class_type" in node)) {
-      return fail({ type: "invalid_prompt", message: "Cannot execute because a node is missing the class_type property.", details: `Node ID '#${id}'`, extra_info: {} });
+      return fail({
+        type: "invalid_prompt",
+        message: "Cannot execute because a node is missing the class_type property.",
+        details: `Node ID '#${id}'`,
+        extra_info: {},
+      });
     }
     const info = objectInfo[node.class_type];
     if (!info) {
       // 0.3.64 wording [POST_prompt__error_unknown_class.json]; newer servers say missing_node_type.
-      return fail({ type: "invalid_prompt", message: `Cannot execute because node ${node.class_type} does not exist.`, details: `Node ID '#${id}'`, extra_info: {} });
+      return fail({
+        type: "invalid_prompt",
+        message: `Cannot execute because node ${node.class_type} does not exist.`,
+        details: `Node ID '#${id}'`,
+        extra_info: {},
+      });
     }
     if (info.output_node === true && (!opts.partialTargets || opts.partialTargets.includes(id))) outputs.push(id);
   }
@@ -112,11 +137,20 @@ export function validatePrompt(prompt, objectInfo, opts = {}) {
     } catch (ex) {
       if (!(ex instanceof PyError)) throw ex;
       valid = false;
-      reasons = [{ type: "exception_during_validation", message: "Exception when validating node", details: ex.message,
-        extra_info: { exception_type: ex.pyType, traceback: ex.traceback } }];
+      reasons = [
+        {
+          type: "exception_during_validation",
+          message: "Exception when validating node",
+          details: ex.message,
+          extra_info: { exception_type: ex.pyType, traceback: ex.traceback },
+        },
+      ];
       validated.set(o, [false, reasons]);
     }
-    if (valid) { good.push(o); continue; }
+    if (valid) {
+      good.push(o);
+      continue;
+    }
     failedOutputs.push([o, reasons]);
     // Nodes that are invalid only because something upstream failed carry no reasons and are not listed.
     for (const [nodeId, [ok, rs]] of validated) {
@@ -130,11 +164,23 @@ export function validatePrompt(prompt, objectInfo, opts = {}) {
     // details only lists the output nodes' own reasons: "" when the failure is upstream
     // [POST_prompt__error_missing_input.json], filled for the bad-link exception [POST_prompt__error_bad_link.json].
     const details = failedOutputs.flatMap(([, rs]) => rs.map((e) => `${e.message}: ${e.details}`)).join("\n");
-    return { ok: false, error: { type: "prompt_outputs_failed_validation", message: "Prompt outputs failed validation", details, extra_info: {} }, outputs: [], nodeErrors };
+    return {
+      ok: false,
+      error: {
+        type: "prompt_outputs_failed_validation",
+        message: "Prompt outputs failed validation",
+        details,
+        extra_info: {},
+      },
+      outputs: [],
+      nodeErrors,
+    };
   }
   return { ok: true, error: null, outputs: good, nodeErrors };
 
-  function fail(error) { return { ok: false, error, outputs: [], nodeErrors: {} }; }
+  function fail(error) {
+    return { ok: false, error, outputs: [], nodeErrors: {} };
+  }
 }
 
 /**
@@ -168,15 +214,24 @@ function validateInputs(prompt, id, validated, objectInfo, opts) {
     const config = [type, extra];
     if (!(name in inputs)) {
       if (required.has(name)) {
-        errors.push({ type: "required_input_missing", message: "Required input is missing", details: name, extra_info: { input_name: name } });
+        errors.push({
+          type: "required_input_missing",
+          message: "Required input is missing",
+          details: name,
+          extra_info: { input_name: name },
+        });
       }
       continue;
     }
     let val = inputs[name];
     if (isLink(val)) {
       if (val.length !== 2) {
-        errors.push({ type: "bad_linked_input", message: "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-          details: name, extra_info: { input_name: name, input_config: config, received_value: val } });
+        errors.push({
+          type: "bad_linked_input",
+          message: "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+          details: name,
+          extra_info: { input_name: name, input_config: config, received_value: val },
+        });
         continue;
       }
       const [from, slot] = val;
@@ -192,9 +247,12 @@ function validateInputs(prompt, id, validated, objectInfo, opts) {
       const received = outputsOfFrom.at(slot);
       if (received === undefined) throw new PyError("IndexError", "tuple index out of range", []);
       if (!typesMatch(received, type)) {
-        errors.push({ type: "return_type_mismatch", message: "Return type mismatch between linked nodes",
+        errors.push({
+          type: "return_type_mismatch",
+          message: "Return type mismatch between linked nodes",
           details: `${name}, received_type(${received}) mismatch input_type(${type})`,
-          extra_info: { input_name: name, input_config: config, received_type: received, linked_node: val } });
+          extra_info: { input_name: name, input_config: config, received_type: received, linked_node: val },
+        });
         continue;
       }
       try {
@@ -204,9 +262,24 @@ function validateInputs(prompt, id, validated, objectInfo, opts) {
         if (!(ex instanceof PyError)) throw ex;
         // An exception inside an upstream node is pinned on that node, as ComfyUI does.
         valid = false;
-        validated.set(from, [false, [{ type: "exception_during_inner_validation", message: "Exception when validating inner node",
-          details: ex.message, extra_info: { input_name: name, input_config: config, exception_message: ex.message,
-            exception_type: ex.pyType, traceback: ex.traceback, linked_node: val } }]]);
+        validated.set(from, [
+          false,
+          [
+            {
+              type: "exception_during_inner_validation",
+              message: "Exception when validating inner node",
+              details: ex.message,
+              extra_info: {
+                input_name: name,
+                input_config: config,
+                exception_message: ex.message,
+                exception_type: ex.pyType,
+                traceback: ex.traceback,
+                linked_node: val,
+              },
+            },
+          ],
+        ]);
       }
       continue;
     }
@@ -224,37 +297,54 @@ function validateInputs(prompt, id, validated, objectInfo, opts) {
       else if (type === "BOOLEAN") inputs[name] = val = pyBool(val);
     } catch (ex) {
       const msg = /** @type {Error} */ (ex).message;
-      errors.push({ type: "invalid_input_type", message: `Failed to convert an input value to a ${type} value`,
+      errors.push({
+        type: "invalid_input_type",
+        message: `Failed to convert an input value to a ${type} value`,
         details: `${name}, ${pyStr(val)}, ${msg}`,
-        extra_info: { input_name: name, input_config: config, received_value: val, exception_message: msg } });
+        extra_info: { input_name: name, input_config: config, received_value: val, exception_message: msg },
+      });
       continue;
     }
     if (customValidated.has(name)) {
       const exists = opts.inputFileExists ?? (() => false);
       if (!exists(pyStr(val))) {
-        errors.push({ type: "custom_validation_failed", message: "Custom validation failed for node",
-          details: `${name} - Invalid image file: ${pyStr(val)}`, extra_info: { input_name: name } });
+        errors.push({
+          type: "custom_validation_failed",
+          message: "Custom validation failed for node",
+          details: `${name} - Invalid image file: ${pyStr(val)}`,
+          extra_info: { input_name: name },
+        });
       }
       continue;
     }
     if ("min" in extra && typeof num(val) === "number" && num(val) < extra.min) {
-      errors.push({ type: "value_smaller_than_min", message: `Value ${fmtNum(val, type)} smaller than min of ${fmtNum(extra.min, type)}`,
-        details: name, extra_info: { input_name: name, input_config: config, received_value: val } });
+      errors.push({
+        type: "value_smaller_than_min",
+        message: `Value ${fmtNum(val, type)} smaller than min of ${fmtNum(extra.min, type)}`,
+        details: name,
+        extra_info: { input_name: name, input_config: config, received_value: val },
+      });
       continue;
     }
     if ("max" in extra && typeof num(val) === "number" && num(val) > extra.max) {
-      errors.push({ type: "value_bigger_than_max", message: `Value ${fmtNum(val, type)} bigger than max of ${fmtNum(extra.max, type)}`,
-        details: name, extra_info: { input_name: name, input_config: config, received_value: val } });
+      errors.push({
+        type: "value_bigger_than_max",
+        message: `Value ${fmtNum(val, type)} bigger than max of ${fmtNum(extra.max, type)}`,
+        details: name,
+        extra_info: { input_name: name, input_config: config, received_value: val },
+      });
       continue;
     }
     if (Array.isArray(type) || type === "COMBO") {
-      const options = Array.isArray(type) ? type : extra.options ?? [];
+      const options = Array.isArray(type) ? type : (extra.options ?? []);
       if (!options.some((o) => pyEq(o, val))) {
         // 0.3.64 always lists every option (newer servers summarise lists longer than 20).
-        errors.push({ type: "value_not_in_list", message: "Value not in list",
+        errors.push({
+          type: "value_not_in_list",
+          message: "Value not in list",
           details: `${name}: '${pyStr(val)}' not in ${pyRepr(options)}`,
-          extra_info: { input_name: name, input_config: config, received_value: val } });
-        continue;
+          extra_info: { input_name: name, input_config: config, received_value: val },
+        });
       }
     }
   }

@@ -18,9 +18,20 @@ export function mulberry32(seed: number): () => number {
  * counts so bigger images are the same scene at a higher resolution) plus per-pixel noise of
  * about ±`noise`, which keeps JPEG from compressing it well. Same arguments → same pixels.
  */
-export function photoLike(width: number, height: number, seed: number, noise = 30, alpha?: (x: number, y: number) => number): Uint8Array {
+export function photoLike(
+  width: number,
+  height: number,
+  seed: number,
+  noise = 30,
+  alpha?: (x: number, y: number) => number,
+): Uint8Array {
   const random = mulberry32(seed);
-  const octaves = ([[4, 1], [23, 0.35]] as const).map(([cells, amp]) => ({
+  const octaves = (
+    [
+      [4, 1],
+      [23, 0.35],
+    ] as const
+  ).map(([cells, amp]) => ({
     cells,
     grid: Float32Array.from({ length: (cells + 1) * (cells + 1) * 3 }, () => (random() / 2 ** 32 - 0.5) * 255 * amp),
     ix: Int32Array.from({ length: width }, (_, x) => ((x * cells) / width) | 0),

@@ -97,7 +97,11 @@ describe("probeDuration on recorded ComfyUI outputs", () => {
 describe("MP4 / MOV", () => {
   it("reads mvhd version 1 (64-bit duration) and 64-bit box sizes, in a QuickTime-style file", () => {
     // wide + mdat (largesize) + moov, with moov after mdat: fine as long as we have the bytes.
-    const file = concat(box("wide", new Uint8Array()), box("mdat", new Uint8Array(40), true), box("moov", mvhd(1, 90_000, 225_000)));
+    const file = concat(
+      box("wide", new Uint8Array()),
+      box("mdat", new Uint8Array(40), true),
+      box("moov", mvhd(1, 90_000, 225_000)),
+    );
     expect(probeDuration(file, file.length, "video/quicktime")).toBe(2.5);
     const v0 = concat(box("ftyp", new Uint8Array(ascii("isom"))), box("moov", mvhd(0, 600, 1234)));
     expect(probeDuration(v0, null, "video/mp4")).toBe(2.057);
@@ -135,7 +139,9 @@ describe("WebM / Matroska", () => {
 
   it("accepts an unknown-size Segment", () => {
     const at = indexOf(file, "\x18\x53\x80\x67") + 4;
-    expect(probeDuration(patched(file, at, [0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), null, "video/webm")).toBe(1);
+    expect(probeDuration(patched(file, at, [0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), null, "video/webm")).toBe(
+      1,
+    );
   });
 
   it("gives null without a Duration element (as live/MediaRecorder files are)", () => {

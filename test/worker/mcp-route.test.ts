@@ -9,7 +9,12 @@ async function post(body: unknown, headers: Record<string, string> = {}, base = 
   const response = await exports.default.fetch(
     new Request(`${base}/mcp`, {
       method: "POST",
-      headers: { Host: new URL(base).host, "Content-Type": "application/json", Accept: "application/json, text/event-stream", ...headers },
+      headers: {
+        Host: new URL(base).host,
+        "Content-Type": "application/json",
+        Accept: "application/json, text/event-stream",
+        ...headers,
+      },
       body: JSON.stringify(body),
     }),
   );
@@ -17,10 +22,15 @@ async function post(body: unknown, headers: Record<string, string> = {}, base = 
 }
 
 /** A response may be JSON or an SSE stream; take the JSON-RPC message either way. */
+// biome-ignore lint/suspicious/noExplicitAny: JSON-RPC answers are checked field by field by the tests
 async function readRpc(response: Response): Promise<any> {
   const text = await response.text();
-  if (!(response.headers.get("Content-Type") ?? "").includes("text/event-stream")) return text ? JSON.parse(text) : undefined;
-  const data = text.split("\n").filter((line) => line.startsWith("data: ")).map((line) => JSON.parse(line.slice(6)));
+  if (!(response.headers.get("Content-Type") ?? "").includes("text/event-stream"))
+    return text ? JSON.parse(text) : undefined;
+  const data = text
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .map((line) => JSON.parse(line.slice(6)));
   return data.find((message) => "result" in message || "error" in message);
 }
 
@@ -49,14 +59,19 @@ describe("protocol eras", () => {
 
   it("answers a 2025-era initialize statelessly, then tools/list without a session", async () => {
     const init = await post({
-      jsonrpc: "2.0", id: 1, method: "initialize",
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
       params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "legacy-test", version: "1" } },
     });
     expect(init.response.status).toBe(200);
     expect(init.json.result.protocolVersion).toBe("2025-11-25");
     expect(init.json.result.serverInfo.name).toBe("comfyui-mcp-edge");
     expect(init.response.headers.get("mcp-session-id")).toBeNull();
-    const list = await post({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, { "MCP-Protocol-Version": "2025-11-25" });
+    const list = await post(
+      { jsonrpc: "2.0", id: 2, method: "tools/list", params: {} },
+      { "MCP-Protocol-Version": "2025-11-25" },
+    );
     expect(list.json.result.tools.map((t: { name: string }) => t.name)).toContain("generate_image");
   });
 });
@@ -64,11 +79,30 @@ describe("protocol eras", () => {
 describe("tool surface", () => {
   it("gives every tool a title, annotations, described inputs and an output schema", async () => {
     const { json } = await modern("tools/list");
+    // biome-ignore lint/suspicious/noExplicitAny: tool entries are free-form JSON here
     const tools = json.result.tools as Array<Record<string, any>>;
     expect(tools.map((t) => t.name).sort()).toEqual([
-      "cancel_job", "generate_image", "generate_song", "generate_video", "get_asset_metadata", "get_defaults", "get_job", "get_publish_info",
-      "get_queue_status", "image_to_image", "list_assets", "list_backends", "list_models", "list_published", "list_workflows", "publish_asset", "regenerate",
-      "run_workflow", "set_defaults", "unpublish", "view_image",
+      "cancel_job",
+      "generate_image",
+      "generate_song",
+      "generate_video",
+      "get_asset_metadata",
+      "get_defaults",
+      "get_job",
+      "get_publish_info",
+      "get_queue_status",
+      "image_to_image",
+      "list_assets",
+      "list_backends",
+      "list_models",
+      "list_published",
+      "list_workflows",
+      "publish_asset",
+      "regenerate",
+      "run_workflow",
+      "set_defaults",
+      "unpublish",
+      "view_image",
     ]);
     for (const tool of tools) {
       expect(tool.title, tool.name).toBeTruthy();
@@ -100,19 +134,30 @@ describe("tool surface", () => {
 
 describe("edges", () => {
   it("refuses a foreign browser Origin with 403", async () => {
-    const { response } = await post({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }, { Origin: "https://evil.example" });
+    const { response } = await post(
+      { jsonrpc: "2.0", id: 1, method: "tools/list", params: {} },
+      { Origin: "https://evil.example" },
+    );
     expect(response.status).toBe(403);
   });
 
   it("fails closed on a non-loopback host while no authentication is configured", async () => {
-    const { response, json } = await post({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }, {}, "https://comfy-gateway.example.com");
+    const { response, json } = await post(
+      { jsonrpc: "2.0", id: 1, method: "tools/list", params: {} },
+      {},
+      "https://comfy-gateway.example.com",
+    );
     expect(response.status).toBe(503);
     expect(json.error).toBe("authentication_not_configured");
   });
 
   it("reports version and ComfyUI reachability on /healthz", async () => {
     const response = await exports.default.fetch(new Request(`${LOCAL}/healthz`));
-    const body = (await response.json()) as { ok: boolean; version: string; comfyui: { reachable: boolean; version: string } };
+    const body = (await response.json()) as {
+      ok: boolean;
+      version: string;
+      comfyui: { reachable: boolean; version: string };
+    };
     expect(body).toMatchObject({ ok: true, comfyui: { reachable: true, version: "0.3.64" } });
     expect(body.version).toMatch(/^\d+\.\d+\.\d+$/);
   });

@@ -2,11 +2,27 @@
 // publishes (no lost entry), and a corrupt manifest reported instead of overwritten.
 import { env } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { PublishError, publishConfig, putPublished, readManifest, updateManifest, type ManifestEntry } from "../../src/publish/bucket";
+import {
+  PublishError,
+  publishConfig,
+  putPublished,
+  readManifest,
+  updateManifest,
+  type ManifestEntry,
+} from "../../src/publish/bucket";
 
 const bucket = env.ASSETS_BUCKET;
 const meta = { contentType: "image/webp", cacheControl: "public, max-age=300", custom: { asset_id: "a1" } };
-const entry = (n: number): ManifestEntry => ({ url: `https://cdn.example/gen/f${n}.webp`, filename: `f${n}.webp`, width: 8, height: 8, bytes: 10, format: "webp", asset_id: `a${n}`, published_at: new Date(0).toISOString() });
+const entry = (n: number): ManifestEntry => ({
+  url: `https://cdn.example/gen/f${n}.webp`,
+  filename: `f${n}.webp`,
+  width: 8,
+  height: 8,
+  bytes: 10,
+  format: "webp",
+  asset_id: `a${n}`,
+  published_at: new Date(0).toISOString(),
+});
 
 afterEach(async () => {
   const listed = await bucket.list();
@@ -20,7 +36,9 @@ describe("published files", () => {
     expect(stored?.httpMetadata?.contentType).toBe("image/webp");
     expect(stored?.httpMetadata?.cacheControl).toBe("public, max-age=300");
     expect(stored?.customMetadata).toEqual({ asset_id: "a1" });
-    await expect(putPublished(bucket, "gen/hero.webp", new Uint8Array([9]), meta, false)).rejects.toMatchObject({ code: "TARGET_EXISTS" });
+    await expect(putPublished(bucket, "gen/hero.webp", new Uint8Array([9]), meta, false)).rejects.toMatchObject({
+      code: "TARGET_EXISTS",
+    });
     expect(new Uint8Array(await (await bucket.get("gen/hero.webp"))!.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
     await putPublished(bucket, "gen/hero.webp", new Uint8Array([7]), meta, true);
     expect(new Uint8Array(await (await bucket.get("gen/hero.webp"))!.arrayBuffer())).toEqual(new Uint8Array([7]));
@@ -29,7 +47,11 @@ describe("published files", () => {
 
 describe("the manifest", () => {
   it("keeps every entry of 20 parallel publishes (etag-conditional writes with retry)", async () => {
-    const results = await Promise.all(Array.from({ length: 20 }, (_, n) => updateManifest(bucket, "gen/manifest.json", (m) => void (m[`key-${n}`] = entry(n)))));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, n) =>
+        updateManifest(bucket, "gen/manifest.json", (m) => void (m[`key-${n}`] = entry(n))),
+      ),
+    );
     const manifest = await readManifest(bucket, "gen/manifest.json");
     expect(Object.keys(manifest).sort()).toEqual(Array.from({ length: 20 }, (_, n) => `key-${n}`).sort());
     expect(manifest["key-7"]).toEqual(entry(7));
@@ -46,7 +68,15 @@ describe("the manifest", () => {
 
   it("derives its configuration: prefix, manifest key, gateway fallback URL", () => {
     const config = publishConfig({ ...env, PUBLISH_PREFIX: "site/img" } as Env, "https://gw.example");
-    expect(config).toMatchObject({ prefix: "site/img/", manifestKey: "site/img/manifest.json", baseUrl: "https://gw.example/published", baseUrlConfigured: false, maxBytes: 600_000 });
-    expect(publishConfig({ ...env, PUBLIC_BASE_URL: "https://cdn.example/" } as Env, "https://gw.example").baseUrl).toBe("https://cdn.example");
+    expect(config).toMatchObject({
+      prefix: "site/img/",
+      manifestKey: "site/img/manifest.json",
+      baseUrl: "https://gw.example/published",
+      baseUrlConfigured: false,
+      maxBytes: 600_000,
+    });
+    expect(
+      publishConfig({ ...env, PUBLIC_BASE_URL: "https://cdn.example/" } as Env, "https://gw.example").baseUrl,
+    ).toBe("https://cdn.example");
   });
 });

@@ -3,7 +3,14 @@
 // gradients generated with photon, so the test needs no fixture files.
 import { PhotonImage } from "@cf-wasm/photon";
 import { describe, expect, it } from "vitest";
-import { EncodeError, QUALITIES, SCALES, encodeForWeb, type EncodeResult, type PublishFormat } from "../../src/publish/encode";
+import {
+  EncodeError,
+  QUALITIES,
+  SCALES,
+  encodeForWeb,
+  type EncodeResult,
+  type PublishFormat,
+} from "../../src/publish/encode";
 import { decodePixels as decode } from "../support/photon";
 
 /** A deterministic photo-like RGBA image: smooth gradients, a few soft blobs, sharp edges and grain. */
@@ -16,7 +23,12 @@ function photoLike(width: number, height: number, seed: number, alpha = false): 
     s ^= s << 5;
     return (s >>> 0) / 4294967296;
   };
-  const blobs = Array.from({ length: 6 }, () => ({ x: rand() * width, y: rand() * height, r: (0.1 + rand() * 0.3) * width, c: [rand() * 255, rand() * 255, rand() * 255] }));
+  const blobs = Array.from({ length: 6 }, () => ({
+    x: rand() * width,
+    y: rand() * height,
+    r: (0.1 + rand() * 0.3) * width,
+    c: [rand() * 255, rand() * 255, rand() * 255],
+  }));
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const i = (y * width + x) * 4;
@@ -60,7 +72,6 @@ function jpeg(width: number, height: number, seed: number, quality = 90): Uint8A
     image.free();
   }
 }
-
 
 const ascii = (b: Uint8Array, start: number, end: number) => String.fromCharCode(...b.subarray(start, end));
 
@@ -106,7 +117,13 @@ describe("publish encoder: ladder", () => {
       const b = await encodeForWeb({ bytes: source, sourceMime: "image/png", format, maxBytes });
       expect(a.passthrough).toBe(false);
       expect(b.bytes).toEqual(a.bytes);
-      expect([b.quality, b.scale, b.attempts, b.width, b.height]).toEqual([a.quality, a.scale, a.attempts, a.width, a.height]);
+      expect([b.quality, b.scale, b.attempts, b.width, b.height]).toEqual([
+        a.quality,
+        a.scale,
+        a.attempts,
+        a.width,
+        a.height,
+      ]);
     }
   });
 
@@ -148,7 +165,10 @@ describe("publish encoder: ladder", () => {
       ["png", 60_000],
     ] as const) {
       const search = await encodeForWeb({ bytes: source, sourceMime: "image/png", format, maxBytes });
-      const linear = await encodeForWeb({ bytes: source, sourceMime: "image/png", format, maxBytes }, { strategy: "linear" });
+      const linear = await encodeForWeb(
+        { bytes: source, sourceMime: "image/png", format, maxBytes },
+        { strategy: "linear" },
+      );
       expect(search.bytes).toEqual(linear.bytes);
       expect([search.scale, search.quality]).toEqual([linear.scale, linear.quality]);
       expect(search.attempts).toBeLessThanOrEqual(linear.attempts);
@@ -158,7 +178,10 @@ describe("publish encoder: ladder", () => {
     // A representative case: a budget that needs a downscale takes a handful of encodes, not dozens.
     // (Up to 2 of those are the final-effort WebP encodes, see WEBP_FINAL_METHOD.)
     const hard = await encodeForWeb({ bytes: source, sourceMime: "image/png", format: "webp", maxBytes: 3_000 });
-    const hardLinear = await encodeForWeb({ bytes: source, sourceMime: "image/png", format: "webp", maxBytes: 3_000 }, { strategy: "linear" });
+    const hardLinear = await encodeForWeb(
+      { bytes: source, sourceMime: "image/png", format: "webp", maxBytes: 3_000 },
+      { strategy: "linear" },
+    );
     expect(hard.scale).toBeLessThan(1);
     expect(hard.attempts).toBeLessThanOrEqual(10);
     expect(hard.attempts * 3).toBeLessThan(hardLinear.attempts);
@@ -174,7 +197,12 @@ describe("publish encoder: ladder", () => {
     const centre = (100 * 200 + 100) * 4;
     expect(webpPixels[centre + 3]).toBeLessThan(40);
 
-    const pngResult = await encodeForWeb({ bytes: new Uint8Array([...bytes]), sourceMime: "image/png", format: "png", maxBytes: 20_000 });
+    const pngResult = await encodeForWeb({
+      bytes: new Uint8Array([...bytes]),
+      sourceMime: "image/png",
+      format: "png",
+      maxBytes: 20_000,
+    });
     expectFormat(pngResult, "png");
     expect(pngResult.passthrough).toBe(false);
     const pngDecoded = decode(pngResult.bytes);
@@ -198,8 +226,21 @@ describe("publish encoder: ladder", () => {
 describe("publish encoder: passthrough and refusals", () => {
   it("passes through a source already in the target format and within budget", async () => {
     const sourcePng = png(128, 96, 9);
-    const p = await encodeForWeb({ bytes: sourcePng, sourceMime: "image/png", format: "png", maxBytes: sourcePng.length });
-    expect(p).toMatchObject({ passthrough: true, attempts: 0, quality: null, scale: 1, width: 128, height: 96, mime: "image/png" });
+    const p = await encodeForWeb({
+      bytes: sourcePng,
+      sourceMime: "image/png",
+      format: "png",
+      maxBytes: sourcePng.length,
+    });
+    expect(p).toMatchObject({
+      passthrough: true,
+      attempts: 0,
+      quality: null,
+      scale: 1,
+      width: 128,
+      height: 96,
+      mime: "image/png",
+    });
     expect(p.bytes).toBe(sourcePng);
 
     const sourceJpeg = jpeg(128, 96, 9);
@@ -207,13 +248,20 @@ describe("publish encoder: passthrough and refusals", () => {
     expect(j.passthrough).toBe(true);
     expect(j.bytes).toBe(sourceJpeg);
 
-    const webp = (await encodeForWeb({ bytes: sourcePng, sourceMime: "image/png", format: "webp", maxBytes: 600_000 })).bytes;
+    const webp = (await encodeForWeb({ bytes: sourcePng, sourceMime: "image/png", format: "webp", maxBytes: 600_000 }))
+      .bytes;
     const w = await encodeForWeb({ bytes: webp, sourceMime: "image/webp", format: "webp", maxBytes: 600_000 });
     expect(w.passthrough).toBe(true);
     expect(w.bytes).toBe(webp);
 
     // forceEncode (web_optimize=true): a still is re-encoded even when it would pass through.
-    const forced = await encodeForWeb({ bytes: webp, sourceMime: "image/webp", format: "webp", maxBytes: 600_000, forceEncode: true });
+    const forced = await encodeForWeb({
+      bytes: webp,
+      sourceMime: "image/webp",
+      format: "webp",
+      maxBytes: 600_000,
+      forceEncode: true,
+    });
     expect(forced.passthrough).toBe(false);
     expect(forced.attempts).toBeGreaterThan(0);
     expectFormat(forced, "webp");
@@ -233,30 +281,49 @@ describe("publish encoder: passthrough and refusals", () => {
     const ok = await encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "webp", maxBytes: 600_000 });
     expect(ok).toMatchObject({ passthrough: true, width: 320, height: 240 });
     expect(ok.bytes).toBe(animatedWebp);
-    const forced = await encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "webp", maxBytes: 600_000, forceEncode: true });
+    const forced = await encodeForWeb({
+      bytes: animatedWebp,
+      sourceMime: "image/webp",
+      format: "webp",
+      maxBytes: 600_000,
+      forceEncode: true,
+    });
     expect(forced.passthrough).toBe(true);
 
-    const over = await encodeError(encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "webp", maxBytes: 10 }));
+    const over = await encodeError(
+      encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "webp", maxBytes: 10 }),
+    );
     expect(over.reason).toBe("cannot_fit");
     expect(over.message).toMatch(/animated WebP.*only as-is/);
 
-    const otherFormat = await encodeError(encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "png", maxBytes: 600_000 }));
+    const otherFormat = await encodeError(
+      encodeForWeb({ bytes: animatedWebp, sourceMime: "image/webp", format: "png", maxBytes: 600_000 }),
+    );
     expect(otherFormat.reason).toBe("unsupported");
     expect(otherFormat.message).toMatch(/first frame/);
 
     const apng = apngHeader(64, 64);
-    expect((await encodeForWeb({ bytes: apng, sourceMime: "image/png", format: "png", maxBytes: 600_000 })).passthrough).toBe(true);
-    expect((await encodeError(encodeForWeb({ bytes: apng, sourceMime: "image/png", format: "webp", maxBytes: 600_000 }))).reason).toBe("unsupported");
+    expect(
+      (await encodeForWeb({ bytes: apng, sourceMime: "image/png", format: "png", maxBytes: 600_000 })).passthrough,
+    ).toBe(true);
+    expect(
+      (await encodeError(encodeForWeb({ bytes: apng, sourceMime: "image/png", format: "webp", maxBytes: 600_000 })))
+        .reason,
+    ).toBe("unsupported");
 
     const gif = animatedGif();
-    const gifError = await encodeError(encodeForWeb({ bytes: gif, sourceMime: "image/gif", format: "webp", maxBytes: 600_000 }));
+    const gifError = await encodeError(
+      encodeForWeb({ bytes: gif, sourceMime: "image/gif", format: "webp", maxBytes: 600_000 }),
+    );
     expect(gifError.reason).toBe("unsupported");
     expect(gifError.message).toMatch(/animated GIF/);
   });
 
   it("says cannot_fit for an absurd budget, with the smallest size achieved", async () => {
     for (const format of ["webp", "jpeg", "png"] as const) {
-      const error = await encodeError(encodeForWeb({ bytes: png(300, 200, 11), sourceMime: "image/png", format, maxBytes: 60 }));
+      const error = await encodeError(
+        encodeForWeb({ bytes: png(300, 200, 11), sourceMime: "image/png", format, maxBytes: 60 }),
+      );
       expect(error.reason).toBe("cannot_fit");
       expect(error.message).toMatch(/cannot be compressed below 60 bytes.*Smallest achieved: \d+ bytes/);
     }
@@ -264,25 +331,41 @@ describe("publish encoder: passthrough and refusals", () => {
 
   it("says not_an_image for garbage and for a truncated image", async () => {
     const garbage = new TextEncoder().encode('{"not": "an image"}');
-    const e1 = await encodeError(encodeForWeb({ bytes: garbage, sourceMime: "application/json", format: "webp", maxBytes: 1000 }));
+    const e1 = await encodeError(
+      encodeForWeb({ bytes: garbage, sourceMime: "application/json", format: "webp", maxBytes: 1000 }),
+    );
     expect(e1.reason).toBe("not_an_image");
     expect(e1.message).toMatch(/application\/json/);
-    expect((await encodeError(encodeForWeb({ bytes: new Uint8Array(), sourceMime: "", format: "png", maxBytes: 1000 }))).reason).toBe("not_an_image");
+    expect(
+      (await encodeError(encodeForWeb({ bytes: new Uint8Array(), sourceMime: "", format: "png", maxBytes: 1000 })))
+        .reason,
+    ).toBe("not_an_image");
     const truncated = png(64, 64, 2).subarray(0, 60);
-    const e2 = await encodeError(encodeForWeb({ bytes: truncated, sourceMime: "image/png", format: "jpeg", maxBytes: 1000 }));
+    const e2 = await encodeError(
+      encodeForWeb({ bytes: truncated, sourceMime: "image/png", format: "jpeg", maxBytes: 1000 }),
+    );
     expect(e2.reason).toBe("not_an_image");
     // photon panicked on that input; it still works afterwards.
-    const after = await encodeForWeb({ bytes: png(64, 64, 2), sourceMime: "image/png", format: "jpeg", maxBytes: 100_000 });
+    const after = await encodeForWeb({
+      bytes: png(64, 64, 2),
+      sourceMime: "image/png",
+      format: "jpeg",
+      maxBytes: 100_000,
+    });
     expectFormat(after, "jpeg");
   });
 
   it("says too_large above the input cap, before decoding", async () => {
     const bytes = png(256, 256, 3);
-    const error = await encodeError(encodeForWeb({ bytes, sourceMime: "image/png", format: "webp", maxBytes: 1000 }, { maxInputPixels: 50_000 }));
+    const error = await encodeError(
+      encodeForWeb({ bytes, sourceMime: "image/png", format: "webp", maxBytes: 1000 }, { maxInputPixels: 50_000 }),
+    );
     expect(error.reason).toBe("too_large");
     expect(error.message).toMatch(/256x256.*0\.1 MP limit/);
     // The header is enough: a header-only PNG claiming 10000x10000 is refused under the default cap.
-    const huge = await encodeError(encodeForWeb({ bytes: pngHeader(10_000, 10_000), sourceMime: "image/png", format: "webp", maxBytes: 1000 }));
+    const huge = await encodeError(
+      encodeForWeb({ bytes: pngHeader(10_000, 10_000), sourceMime: "image/png", format: "webp", maxBytes: 1000 }),
+    );
     expect(huge.reason).toBe("too_large");
   });
 });
@@ -317,5 +400,23 @@ function animatedWebpHeader(width: number, height: number): Uint8Array {
 
 function animatedGif(): Uint8Array {
   const frame = [0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x4c, 0x01, 0];
-  return new Uint8Array([...bytesOf("GIF89a"), 1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255, ...frame, ...frame, 0x3b]);
+  return new Uint8Array([
+    ...bytesOf("GIF89a"),
+    1,
+    0,
+    1,
+    0,
+    0x80,
+    0,
+    0,
+    0,
+    0,
+    0,
+    255,
+    255,
+    255,
+    ...frame,
+    ...frame,
+    0x3b,
+  ]);
 }

@@ -18,23 +18,50 @@ function newStudio(name = `test-${crypto.randomUUID()}`) {
 
 function request(overrides: Record<string, unknown> = {}): SubmitRequest {
   const values = {
-    seed: randomSeed(), steps: 4, cfg: 7, sampler_name: "euler", scheduler: "normal", denoise: 1,
-    model: "v1-5-pruned-emaonly.ckpt", width: 320, height: 192, prompt: "a lighthouse", negative_prompt: "blurry",
+    seed: randomSeed(),
+    steps: 4,
+    cfg: 7,
+    sampler_name: "euler",
+    scheduler: "normal",
+    denoise: 1,
+    model: "v1-5-pruned-emaonly.ckpt",
+    width: 320,
+    height: 192,
+    prompt: "a lighthouse",
+    negative_prompt: "blurry",
     ...overrides,
   };
   const graph = renderGraph(TEMPLATE, PARAMS, values);
-  return { prompt_id: crypto.randomUUID(), workflow_id: "generate_image", tool: "generate_image", graph, params: values as SubmitRequest["params"], session: null, backend: "default", routing: { requirements: [] }, resubmit: false, movable: false };
+  return {
+    prompt_id: crypto.randomUUID(),
+    workflow_id: "generate_image",
+    tool: "generate_image",
+    graph,
+    params: values as SubmitRequest["params"],
+    session: null,
+    backend: "default",
+    routing: { requirements: [] },
+    resubmit: false,
+    movable: false,
+  };
 }
 
 async function fake(path: string, body?: unknown) {
-  const response = await fetch(`${fakeUrl}/__fake/${path}`, { method: "POST", body: JSON.stringify(body ?? {}), headers: { "Content-Type": "application/json" } });
+  const response = await fetch(`${fakeUrl}/__fake/${path}`, {
+    method: "POST",
+    body: JSON.stringify(body ?? {}),
+    headers: { "Content-Type": "application/json" },
+  });
   expect(response.ok).toBe(true);
 }
 
 /** Reads a watch stream to its final line, collecting progress events on the way. */
 async function watchToEnd(stream: ReadableStream<Uint8Array>) {
   const text = await new Response(stream).text();
-  const events = text.trim().split("\n").map((line) => JSON.parse(line) as WatchEvent);
+  const events = text
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as WatchEvent);
   const final = events.at(-1);
   return { events, job: final?.type === "final" ? final.job : undefined };
 }
@@ -51,7 +78,15 @@ async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, ti
 const isOpen = (job: JobView | undefined) => !!job && ["submitting", "queued", "running"].includes(job.status);
 
 afterEach(async () => {
-  await fake("faults", { dropSocketsAfterEvents: null, refuseWebSocket: false, slowMs: 0, http500: false, accessRedirect: false, accessHtml200: false, failNodeClass: null });
+  await fake("faults", {
+    dropSocketsAfterEvents: null,
+    refuseWebSocket: false,
+    slowMs: 0,
+    http500: false,
+    accessRedirect: false,
+    accessHtml200: false,
+    failNodeClass: null,
+  });
 });
 
 describe("studio jobs", () => {
@@ -62,7 +97,13 @@ describe("studio jobs", () => {
     const { events, job } = await watchToEnd(await studio.watch(submitted.ok ? submitted.job.job_id : ""));
     expect(job?.status).toBe("completed");
     expect(job?.assets).toHaveLength(1);
-    expect(job?.assets[0]).toMatchObject({ kind: "image", mime_type: "image/png", width: 320, height: 192, folder_type: "output" });
+    expect(job?.assets[0]).toMatchObject({
+      kind: "image",
+      mime_type: "image/png",
+      width: 320,
+      height: 192,
+      folder_type: "output",
+    });
     expect(job?.assets[0]?.bytes_size).toBeGreaterThan(1000);
     const fractions = events.flatMap((e) => (e.type === "progress" ? [e.progress.fraction] : []));
     expect(fractions.length).toBeGreaterThan(3);
@@ -98,7 +139,10 @@ describe("studio jobs", () => {
       if (outcome.ok) ids.push(outcome.job.job_id);
     }
     for (const id of ids) {
-      const job = await until(() => studio.getJob(id), (j) => !isOpen(j));
+      const job = await until(
+        () => studio.getJob(id),
+        (j) => !isOpen(j),
+      );
       expect(job?.status).toBe("completed");
       expect(job?.assets).toHaveLength(1);
     }
@@ -110,7 +154,10 @@ describe("studio jobs", () => {
     const outcome = await studio.submit(request({ steps: 120 }));
     expect(outcome.ok).toBe(true);
     const id = outcome.ok ? outcome.job.job_id : "";
-    await until(() => studio.getJob(id), (j) => j?.status === "running");
+    await until(
+      () => studio.getJob(id),
+      (j) => j?.status === "running",
+    );
     // Reset the object: in-memory socket, trackers and watchers are gone; SQLite and the alarm stay.
     // abort() outside the test's own call, so only the object (not this RPC) is torn down.
     await runInDurableObject(studio, (_instance, state) => {
@@ -122,7 +169,9 @@ describe("studio jobs", () => {
     const job = await until(
       async () => {
         await runDurableObjectAlarm(restarted);
-        return runInDurableObject(restarted, async (instance) => (instance as unknown as { view(id: string): JobView }).view(id));
+        return runInDurableObject(restarted, async (instance) =>
+          (instance as unknown as { view(id: string): JobView }).view(id),
+        );
       },
       (j) => j !== undefined && !isOpen(j),
     );
@@ -140,7 +189,9 @@ describe("studio jobs", () => {
       const sql = state.storage.sql;
       for (const table of ["assets", "jobs", "defaults", "schema_migrations"]) sql.exec(`DROP TABLE ${table}`);
       migrate(sql, 2); // the schema a deployed studio had before this change
-      sql.exec("INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('old-job', 'generate_image', 'generate_image', 'completed', '{}', '{}', 1, 2, 2)");
+      sql.exec(
+        "INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('old-job', 'generate_image', 'generate_image', 'completed', '{}', '{}', 1, 2, 2)",
+      );
       sql.exec(
         `INSERT INTO assets (id, job_id, node_id, filename, subfolder, folder_type, output_key, mime_type, kind, animated, workflow_id, tool, created_at)
          VALUES ('old-asset', 'old-job', '9', 'a.png', 'mcp', 'output', 'images', 'image/png', 'image', 0, 'generate_image', 'generate_image', ?)`,
@@ -151,16 +202,22 @@ describe("studio jobs", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     const upgraded = newStudio(name);
     expect((await upgraded.getAsset("old-asset"))?.backend).toBe("default");
-    expect((await upgraded.getJob("old-job"))).toMatchObject({ backend: "default", attempts: 1, status: "completed" });
+    expect(await upgraded.getJob("old-job")).toMatchObject({ backend: "default", attempts: 1, status: "completed" });
   });
 
   it("marks a job lost when ComfyUI restarts and forgets it, and new jobs still work", async () => {
     const studio = newStudio();
     const outcome = await studio.submit(request({ steps: 400 }));
     const id = outcome.ok ? outcome.job.job_id : "";
-    await until(() => studio.getJob(id), (j) => j?.status === "running");
+    await until(
+      () => studio.getJob(id),
+      (j) => j?.status === "running",
+    );
     await fake("restart");
-    const job = await until(() => studio.getJob(id), (j) => !isOpen(j));
+    const job = await until(
+      () => studio.getJob(id),
+      (j) => !isOpen(j),
+    );
     expect(job?.status).toBe("lost");
     expect(job?.error?.message).toMatch(/restarted/);
     const next = await studio.submit(request());
@@ -176,7 +233,10 @@ describe("cancel", () => {
     const second = await studio.submit(request({ steps: 4 }));
     const runningId = first.ok ? first.job.job_id : "";
     const pendingId = second.ok ? second.job.job_id : "";
-    await until(() => studio.getJob(runningId), (j) => j?.status === "running");
+    await until(
+      () => studio.getJob(runningId),
+      (j) => j?.status === "running",
+    );
 
     const pending = await studio.cancel(pendingId);
     expect(pending?.ok && pending.job.status).toBe("cancelled");
@@ -192,7 +252,8 @@ describe("cancel", () => {
 
 describe("ComfyUI misbehaving", () => {
   it("backs off instead of storming when ComfyUI refuses the WebSocket, and still completes jobs by polling", async () => {
-    const attempts = async () => ((await (await fetch(`${fakeUrl}/__fake/state`)).json()) as { ws_upgrade_attempts: number }).ws_upgrade_attempts;
+    const attempts = async () =>
+      ((await (await fetch(`${fakeUrl}/__fake/state`)).json()) as { ws_upgrade_attempts: number }).ws_upgrade_attempts;
     await fake("faults", { refuseWebSocket: true });
     const before = await attempts();
     const studio = newStudio();
@@ -203,7 +264,10 @@ describe("ComfyUI misbehaving", () => {
     }
     const started = Date.now();
     for (const id of ids) {
-      const job = await until(async () => (await runDurableObjectAlarm(studio), studio.getJob(id)), (j) => !isOpen(j));
+      const job = await until(
+        async () => (await runDurableObjectAlarm(studio), studio.getJob(id)),
+        (j) => !isOpen(j),
+      );
       expect(job?.status).toBe("completed");
     }
     // Keep the studio busy (alarms every 0.5 s here) long enough for a storm to show.
@@ -243,11 +307,30 @@ describe("asset registry", () => {
     await runInDurableObject(studio, async (_instance, state) => {
       const { AssetStore } = await import("../../src/studio/assets");
       const store = new AssetStore(state.storage.sql, 1_000);
-      const job = { id: "job-1", workflow_id: "w", tool: "t", session: null, backend: "default" } as unknown as import("../../src/studio/records").JobRow;
+      const job = {
+        id: "job-1",
+        workflow_id: "w",
+        tool: "t",
+        session: null,
+        backend: "default",
+      } as unknown as import("../../src/studio/records").JobRow;
       state.storage.sql.exec(
         "INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('job-1', 'w', 't', 'completed', '{}', '{}', 0, 0, 0)",
       );
-      const item = { filename: "a.png", subfolder: "", type: "output", node_id: "9", key: "images", mime_type: "image/png", kind: "image" as const, animated: false, width: 8, height: 8, bytes: 100, duration: null };
+      const item = {
+        filename: "a.png",
+        subfolder: "",
+        type: "output",
+        node_id: "9",
+        key: "images",
+        mime_type: "image/png",
+        kind: "image" as const,
+        animated: false,
+        width: 8,
+        height: 8,
+        bytes: 100,
+        duration: null,
+      };
       store.insert(job, [item, { ...item, filename: "b.png" }], 10_000);
       store.insert(job, [item], 10_000); // idempotent
       expect(store.forJob("job-1", 10_500)).toHaveLength(2);

@@ -5,7 +5,14 @@
 // ComfyUI 0.3.64: png_512 = gw_test_00001_.png, webp_animated = gw_anim_00001_.webp).
 import { PhotonImage } from "@cf-wasm/photon";
 import { describe, expect, it } from "vitest";
-import { MAX_THUMBNAIL_DIM, ThumbnailError, makeThumbnail, scaleLadder, type Thumbnail, type ThumbnailOptions } from "../../src/assets/thumbnail";
+import {
+  MAX_THUMBNAIL_DIM,
+  ThumbnailError,
+  makeThumbnail,
+  scaleLadder,
+  type Thumbnail,
+  type ThumbnailOptions,
+} from "../../src/assets/thumbnail";
 import media from "../fixtures/media.json";
 import { decodePixels as decode } from "../support/photon";
 import { photoLike } from "../support/photo-like";
@@ -37,7 +44,8 @@ function thumbnailError(bytes: Uint8Array, options: ThumbnailOptions): Thumbnail
 /** Mean absolute difference per channel (RGB) between two same-sized RGBA buffers. */
 function meanDiff(a: Uint8Array, b: Uint8Array): number {
   let sum = 0;
-  for (let i = 0; i < a.length; i += 4) sum += Math.abs(a[i]! - b[i]!) + Math.abs(a[i + 1]! - b[i + 1]!) + Math.abs(a[i + 2]! - b[i + 2]!);
+  for (let i = 0; i < a.length; i += 4)
+    sum += Math.abs(a[i]! - b[i]!) + Math.abs(a[i + 1]! - b[i + 1]!) + Math.abs(a[i + 2]! - b[i + 2]!);
   return sum / ((a.length / 4) * 3);
 }
 
@@ -67,10 +75,24 @@ describe("makeThumbnail: the budget holds for any size, shape and budget", () =>
   // [width, height, source encoding, seed]; big sources are JPEG (a 4096² noisy PNG takes seconds
   // to encode and decode), small ones PNG, one lossless WebP.
   const sources: [number, number, Encoding][] = [
-    [64, 64, "png"], [100, 37, "png"], [37, 100, "png"], [200, 200, "png"], [333, 500, "png"],
-    [640, 480, "webp"], [512, 512, "png"], [800, 200, "png"], [300, 900, "png"], [1024, 1024, "png"],
-    [1280, 720, "jpeg"], [720, 1280, "jpeg"], [1500, 1500, "jpeg"], [2048, 1152, "jpeg"], [2000, 3000, "jpeg"],
-    [3000, 500, "jpeg"], [4096, 1024, "jpeg"], [4096, 4096, "jpeg"],
+    [64, 64, "png"],
+    [100, 37, "png"],
+    [37, 100, "png"],
+    [200, 200, "png"],
+    [333, 500, "png"],
+    [640, 480, "webp"],
+    [512, 512, "png"],
+    [800, 200, "png"],
+    [300, 900, "png"],
+    [1024, 1024, "png"],
+    [1280, 720, "jpeg"],
+    [720, 1280, "jpeg"],
+    [1500, 1500, "jpeg"],
+    [2048, 1152, "jpeg"],
+    [2000, 3000, "jpeg"],
+    [3000, 500, "jpeg"],
+    [4096, 1024, "jpeg"],
+    [4096, 4096, "jpeg"],
   ];
   const budgets = [2_000, 20_000, 100_000, 400_000];
   const maxDims = [128, 512, 1024];
@@ -82,7 +104,10 @@ describe("makeThumbnail: the budget holds for any size, shape and budget", () =>
     // Small sources get every combination; big ones (slow to decode) a deterministic few.
     const chosen =
       width * height >= 4096 * 4096
-        ? [{ maxDim: 512, maxB64Chars: 100_000 }, { maxDim: 1024, maxB64Chars: 20_000 }]
+        ? [
+            { maxDim: 512, maxB64Chars: 100_000 },
+            { maxDim: 1024, maxB64Chars: 20_000 },
+          ]
         : long <= 1024
           ? combos
           : combos.filter((_, i) => (i + width + height) % 4 === 0);
@@ -100,12 +125,18 @@ describe("makeThumbnail: the budget holds for any size, shape and budget", () =>
       }
       expectValid(thumb, options, { width, height });
       // A generous budget never needs to shrink below the requested size.
-      if (options.maxB64Chars >= 400_000 && options.maxDim <= 512) expect(Math.max(thumb.width, thumb.height)).toBe(Math.min(long, options.maxDim));
+      if (options.maxB64Chars >= 400_000 && options.maxDim <= 512)
+        expect(Math.max(thumb.width, thumb.height)).toBe(Math.min(long, options.maxDim));
       if (options.maxDim === 4096) expect([thumb.width, thumb.height]).toEqual([MAX_THUMBNAIL_DIM, 341]);
       // The search lands on the rung the linear walk would: checked where the walk is cheap.
       if ((long <= 1024 && options.maxDim === 128) || (long <= 512 && options.maxDim === 512)) {
         const linear = makeThumbnail(bytes, { ...options, strategy: "linear" });
-        expect([thumb.width, thumb.height, thumb.quality, thumb.base64]).toEqual([linear.width, linear.height, linear.quality, linear.base64]);
+        expect([thumb.width, thumb.height, thumb.quality, thumb.base64]).toEqual([
+          linear.width,
+          linear.height,
+          linear.quality,
+          linear.base64,
+        ]);
         expect(thumb.attempts).toBeLessThanOrEqual(Math.max(linear.attempts, 9));
       }
     }
@@ -125,17 +156,33 @@ describe("makeThumbnail: the budget holds for any size, shape and budget", () =>
 
   it("walks the scale ladder in x0.75 steps down to a 32 px longest side", () => {
     expect(scaleLadder({ width: 1024, height: 768 }, 512).map((s) => `${s.width}x${s.height}`)).toEqual([
-      "512x384", "384x288", "288x216", "216x162", "162x122", "122x92", "91x68", "68x51", "51x38", "38x29", "32x24",
+      "512x384",
+      "384x288",
+      "288x216",
+      "216x162",
+      "162x122",
+      "122x92",
+      "91x68",
+      "68x51",
+      "51x38",
+      "38x29",
+      "32x24",
     ]);
     expect(scaleLadder({ width: 20, height: 10 }, 20)).toEqual([{ width: 20, height: 10 }]);
-    expect(scaleLadder({ width: 3000, height: 10 }, 33)).toEqual([{ width: 33, height: 1 }, { width: 32, height: 1 }]);
+    expect(scaleLadder({ width: 3000, height: 10 }, 33)).toEqual([
+      { width: 33, height: 1 },
+      { width: 32, height: 1 },
+    ]);
   });
 });
 
 describe("makeThumbnail: determinism and scaling", () => {
   it("gives byte-identical output for the same bytes and options", () => {
     const bytes = encode(photoLike(900, 700, 77), 900, 700, "png");
-    for (const options of [{ maxDim: 512, maxB64Chars: 100_000 }, { maxDim: 256, maxB64Chars: 5_000 }]) {
+    for (const options of [
+      { maxDim: 512, maxB64Chars: 100_000 },
+      { maxDim: 256, maxB64Chars: 5_000 },
+    ]) {
       const first = makeThumbnail(bytes, options);
       const again = makeThumbnail(bytes.slice(), options);
       expect(again).toEqual(first);
@@ -164,7 +211,12 @@ describe("makeThumbnail: inputs", () => {
       [new Uint8Array([0x66, 0x4c, 0x61, 0x43, 0, 0, 0, 0x22]), /not a PNG, JPEG, WebP or GIF/], // FLAC
       [png.slice(0, 20), /header does not give a valid size/],
       [png.slice(0, 100), /PNG image could not be processed \(decoding .* failed: RuntimeError/], // a wasm panic
-      [new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]), /JPEG .* valid size/],
+      [
+        new Uint8Array([
+          0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9,
+        ]),
+        /JPEG .* valid size/,
+      ],
     ];
     for (const [bytes, message] of cases) {
       const error = thumbnailError(bytes, { maxDim: 512, maxB64Chars: 100_000 });
@@ -247,7 +299,7 @@ describe("makeThumbnail: inputs", () => {
 
   it("applies EXIF orientation (JPEG APP1, orientation 6 = rotate 90° clockwise)", () => {
     const pixels = new Uint8Array(60 * 20 * 4);
-    for (let i = 0; i < 60 * 20; i++) pixels.set((i % 60) < 30 ? [255, 0, 0, 255] : [0, 0, 255, 255], i * 4); // left red, right blue
+    for (let i = 0; i < 60 * 20; i++) pixels.set(i % 60 < 30 ? [255, 0, 0, 255] : [0, 0, 255, 255], i * 4); // left red, right blue
     const jpeg = encode(pixels, 60, 20, "jpeg");
     const tiff = [0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
     const app1 = [0xff, 0xe1, 0, 2 + 6 + tiff.length, ...new TextEncoder().encode("Exif\0\0"), ...tiff];
@@ -255,7 +307,8 @@ describe("makeThumbnail: inputs", () => {
     const thumb = makeThumbnail(rotated, { maxDim: 512, maxB64Chars: 100_000 });
     expect([thumb.width, thumb.height, thumb.sourceWidth, thumb.sourceHeight]).toEqual([20, 60, 20, 60]);
     const shown = decode(fromBase64(thumb.base64)).pixels;
-    const at = (x: number, y: number) => [...shown.subarray((y * 20 + x) * 4, (y * 20 + x) * 4 + 3)].map((v) => Math.round(v / 32));
+    const at = (x: number, y: number) =>
+      [...shown.subarray((y * 20 + x) * 4, (y * 20 + x) * 4 + 3)].map((v) => Math.round(v / 32));
     expect(at(10, 5)).toEqual([8, 0, 0]); // red on top
     expect(at(10, 55)).toEqual([0, 0, 8]); // blue below
   });
@@ -299,7 +352,8 @@ function webpFrames(bytes: Uint8Array): Uint8Array[] {
     if (fourcc(at) === "ANMF") {
       for (let sub = at + 24; sub < at + 8 + length; ) {
         const subLength = view.getUint32(sub + 4, true);
-        if (fourcc(sub) === "VP8 " || fourcc(sub) === "VP8L") frames.push(riff([bytes.subarray(sub, sub + 8 + subLength + (subLength & 1))]));
+        if (fourcc(sub) === "VP8 " || fourcc(sub) === "VP8L")
+          frames.push(riff([bytes.subarray(sub, sub + 8 + subLength + (subLength & 1))]));
         sub += 8 + subLength + (subLength & 1);
       }
     }
@@ -324,7 +378,11 @@ function chunk(fourcc: string, payload: Uint8Array): Uint8Array {
 }
 
 /** An animated WebP (VP8X + ANIM + ANMF) whose frames are solid lossless (VP8L) rectangles. */
-function animatedWebp(width: number, height: number, frames: { x: number; y: number; width: number; height: number; rgba: number[] }[]): Uint8Array {
+function animatedWebp(
+  width: number,
+  height: number,
+  frames: { x: number; y: number; width: number; height: number; rgba: number[] }[],
+): Uint8Array {
   const u24 = (v: number) => [v & 255, (v >> 8) & 255, (v >> 16) & 255];
   const still = (w: number, h: number, rgba: number[]) => {
     const pixels = new Uint8Array(w * h * 4);
@@ -334,7 +392,15 @@ function animatedWebp(width: number, height: number, frames: { x: number; y: num
   return riff([
     chunk("VP8X", new Uint8Array([0x12, 0, 0, 0, ...u24(width - 1), ...u24(height - 1)])),
     chunk("ANIM", new Uint8Array(6)),
-    ...frames.map((f) => chunk("ANMF", concat(new Uint8Array([...u24(f.x / 2), ...u24(f.y / 2), ...u24(f.width - 1), ...u24(f.height - 1), ...u24(100), 0]), still(f.width, f.height, f.rgba)))),
+    ...frames.map((f) =>
+      chunk(
+        "ANMF",
+        concat(
+          new Uint8Array([...u24(f.x / 2), ...u24(f.y / 2), ...u24(f.width - 1), ...u24(f.height - 1), ...u24(100), 0]),
+          still(f.width, f.height, f.rgba),
+        ),
+      ),
+    ),
   ]);
 }
 

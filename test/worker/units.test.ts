@@ -38,8 +38,17 @@ describe("PARAM_* grammar (original-server.md §4.2)", () => {
   it("discovers generate_image's parameters in node order with their bindings", () => {
     const params = discoverParams(generateImage as ComfyGraph);
     expect(params.map((p) => `${p.name}:${p.type}`)).toEqual([
-      "seed:int", "steps:int", "cfg:float", "sampler_name:str", "scheduler:str", "denoise:float",
-      "model:str", "width:int", "height:int", "prompt:str", "negative_prompt:str",
+      "seed:int",
+      "steps:int",
+      "cfg:float",
+      "sampler_name:str",
+      "scheduler:str",
+      "denoise:float",
+      "model:str",
+      "width:int",
+      "height:int",
+      "prompt:str",
+      "negative_prompt:str",
     ]);
     expect(params.find((p) => p.name === "prompt")!.bindings).toEqual([{ node_id: "6", input: "text" }]);
     expect(params.find((p) => p.name === "negative_prompt")!.bindings).toEqual([{ node_id: "7", input: "text" }]);
@@ -48,7 +57,19 @@ describe("PARAM_* grammar (original-server.md §4.2)", () => {
   it("renders through bindings and never leaves a placeholder behind", () => {
     const template = generateImage as ComfyGraph;
     const params = discoverParams(template);
-    const values = { seed: 7, steps: "12", cfg: 6.5, sampler_name: "euler", scheduler: "normal", denoise: 1, model: "m.ckpt", width: 512, height: 768, prompt: "a fox", negative_prompt: "blurry" };
+    const values = {
+      seed: 7,
+      steps: "12",
+      cfg: 6.5,
+      sampler_name: "euler",
+      scheduler: "normal",
+      denoise: 1,
+      model: "m.ckpt",
+      width: 512,
+      height: 768,
+      prompt: "a fox",
+      negative_prompt: "blurry",
+    };
     const graph = renderGraph(template, params, values);
     expect(graph["6"]!.inputs.text).toBe("a fox");
     expect(graph["7"]!.inputs.text).toBe("blurry");
@@ -77,16 +98,22 @@ describe("PARAM_* grammar (original-server.md §4.2)", () => {
 describe("output collection (comfyui-api.md §10.1)", () => {
   it("reads images from the basic history sample (GET_history_prompt_id.json)", () => {
     const items = collectOutputs(entryOf(historyBasic).outputs);
-    expect(items).toMatchObject([{ filename: "gw_test_00001_.png", type: "output", kind: "image", mime_type: "image/png", node_id: "2" }]);
+    expect(items).toMatchObject([
+      { filename: "gw_test_00001_.png", type: "output", kind: "image", mime_type: "image/png", node_id: "2" },
+    ]);
   });
 
   it("finds video under `images` with `animated` (GET_history_prompt_id__video_mp4.json, __webm_vp9.json)", () => {
-    expect(collectOutputs(entryOf(historyVideo).outputs)).toMatchObject([{ filename: "gw_video_00001_.mp4", subfolder: "video", kind: "video", mime_type: "video/mp4", animated: true }]);
+    expect(collectOutputs(entryOf(historyVideo).outputs)).toMatchObject([
+      { filename: "gw_video_00001_.mp4", subfolder: "video", kind: "video", mime_type: "video/mp4", animated: true },
+    ]);
     expect(collectOutputs(entryOf(historyWebm).outputs)).toMatchObject([{ kind: "video", mime_type: "video/webm" }]);
   });
 
   it("finds audio under `audio` (GET_history_prompt_id__audio_flac.json)", () => {
-    expect(collectOutputs(entryOf(historyAudio).outputs)).toMatchObject([{ subfolder: "audio", kind: "audio", mime_type: "audio/flac" }]);
+    expect(collectOutputs(entryOf(historyAudio).outputs)).toMatchObject([
+      { subfolder: "audio", kind: "audio", mime_type: "audio/flac" },
+    ]);
   });
 
   it("keeps every item of a batch, temp previews as temp (GET_history_prompt_id__preview_image.json)", () => {
@@ -116,7 +143,10 @@ describe("dimensions from the bytes", () => {
     expect(probeDimensions(bytes(media.webp_animated))).toEqual({ width: 128, height: 128 });
   });
   it("reads a JPEG SOF0 after an APP0 segment", () => {
-    const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x01, 0x2c, 0x02, 0x58, 0x03, 0, 0, 0, 0, 0, 0]);
+    const jpeg = new Uint8Array([
+      0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x01, 0x2c, 0x02, 0x58, 0x03, 0, 0,
+      0, 0, 0, 0,
+    ]);
     expect(probeDimensions(jpeg)).toEqual({ width: 600, height: 300 });
   });
   it("says nothing about non-images", () => {
@@ -133,22 +163,32 @@ describe("ComfyUI errors read like instructions", () => {
     expect(error.message).toContain("nothing of this kind is installed");
   });
   it("renders a missing input and a wrong type (…__error_missing_input.json, …__error_wrong_type.json)", () => {
-    expect(validationError(missingInput.body).message).toMatch(/node 1 \(EmptyImage\): required input 'width' is missing/);
+    expect(validationError(missingInput.body).message).toMatch(
+      /node 1 \(EmptyImage\): required input 'width' is missing/,
+    );
     expect(validationError(wrongType.body).message).toMatch(/width: Failed to convert an input value to a INT value/);
   });
   it("keeps the top-level message when no node is to blame (…__error_unknown_class.json)", () => {
-    expect(validationError(unknownClass.body).message).toBe("Cannot execute because node NoSuchNode does not exist.: Node ID '#1' (invalid_prompt)");
+    expect(validationError(unknownClass.body).message).toBe(
+      "Cannot execute because node NoSuchNode does not exist.: Node ID '#1' (invalid_prompt)",
+    );
   });
   it("summarises an execution error without the traceback (WS_ws__execution_error.json)", () => {
     const error = executionError(executionErrorSample.payload);
-    expect(error.message).toBe("ComfyUI failed while running node 2 (ImageToMask): [IndexError] index 3 is out of bounds for dimension 3 with size 3");
+    expect(error.message).toBe(
+      "ComfyUI failed while running node 2 (ImageToMask): [IndexError] index 3 is out of bounds for dimension 3 with size 3",
+    );
     expect(error.message).not.toContain("/opt/ComfyUI");
   });
 });
 
 describe("defaults", () => {
   it("layers COMFY_MCP_DEFAULT_IMAGE_<KEY> over built-ins and rejects mistyped values", () => {
-    const env = { COMFY_MCP_DEFAULT_IMAGE_STEPS: "30", COMFY_MCP_DEFAULT_IMAGE_CFG: "6.5", COMFY_MCP_DEFAULT_IMAGE_WIDTH: "7.5" } as unknown as Env;
+    const env = {
+      COMFY_MCP_DEFAULT_IMAGE_STEPS: "30",
+      COMFY_MCP_DEFAULT_IMAGE_CFG: "6.5",
+      COMFY_MCP_DEFAULT_IMAGE_WIDTH: "7.5",
+    } as unknown as Env;
     const resolved = resolveDefaults(env, "image");
     expect(resolved.values.steps).toBe(30);
     expect(resolved.sources.steps).toBe("env");
@@ -179,14 +219,28 @@ describe("binary WebSocket frames (comfyui-api.md §8.5)", () => {
   const utf8 = (s: string) => new TextEncoder().encode(s);
 
   it("reads a type 1 preview: format at byte 4, image from byte 8", () => {
-    expect(parseBinaryFrame(frame(1, u32(2), new Uint8Array(100)))).toEqual({ kind: "preview", mime: "image/png", bytes: 100 });
+    expect(parseBinaryFrame(frame(1, u32(2), new Uint8Array(100)))).toEqual({
+      kind: "preview",
+      mime: "image/png",
+      bytes: 100,
+    });
   });
   it("reads type 3 node text", () => {
-    expect(parseBinaryFrame(frame(3, u32(2), utf8("12"), utf8("loading model 40%")))).toEqual({ kind: "text", node_id: "12", text: "loading model 40%" });
+    expect(parseBinaryFrame(frame(3, u32(2), utf8("12"), utf8("loading model 40%")))).toEqual({
+      kind: "text",
+      node_id: "12",
+      text: "loading model 40%",
+    });
   });
   it("reads a type 4 preview with its prompt id", () => {
     const meta = utf8(JSON.stringify({ node_id: "3", prompt_id: "p1", image_type: "image/jpeg" }));
-    expect(parseBinaryFrame(frame(4, u32(meta.length), meta, new Uint8Array(10)))).toEqual({ kind: "preview", mime: "image/jpeg", bytes: 10, prompt_id: "p1", node_id: "3" });
+    expect(parseBinaryFrame(frame(4, u32(meta.length), meta, new Uint8Array(10)))).toEqual({
+      kind: "preview",
+      mime: "image/jpeg",
+      bytes: 10,
+      prompt_id: "p1",
+      node_id: "3",
+    });
   });
   it("rejects truncated frames instead of throwing", () => {
     expect(parseBinaryFrame(frame(3, u32(50), utf8("x")))).toBeUndefined();
@@ -199,14 +253,36 @@ describe("public-URL check for input media (SSRF)", async () => {
   const host = (url: string) => new URL(url).hostname;
   it("refuses every spelling of loopback, private, link-local, mapped and local names", () => {
     for (const url of [
-      "https://127.0.0.1/", "https://2130706433/", "https://0x7f.1/", "https://017700000001/", "https://localhost./", "https://LOCALHOST/",
-      "https://a.localhost/", "https://[::1]/", "https://[::ffff:127.0.0.1]/", "https://[64:ff9b::7f00:1]/", "https://[fd00::1]/", "https://[fe80::1]/",
-      "https://10.1.2.3/", "https://172.20.0.1/", "https://192.168.1.1/", "https://169.254.169.254/", "https://100.64.0.1/", "https://0.0.0.0/", "https://printer.local/",
+      "https://127.0.0.1/",
+      "https://2130706433/",
+      "https://0x7f.1/",
+      "https://017700000001/",
+      "https://localhost./",
+      "https://LOCALHOST/",
+      "https://a.localhost/",
+      "https://[::1]/",
+      "https://[::ffff:127.0.0.1]/",
+      "https://[64:ff9b::7f00:1]/",
+      "https://[fd00::1]/",
+      "https://[fe80::1]/",
+      "https://10.1.2.3/",
+      "https://172.20.0.1/",
+      "https://192.168.1.1/",
+      "https://169.254.169.254/",
+      "https://100.64.0.1/",
+      "https://0.0.0.0/",
+      "https://printer.local/",
     ]) {
       expect(isPrivateHost(host(url)), url).toBe(true);
     }
   });
   it("accepts public names and addresses", () => {
-    for (const url of ["https://example.com/", "https://cdn.example.org./", "https://8.8.8.8/", "https://[2606:4700::1111]/"]) expect(isPrivateHost(host(url)), url).toBe(false);
+    for (const url of [
+      "https://example.com/",
+      "https://cdn.example.org./",
+      "https://8.8.8.8/",
+      "https://[2606:4700::1111]/",
+    ])
+      expect(isPrivateHost(host(url)), url).toBe(false);
   });
 });
