@@ -47,7 +47,7 @@ export class ComfyClient {
       options,
     );
     if (response.status === 400) throw validationError(await readJsonLoose(response));
-    const body = await this.expectJson<PromptAccepted>(response, "/prompt");
+    const body = await this.expectJson<PromptAccepted>(response, "/prompt", options?.timeoutMs);
     if (typeof body.prompt_id !== "string")
       throw new ComfyError("bad_response", "ComfyUI accepted the prompt but returned no prompt_id.");
     return body;
@@ -116,10 +116,20 @@ export class ComfyClient {
     // Names are content hashes, so overwriting only ever rewrites identical bytes.
     form.append("overwrite", "true");
     const response = await this.request("POST", "/upload/image", form, { timeoutMs: 60_000, ...options });
-    const body = await this.expectJson<{ name?: unknown; subfolder?: unknown }>(response, "/upload/image");
+    const body = await this.expectJson<{ name?: unknown; subfolder?: unknown }>(response, "/upload/image", 60_000);
     if (typeof body.name !== "string")
       throw new ComfyError("bad_response", "ComfyUI accepted the upload but did not say where it stored it.");
     return typeof body.subfolder === "string" && body.subfolder ? `${body.subfolder}/${body.name}` : body.name;
+  }
+
+  /** `GET /prompt`: the queue length alone, the cheapest liveness check ComfyUI offers. */
+  async promptStatus(options?: CallOptions): Promise<{ exec_info?: { queue_remaining?: unknown } }> {
+    return this.json("GET", "/prompt", undefined, options);
+  }
+
+  /** Every node class's definition (seconds on a ComfyUI with many custom nodes). */
+  async allObjectInfo(options?: CallOptions): Promise<Record<string, unknown>> {
+    return this.json("GET", "/object_info", undefined, options);
   }
 
   async objectInfo(nodeClass: string, options?: CallOptions): Promise<Record<string, unknown>> {
@@ -133,7 +143,7 @@ export class ComfyClient {
       await response.body?.cancel();
       return undefined;
     }
-    const body = await this.expectJson<unknown>(response, `/models/${folder}`);
+    const body = await this.expectJson<unknown>(response, `/models/${folder}`, options?.timeoutMs);
     return Array.isArray(body) ? body.filter((m): m is string => typeof m === "string") : [];
   }
 
@@ -161,7 +171,7 @@ export class ComfyClient {
   // --- plumbing -------------------------------------------------------------------------------
 
   private async json<T>(method: string, path: string, body: unknown, options?: CallOptions): Promise<T> {
-    return this.expectJson<T>(await this.request(method, path, body, options), path);
+    return this.expectJson<T>(await this.request(method, path, body, options), path, options?.timeoutMs);
   }
 
   private async empty(method: string, path: string, body: unknown, options?: CallOptions): Promise<void> {
@@ -171,6 +181,13 @@ export class ComfyClient {
     await response.body?.cancel();
   }
 
+  /**
+   * One request. `timeoutMs` bounds connecting and the response headers, and nothing after: a signal
+   * handed to `fetch` stays attached to what it returns (the body stream, or the upgraded WebSocket,
+   * which workerd closes when the signal fires), so a deadline that outlived the headers closed the
+   * event socket 5 s after it opened and would cut a long download mid-stream. Bodies read whole are
+   * bounded by `readBytes`/`readText`; a streamed body ends when its reader stops.
+   */
   async request(
     method: string,
     path: string,
@@ -179,8 +196,9 @@ export class ComfyClient {
     extraHeaders?: Record<string, string>,
   ): Promise<Response> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
     const headers: Record<string, string> = { ...this.connection.headers, ...extraHeaders };
     const form = body instanceof FormData;
     if (body !== undefined && !form) headers["Content-Type"] = "application/json";
@@ -196,8 +214,10 @@ export class ComfyClient {
       });
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason ?? error;
-      if (timeout.aborted) throw timedOut(path.split("?")[0] ?? path, timeoutMs);
+      if (deadline.signal.aborted) throw timedOut(routeOf(path), timeoutMs);
       throw unreachable(this.connection, error);
+    } finally {
+      clearTimeout(timer);
     }
     await this.classify(response, path);
     return response;
@@ -234,9 +254,9 @@ export class ComfyClient {
     }
   }
 
-  private async expectJson<T>(response: Response, path: string): Promise<T> {
+  private async expectJson<T>(response: Response, path: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<T> {
     if (response.status !== 200) throw await this.unexpected(response, path);
-    const text = await response.text();
+    const text = await readText(response, routeOf(path), timeoutMs);
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -248,7 +268,7 @@ export class ComfyClient {
   }
 
   private async unexpected(response: Response, path: string): Promise<ComfyError> {
-    const text = (await response.text().catch(() => "")).slice(0, 200);
+    const text = (await readText(response, routeOf(path), 5_000).catch(() => "")).slice(0, 200);
     const route = path.split("?")[0];
     if (response.status >= 500) {
       return new ComfyError(
@@ -268,10 +288,34 @@ function isHtml(response: Response): boolean {
 }
 
 async function readJsonLoose(response: Response): Promise<unknown> {
-  const text = await response.text();
+  const text = await readText(response, "/prompt", DEFAULT_TIMEOUT_MS);
   try {
     return JSON.parse(text);
   } catch {
     return { error: { type: "invalid_prompt", message: text.slice(0, 200) } };
   }
+}
+
+function routeOf(path: string): string {
+  return path.split("?")[0] ?? path;
+}
+
+/** Reads a whole body within `timeoutMs`, cancelling it when time is up (a stalled tunnel). */
+export async function readBytes(response: Response, route: string, timeoutMs: number): Promise<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      response.body?.cancel().catch(() => undefined);
+      reject(timedOut(route, timeoutMs));
+    }, timeoutMs);
+  });
+  try {
+    return new Uint8Array(await Promise.race([response.arrayBuffer(), expired]));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function readText(response: Response, route: string, timeoutMs: number): Promise<string> {
+  return new TextDecoder().decode(await readBytes(response, route, timeoutMs));
 }

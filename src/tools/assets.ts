@@ -3,6 +3,7 @@
  * provenance), view_image (an inline thumbnail within a size budget) and the comfy://assets
  * resources every `resource_link` points at. Bytes always come from ComfyUI through the gateway.
  */
+import { readBytes } from "../comfy/client";
 import { ResourceNotFoundError, ResourceTemplate, type McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import { ThumbnailError, makeThumbnail } from "../assets/thumbnail";
@@ -192,7 +193,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
             download_url: url,
           });
         }
-        const bytes = new Uint8Array(await response.arrayBuffer());
+        const bytes = await readBytes(response, "/view", 30_000);
         try {
           const thumb = makeThumbnail(bytes, {
             maxDim: max_dim ?? DEFAULT_MAX_DIM,
@@ -255,7 +256,7 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
       const inline = asset.kind === "image" && asset.bytes_size !== null && asset.bytes_size <= MAX_INLINE_BYTES;
       if (inline) {
         const response = await tools.backends.viewAsset(asset, { signal: ctx.mcpReq.signal });
-        const bytes = new Uint8Array(await response.arrayBuffer());
+        const bytes = await readBytes(response, "/view", 30_000);
         return {
           contents: [{ uri: uri.href, mimeType: asset.mime_type, blob: Buffer.from(bytes).toString("base64") }],
         };

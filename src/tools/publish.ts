@@ -4,6 +4,7 @@
  * says (never WebP bytes in a .jpg), within a byte budget, with provenance in custom metadata, and
  * with a manifest entry when a manifest_key is given.
  */
+import { readBytes } from "../comfy/client";
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import { sha256Hex } from "../auth/secrets";
@@ -264,7 +265,7 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
     );
   }
   const response = await tools.backends.viewAsset(asset, { timeoutMs: 60_000 });
-  const source = new Uint8Array(await response.arrayBuffer());
+  const source = await readBytes(response, "/view", 60_000);
 
   let body: Uint8Array;
   let details: Record<string, unknown>;
