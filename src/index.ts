@@ -42,7 +42,10 @@ app.get("/healthz", async (c) => {
       }
     }),
   );
-  return c.json({ ok: true, version: VERSION, comfyui: checks[0], backends: checks });
+  // Socket and completion counts (a socket that keeps dying shows here); never fails the check.
+  const lastHour = await backends.coordinator.lastHour().catch(() => undefined);
+  const withActivity = checks.map((check) => ({ ...check, last_hour: lastHour?.[check.name] ?? null }));
+  return c.json({ ok: true, version: VERSION, comfyui: withActivity[0], backends: withActivity });
 });
 
 /** Full-size downloads behind signed, expiring URLs (tool results carry them). */

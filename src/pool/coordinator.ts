@@ -7,6 +7,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config";
+import { Activity, type ActivityKind, type LastHour } from "./activity";
 import { BackendHealth, type BackendStatus } from "./health";
 import { chooseBackend, type RouteDecision, type RouteRequest } from "./routing";
 
@@ -18,6 +19,7 @@ const CAPABILITIES_RETRY_AGE_MS = 15_000;
 
 export class Pool extends DurableObject<Env> {
   private readonly backends: BackendHealth[];
+  private readonly activity: Activity;
   private readonly healthMs: number;
   private lastActivity = 0;
 
@@ -25,7 +27,15 @@ export class Pool extends DurableObject<Env> {
     super(ctx, env);
     const config = readConfig(env);
     this.healthMs = config.healthMs;
-    this.backends = config.backends.map((backend) => new BackendHealth(backend, () => this.active()));
+    this.activity = new Activity(ctx.storage.sql);
+    this.backends = config.backends.map(
+      (backend) =>
+        new BackendHealth(
+          backend,
+          () => this.active(),
+          (kind) => this.record(backend.name, kind),
+        ),
+    );
   }
 
   /** Picks a backend for a job (see routing.ts), or says why none can take it. */
@@ -40,10 +50,21 @@ export class Pool extends DurableObject<Env> {
     return decision;
   }
 
-  /** Every backend's state, for list_backends. */
-  async status(): Promise<BackendStatus[]> {
+  /** Every backend's state and last hour, for list_backends. */
+  async status(): Promise<Array<BackendStatus & { last_hour: LastHour }>> {
     await this.upToDate();
-    return this.backends.map((b) => b.status());
+    const lastHour = this.lastHour();
+    return this.backends.map((b) => ({ ...b.status(), last_hour: lastHour[b.name]! }));
+  }
+
+  /** Socket and completion counts per backend over the last hour (cheap: no backend is asked). */
+  lastHour(): Record<string, LastHour> {
+    return this.activity.lastHour(this.backends.map((b) => b.name));
+  }
+
+  /** A studio (or this coordinator's own socket) saw something worth counting on a backend. */
+  record(backend: string, kind: ActivityKind): void {
+    this.activity.record(backend, kind);
   }
 
   /** A tool or studio saw a backend fail (or recover): check it now rather than at the next tick. */

@@ -5,6 +5,7 @@
  */
 import { ComfyClient } from "../comfy/client";
 import { MODEL_FOLDER_OF, parseCombo } from "../workflows/combos";
+import type { ActivityKind } from "./activity";
 import type { BackendConfig } from "./config";
 import type { Candidate, Requirement } from "./routing";
 import { ComfySocket } from "../studio/socket";
@@ -50,6 +51,7 @@ export class BackendHealth {
   constructor(
     readonly config: BackendConfig,
     wantsSocket: () => boolean,
+    report: (kind: ActivityKind) => void,
   ) {
     this.client = new ComfyClient(config);
     this.socket = new ComfySocket(this.client, {
@@ -60,10 +62,16 @@ export class BackendHealth {
         if (typeof remaining === "number") this.observeQueue(remaining);
       },
       onFrame: () => undefined,
-      onConnected: () => this.markUp(),
+      onConnected: (reconnect) => {
+        this.markUp();
+        if (reconnect) report("reconnect");
+      },
       // A dropped socket is the first sign of a backend going away: check at once.
       wantsConnection: () => wantsSocket(),
-      onDisconnected: () => void this.check(),
+      onDisconnected: () => {
+        report("socket_drop");
+        void this.check();
+      },
     });
   }
 
@@ -82,9 +90,7 @@ export class BackendHealth {
 
   private async probe(): Promise<void> {
     try {
-      const body = await this.client.request("GET", "/prompt", undefined, { timeoutMs: CHECK_TIMEOUT_MS });
-      const info = (await body.json().catch(() => ({}))) as { exec_info?: { queue_remaining?: unknown } };
-      if (body.status !== 200) throw new Error(`HTTP ${body.status}`);
+      const info = await this.client.promptStatus({ timeoutMs: CHECK_TIMEOUT_MS });
       const remaining = info.exec_info?.queue_remaining;
       this.markUp();
       if (typeof remaining === "number") this.observeQueue(remaining);
@@ -203,9 +209,7 @@ export class BackendHealth {
 
   private async loadCapabilities(): Promise<void> {
     try {
-      const info = await this.client.request("GET", "/object_info", undefined, { timeoutMs: CAPABILITIES_TIMEOUT_MS });
-      if (info.status !== 200) throw new Error(`HTTP ${info.status}`);
-      const body = (await info.json()) as Record<
+      const body = (await this.client.allObjectInfo({ timeoutMs: CAPABILITIES_TIMEOUT_MS })) as Record<
         string,
         { input?: Record<string, Record<string, unknown> | undefined> }
       >;

@@ -10,6 +10,25 @@ export type JobStatus = "submitting" | "queued" | "running" | "completed" | "fai
 
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled", "lost"]);
 
+/**
+ * The path that settled a job. `event` is the normal one (ComfyUI's WebSocket said it was done);
+ * the others are safety nets, recorded so a broken event path shows instead of hiding behind them:
+ * `reconcile` (the alarm read /history), `reconnect` (the check after a socket reconnect),
+ * `get_job` (a status read found it done), `orphan_check` (its backend came back and had finished
+ * it), `cancel`, `submission` (refused at POST /prompt) and `failover` (its backend stayed away).
+ */
+export const COMPLETION_PATHS = [
+  "event",
+  "reconcile",
+  "reconnect",
+  "get_job",
+  "orphan_check",
+  "cancel",
+  "submission",
+  "failover",
+] as const;
+export type CompletedVia = (typeof COMPLETION_PATHS)[number];
+
 export interface JobError {
   kind: string;
   message: string;
@@ -78,6 +97,8 @@ export interface JobView {
   backend: string;
   /** Submissions so far: above 1 when it was moved off a backend that went down. */
   attempts: number;
+  /** Which path settled it (null while open). */
+  completed_via: CompletedVia | null;
 }
 
 export interface SubmitRequest {
@@ -119,6 +140,7 @@ export interface JobRow extends Record<string, SqlStorageValue> {
   movable: number;
   attempts: number;
   orphaned_at: number | null;
+  completed_via: string | null;
 }
 
 export interface AssetRow extends Record<string, SqlStorageValue> {
@@ -187,6 +209,7 @@ export function jobView(row: JobRow, assets: AssetView[], progress: JobProgress 
     assets,
     backend: row.backend,
     attempts: row.attempts,
+    completed_via: TERMINAL.has(row.status as JobStatus) ? (row.completed_via as CompletedVia | null) : null,
   };
 }
 

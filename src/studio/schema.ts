@@ -68,6 +68,13 @@ const MIGRATIONS: string[] = [
    ALTER TABLE jobs ADD COLUMN orphaned_at INTEGER;       -- lost because its backend went down; rechecked when it returns
    CREATE INDEX jobs_orphaned ON jobs(orphaned_at) WHERE orphaned_at IS NOT NULL;
    ALTER TABLE assets ADD COLUMN backend TEXT NOT NULL DEFAULT '';`,
+  // 4: which path settled each job, and the one clientId this studio uses with each backend (kept
+  // across restarts so a reconnect still receives the events of jobs submitted before it).
+  `ALTER TABLE jobs ADD COLUMN completed_via TEXT;   -- event | reconcile | reconnect | get_job | orphan_check | cancel | submission | failover
+   CREATE TABLE socket_ids (
+     backend TEXT PRIMARY KEY,
+     client_id TEXT NOT NULL
+   );`,
 ];
 
 /** Applies every migration not applied yet (up to `target`, for tests of an upgrade). */

@@ -1,8 +1,14 @@
 /**
- * The studio's one WebSocket to ComfyUI. A fresh clientId per connection (ComfyUI's registry
- * misbehaves when a clientId reconnects, comfyui-api.md §8.1), a keepalive so Cloudflare does not
- * close an idle socket (~100 s), and reconnects with capped exponential backoff and jitter so a
- * flapping ComfyUI never sees a reconnect storm.
+ * One WebSocket to one ComfyUI, for as long as it is wanted. It keeps one clientId for its whole
+ * life: ComfyUI sends a prompt's execution events only to the client_id the prompt was submitted
+ * with (server.py `send_sync(event, data, sid)` looks up `sockets[sid]`), so a reconnect under a
+ * fresh id would orphan every job already submitted, while a reconnect under the same id resumes
+ * their events (comfyui-api.md §8.1). ComfyUI's registry has one trap: when a replaced socket closes
+ * *after* its successor registered, its cleanup unregisters the successor. So the old socket is
+ * always closed before the next one opens (teardown, then a backoff of at least 125 ms), and the
+ * studio recycles a socket that turns out to be deaf (a job it should have heard finished unheard).
+ * A keepalive stops Cloudflare closing an idle socket (~100 s); reconnects back off exponentially
+ * with jitter so a flapping ComfyUI never sees a storm.
  */
 import type { ComfyClient } from "../comfy/client";
 import { parseBinaryFrame, type BinaryFrame } from "../comfy/frames";
@@ -17,36 +23,48 @@ export interface SocketHooks {
   onEvent(event: ComfyEvent): void;
   /** Binary frames: sampler previews and progress text from nodes. */
   onFrame(frame: BinaryFrame): void;
-  /** Called after every (re)connect: events may have been lost while disconnected. */
-  onConnected(): void;
+  /** Called after every connect; `reconnect` when it replaces a connection that dropped. */
+  onConnected(reconnect: boolean): void;
   /** Whether a reconnect is still wanted (jobs are pending). */
   wantsConnection(): boolean;
   /** Called when an open socket drops (the peer may be gone). */
   onDisconnected?(): void;
 }
 
+/** A clientId as ComfyUI mints them (uuid4 hex, no dashes). */
+export function newClientId(): string {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
 export class ComfySocket {
   private socket: WebSocket | undefined;
-  private id: string | undefined;
   private connecting: Promise<string> | undefined;
   private keepalive: ReturnType<typeof setInterval> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
   lastError: string | undefined;
+  /** Connections opened so far (the first one and every reconnect). */
+  opens = 0;
+  /** The last connection dropped (rather than being closed as no longer wanted). */
+  private dropped = false;
+  /** When the current connection opened (0 while closed). */
+  openedAt = 0;
 
   constructor(
     private readonly client: ComfyClient,
     private readonly hooks: SocketHooks,
+    /** The one clientId of this socket, across reconnects; prompts are submitted with it. */
+    readonly id: string = newClientId(),
   ) {}
 
-  /** The clientId of the open socket, if any. Prompts must be submitted with it. */
+  /** The clientId while the socket is open, else undefined. */
   get clientId(): string | undefined {
     return this.socket ? this.id : undefined;
   }
 
   /** Opens the socket if needed and resolves to its clientId; rejects with a ComfyError. */
   connect(): Promise<string> {
-    if (this.socket && this.id) return Promise.resolve(this.id);
+    if (this.socket) return Promise.resolve(this.id);
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
     });
@@ -65,6 +83,7 @@ export class ComfySocket {
   }
 
   close(): void {
+    this.dropped = false;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.teardown();
@@ -75,8 +94,17 @@ export class ComfySocket {
     this.socket?.close(4000, "dropped");
   }
 
+  /**
+   * Closes the connection and opens a new one under the same id: for a socket that is open but
+   * deaf (ComfyUI unregistered it, see the header).
+   */
+  recycle(reason: string): void {
+    if (!this.socket) return;
+    this.lost(this.socket, reason);
+  }
+
   private async open(): Promise<string> {
-    const clientId = crypto.randomUUID().replaceAll("-", "");
+    const clientId = this.id;
     try {
       const socket = await this.client.openSocket(clientId, { timeoutMs: CONNECT_TIMEOUT_MS });
       socket.binaryType = "arraybuffer";
@@ -84,11 +112,14 @@ export class ComfySocket {
       socket.addEventListener("close", () => this.lost(socket, "closed"));
       socket.addEventListener("error", () => this.lost(socket, "error"));
       this.socket = socket;
-      this.id = clientId;
       this.failures = 0;
       this.lastError = undefined;
+      this.openedAt = Date.now();
       this.keepalive = setInterval(() => this.ping(), KEEPALIVE_MS);
-      this.hooks.onConnected();
+      this.opens++;
+      const reconnect = this.dropped;
+      this.dropped = false;
+      this.hooks.onConnected(reconnect);
       return clientId;
     } catch (error) {
       this.failures++;
@@ -127,6 +158,7 @@ export class ComfySocket {
   private lost(socket: WebSocket | undefined, reason: string): void {
     if (!socket || socket !== this.socket) return;
     this.lastError = `WebSocket ${reason}`;
+    this.dropped = true;
     this.teardown();
     this.scheduleReconnect();
     this.hooks.onDisconnected?.();
@@ -137,7 +169,7 @@ export class ComfySocket {
     this.keepalive = undefined;
     const socket = this.socket;
     this.socket = undefined;
-    this.id = undefined;
+    this.openedAt = 0;
     try {
       socket?.close(1000, "bye");
     } catch {

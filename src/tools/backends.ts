@@ -1,6 +1,7 @@
 /** list_backends: every ComfyUI backend of the pool with its health, queue and models, as the coordinator sees them. */
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
+import type { LastHour } from "../pool/activity";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";
 
@@ -38,6 +39,15 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
             models: z
               .record(z.string(), z.array(z.string()))
               .describe("Model files by folder (checkpoints, diffusion_models, loras, vae, text_encoders)."),
+            last_hour: z
+              .object({
+                reconnects: z.number().int(),
+                socket_drops: z.number().int(),
+                completions: z.record(z.string(), z.number().int()),
+              })
+              .describe(
+                "Event-socket reconnects and drops, and jobs completed per path (event = normal; reconcile, reconnect, get_job = a safety net found them done) over the last hour.",
+              ),
           }),
         ),
         message: z.string(),
@@ -49,8 +59,27 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
         const backends = await tools.backends.coordinator.status();
         const up = backends.filter((b) => b.state === "up");
         const down = backends.filter((b) => b.state !== "up").map((b) => b.name);
-        const message = `${up.length} of ${backends.length} backend${backends.length === 1 ? "" : "s"} up${down.length ? ` (not answering: ${down.join(", ")})` : ""}.`;
+        const message =
+          `${up.length} of ${backends.length} backend${backends.length === 1 ? "" : "s"} up${down.length ? ` (not answering: ${down.join(", ")})` : ""}.` +
+          backends.map(socketWarning).join("");
         return { backends, message };
       }),
   );
+}
+
+/**
+ * A socket that keeps dying, or jobs finished by the safety nets instead of by events, is said out
+ * loud: results then arrive seconds late and progress stalls, and the cause is usually the network
+ * path (tunnel, proxy) between the gateway and ComfyUI.
+ */
+function socketWarning(backend: { name: string; last_hour: LastHour }): string {
+  const { reconnects, completions } = backend.last_hour;
+  const fallback = completions.reconcile + completions.reconnect + completions.get_job;
+  const problems = [
+    reconnects >= 5 ? `its event socket reconnected ${reconnects} times` : "",
+    fallback > 0 && fallback >= completions.event ? `${fallback} job(s) were completed by polling, not by events` : "",
+  ].filter(Boolean);
+  return problems.length
+    ? ` Backend '${backend.name}': in the last hour ${problems.join(" and ")}; check the tunnel or proxy in front of it (README, Troubleshooting).`
+    : "";
 }

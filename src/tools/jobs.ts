@@ -36,7 +36,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
         let job: JobView | undefined = await tools.studio.getJob(prompt_id);
         if (!job) return notFound(prompt_id);
         if (wait_seconds && ["submitting", "queued", "running"].includes(job.status)) {
-          job = (await waitForJob(tools, ctx, prompt_id, wait_seconds * 1000)).job ?? job;
+          job = (await waitForJob(tools, ctx, prompt_id, wait_seconds * 1000, Date.parse(job.created_at))).job ?? job;
         }
         return success(await jobResult(tools, job, describeJob(job)), assetLinks(job));
       }),

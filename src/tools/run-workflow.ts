@@ -100,7 +100,7 @@ export async function runWorkflow(
   if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
 
   const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
-  const { job } = await waitForJob(tools, ctx, promptId, waitMs);
+  const { job } = await waitForJob(tools, ctx, promptId, waitMs, Date.parse(submitted.job.created_at));
   const current = job ?? submitted.job;
   const message = [describeJob(current), ...notes].join(" ");
   if (current.status === "failed" || current.status === "lost" || current.status === "cancelled") {

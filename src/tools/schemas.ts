@@ -2,7 +2,7 @@
 import type { ContentBlock } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import { signedDownloadUrl } from "../assets/downloads";
-import type { AssetView, JobView } from "../studio/records";
+import { type AssetView, COMPLETION_PATHS, type JobView } from "../studio/records";
 import type { ToolContext } from "./context";
 
 export const promptIdArg = z
@@ -75,7 +75,17 @@ export const jobResultSchema = z.object({
   created_at: z.string(),
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
-  error: z.looseObject({ kind: z.string(), message: z.string() }).nullable(),
+  error: z
+    .looseObject({ kind: z.string(), message: z.string() })
+    .optional()
+    .describe("Only when the job failed or was lost (an `error` key means it did not succeed)."),
+  cancel_reason: z.string().optional().describe("Only for a cancelled job: how it was stopped."),
+  completed_via: z
+    .enum(COMPLETION_PATHS)
+    .nullable()
+    .describe(
+      "Which path settled the job: 'event' (ComfyUI's WebSocket, the normal path) or a safety net (reconcile, reconnect, get_job, orphan_check) that found it done; also cancel, submission, failover. Null while open.",
+    ),
   dropped_outputs: z
     .string()
     .nullable()
@@ -146,8 +156,13 @@ export async function jobResult(tools: ToolContext, job: JobView, message: strin
     download_url: links[asset.asset_id]!,
   }));
   const first = assets[0];
+  // The original server's convention, which prompts rely on: an `error` key means the call failed.
+  const { error, ...rest } = job;
+  const failed = job.status === "failed" || job.status === "lost";
   return {
-    ...job,
+    ...rest,
+    ...(failed && error && { error }),
+    ...(job.status === "cancelled" && { cancel_reason: error?.message ?? "Cancelled." }),
     message,
     assets,
     ...(first && {

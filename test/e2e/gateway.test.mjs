@@ -140,9 +140,19 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     expect(cancelledPending.structuredContent.message).toMatch(/before it started/);
     const cancelledRunning = await client.call("cancel_job", { prompt_id: running.prompt_id });
     expect(cancelledRunning.structuredContent.status).toBe("cancelled");
-    expect(cancelledRunning.structuredContent.error.kind).toBe("interrupted");
+    expect(cancelledRunning.structuredContent.cancel_reason).toMatch(/interrupted/);
     const after = await client.call("get_job", { prompt_id: running.prompt_id });
     expect(after.structuredContent.status).toBe("cancelled");
+    // The original's convention: an `error` key means the call failed. A successful cancel, and a
+    // cancelled job read back, carry the reason in cancel_reason instead (structured and as text).
+    for (const result of [cancelledPending, cancelledRunning, after]) {
+      expect(result.isError).toBeFalsy();
+      expect(result.structuredContent).not.toHaveProperty("error");
+      expect(JSON.parse(result.content.find((c) => c.type === "text").text)).not.toHaveProperty("error");
+    }
+    // Removed from the queue by the gateway; the interrupted one is confirmed by ComfyUI's own events.
+    expect(cancelledPending.structuredContent.completed_via).toBe("cancel");
+    expect(cancelledRunning.structuredContent.completed_via).toMatch(/^(event|cancel)$/);
   });
 
   it("a value ComfyUI would reject is caught first, listing the valid ones from its live /object_info", async () => {

@@ -170,7 +170,7 @@ describe("studio jobs", () => {
       async () => {
         await runDurableObjectAlarm(restarted);
         return runInDurableObject(restarted, async (instance) =>
-          (instance as unknown as { view(id: string): JobView }).view(id),
+          (instance as unknown as { jobs: { view(id: string): JobView } }).jobs.view(id),
         );
       },
       (j) => j !== undefined && !isOpen(j),
@@ -187,7 +187,8 @@ describe("studio jobs", () => {
     await runInDurableObject(studio, async (_instance, state) => {
       const { migrate } = await import("../../src/studio/schema");
       const sql = state.storage.sql;
-      for (const table of ["assets", "jobs", "defaults", "schema_migrations"]) sql.exec(`DROP TABLE ${table}`);
+      for (const table of ["assets", "jobs", "defaults", "socket_ids", "schema_migrations"])
+        sql.exec(`DROP TABLE ${table}`);
       migrate(sql, 2); // the schema a deployed studio had before this change
       sql.exec(
         "INSERT INTO jobs (id, workflow_id, tool, status, params, graph, created_at, finished_at, updated_at) VALUES ('old-job', 'generate_image', 'generate_image', 'completed', '{}', '{}', 1, 2, 2)",

@@ -1,0 +1,124 @@
+/**
+ * Sending jobs to ComfyUI: recording the job, then `POST /prompt` under the socket's clientId so
+ * its events come back to this studio; and sending a job again elsewhere (under the same id) when
+ * its backend cannot be reached at submission or goes away while it runs.
+ */
+import { validationError } from "../comfy/errors";
+import type { ComfyGraph } from "../comfy/types";
+import { coordinator } from "../pool/backends";
+import type { RouteRequest } from "../pool/routing";
+import type { Endpoint, Endpoints } from "./endpoints";
+import { isOutage, type JobStore, toJobError } from "./jobs";
+import type { LiveJobs } from "./live";
+import type { JobError, JobRow, JobView, SubmitRequest } from "./records";
+
+export type StudioResult = { ok: true; job: JobView } | { ok: false; error: JobError };
+
+/** A job is moved to another backend at most this many times. */
+export const MAX_ATTEMPTS = 3;
+
+export class Submission {
+  /** Submissions in flight: the socket they are about to use must not be closed as idle. */
+  inFlight = 0;
+
+  constructor(
+    private readonly env: Env,
+    private readonly ctx: DurableObjectState,
+    private readonly jobs: JobStore,
+    private readonly live: LiveJobs,
+    private readonly endpoints: Endpoints,
+    private readonly backendCount: number,
+    private readonly afterwards: () => Promise<void>,
+  ) {}
+
+  async submit(request: SubmitRequest): Promise<StudioResult> {
+    this.inFlight++;
+    try {
+      const endpoint = this.endpoints.get(request.backend);
+      if (!endpoint)
+        return {
+          ok: false,
+          error: { kind: "unknown_backend", message: `There is no backend named '${request.backend}'.` },
+        };
+      const clientId = await this.endpoints.clientIdFor(endpoint);
+      this.jobs.insert(request, clientId, Date.now());
+      this.live.track(request.prompt_id, request.graph, request.backend);
+      return await this.send(endpoint, request.prompt_id, request.graph, clientId);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Asks the coordinator for another backend, never one the job already left; or says why there is none. */
+  async routeAway(row: JobRow, from: string): Promise<{ endpoint: Endpoint; routing: RouteRequest } | string> {
+    const routing: RouteRequest = row.routing ? (JSON.parse(row.routing) as RouteRequest) : { requirements: [] };
+    const exclude = [...(routing.exclude ?? []), from];
+    const decision = await coordinator(this.env)
+      .route({ requirements: routing.requirements, tags: routing.tags, exclude })
+      .catch((error: unknown) => ({
+        ok: false as const,
+        kind: "no_backend" as const,
+        message: error instanceof Error ? error.message : String(error),
+      }));
+    if (!decision.ok) return decision.message;
+    const endpoint = this.endpoints.get(decision.backend);
+    return endpoint
+      ? { endpoint, routing: { ...routing, exclude } }
+      : `backend '${decision.backend}' is not configured here`;
+  }
+
+  /** Sends the job to another backend under the same id; undefined when another path moved or ended it first. */
+  async resubmit(row: JobRow, target: Endpoint, routing: RouteRequest, why: string): Promise<StudioResult | undefined> {
+    const clientId = await this.endpoints.clientIdFor(target);
+    if (!this.jobs.moveTo(row, target.name, clientId, routing)) return undefined;
+    const graph = JSON.parse(row.graph) as ComfyGraph;
+    this.live.track(row.id, graph, target.name);
+    this.live.broadcast(row.id, { fraction: 0, message: `${why}; moved to '${target.name}' and queued again.` });
+    return this.send(target, row.id, graph, clientId);
+  }
+
+  /** POST /prompt for a job whose row says 'submitting' on this endpoint's backend. */
+  private async send(endpoint: Endpoint, jobId: string, graph: ComfyGraph, clientId: string): Promise<StudioResult> {
+    try {
+      const accepted = await endpoint.client.queuePrompt(graph, clientId, jobId);
+      // A 200 can still drop outputs whose nodes failed validation (comfyui-api.md §3.2): say which.
+      const dropped =
+        Object.keys(accepted.node_errors ?? {}).length > 0
+          ? validationError({ node_errors: accepted.node_errors }).message
+          : null;
+      this.jobs.accepted(jobId, dropped);
+    } catch (error) {
+      const moved = isOutage(error) ? await this.submitElsewhere(endpoint, jobId, error) : undefined;
+      if (moved) return moved;
+      const jobError = toJobError(error);
+      this.jobs.settle(jobId, "failed", jobError, "submission");
+      return { ok: false, error: jobError };
+    }
+    await this.afterwards();
+    return { ok: true, job: this.jobs.view(jobId)! };
+  }
+
+  /**
+   * The backend went away between routing and submission. A job that may go elsewhere (neither
+   * pinned nor tied to inputs uploaded there) is routed again without it; the others fail with the
+   * backend's error.
+   */
+  private async submitElsewhere(from: Endpoint, jobId: string, error: unknown): Promise<StudioResult | undefined> {
+    const row = this.jobs.row(jobId);
+    if (row?.movable !== 1 || row.attempts >= MAX_ATTEMPTS || this.backendCount < 2) return undefined;
+    this.ctx.waitUntil(
+      coordinator(this.env)
+        .suspect(from.name)
+        .catch(() => undefined),
+    );
+    const target = await this.routeAway(row, from.name);
+    if (typeof target === "string") return undefined;
+    const reason = error instanceof Error ? error.message : String(error);
+    return this.resubmit(
+      row,
+      target.endpoint,
+      target.routing,
+      `Backend '${from.name}' could not take the job (${reason})`,
+    );
+  }
+}
