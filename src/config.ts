@@ -17,15 +17,6 @@ import { readBackends, type BackendConfig } from "./pool/config";
 
 export const VERSION = "0.1.0";
 
-export interface ComfyConnection {
-  /** The backend's name in the pool ("default" for a single COMFYUI_URL). */
-  name: string;
-  /** Base URL without a trailing slash, e.g. `https://comfy.example.com`. */
-  baseUrl: string;
-  /** Headers sent on every request to ComfyUI, WebSocket upgrade included. */
-  headers: Record<string, string>;
-}
-
 export interface GatewayConfig {
   /** Every ComfyUI backend, in configuration order; empty when the configuration is broken. */
   backends: BackendConfig[];

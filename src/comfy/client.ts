@@ -3,7 +3,7 @@
  * honours a caller's AbortSignal; every request carries the Access/bearer headers; every failure is
  * a ComfyError with a message an agent can act on.
  */
-import type { ComfyConnection } from "../config";
+import type { ComfyConnection } from "./connection";
 import {
   ComfyError,
   accessMisconfigured,

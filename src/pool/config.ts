@@ -5,7 +5,7 @@
  * configuration mistake is reported as a whole, never half-applied: routing jobs to a subset of
  * the machines the owner meant would look like a silent success.
  */
-import type { ComfyConnection } from "../config";
+import type { ComfyConnection } from "../comfy/connection";
 
 export interface BackendConfig extends ComfyConnection {
   /** Relative share of the work: a backend of weight 2 is given twice the queue of one of weight 1. */

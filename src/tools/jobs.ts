@@ -8,7 +8,7 @@ import * as z from "zod/v4";
 import type { QueueItem } from "../comfy/types";
 import type { JobView } from "../studio/records";
 import { failure, success } from "../mcp/results";
-import { askAll } from "../pool/backends";
+import { askAll } from "../pool/ask";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitSecondsArg } from "./schemas";

@@ -2,7 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { ComfyClient } from "../comfy/client";
-import { askAll } from "../pool/backends";
+import { askAll } from "../pool/ask";
 import { effectiveDefaults } from "./configuration";
 import type { ToolContext } from "./context";
 import { runTool } from "./run";

@@ -4,7 +4,7 @@
  * with the list of valid ones. All three combo forms are understood (comfyui-api.md §13.1).
  */
 import type { ComfyClient } from "../comfy/client";
-import { askAll } from "../pool/backends";
+import { askAll } from "../pool/ask";
 
 const CACHE_MS = 60_000;
 /**

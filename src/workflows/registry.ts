@@ -7,16 +7,10 @@ import { BUNDLED_WORKFLOWS, REJECTED_WORKFLOWS } from "./bundled.generated";
 import { parseWorkflow, type WorkflowDefinition } from "./definition.ts";
 import { normaliseName } from "./params.ts";
 
-export interface BundledWorkflowFile {
-  id: string;
-  graph: unknown;
-  meta?: unknown;
-}
+import type { RejectedWorkflow } from "./files";
 
-export interface RejectedWorkflow {
-  file: string;
-  problem: string;
-}
+export type { BundledWorkflowFile, RejectedWorkflow } from "./files";
+
 
 export interface RegisteredWorkflow extends WorkflowDefinition {
   /** The MCP tool that runs it. */
