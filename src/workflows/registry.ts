@@ -11,7 +11,6 @@ import type { RejectedWorkflow } from "./files";
 
 export type { BundledWorkflowFile, RejectedWorkflow } from "./files";
 
-
 export interface RegisteredWorkflow extends WorkflowDefinition {
   /** The MCP tool that runs it. */
   tool: string;
