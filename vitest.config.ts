@@ -24,8 +24,33 @@ export default defineConfig({
         test: {
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
+          exclude: ["test/worker/event-path.test.ts"],
           globalSetup: ["./test/worker/global-setup.ts"],
           // One fake ComfyUI serves every file, and some files inject faults into it.
+          fileParallelism: false,
+          testTimeout: 30_000,
+        },
+      },
+      {
+        // The event path alone: reconciliation every 300 s, so no safety net can complete a job and
+        // a test that passes shows that the WebSocket did the work. Its own fake ComfyUI.
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            main: "./src/index.ts",
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                COMFYUI_URL: `http://127.0.0.1:${inject("comfyPort")}`,
+                COMFY_MCP_RECONCILE_SECONDS: "300",
+                COMFY_MCP_WAIT_SECONDS: "20",
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "worker-events",
+          include: ["test/worker/event-path.test.ts"],
+          globalSetup: ["./test/worker/global-setup.ts"],
           fileParallelism: false,
           testTimeout: 30_000,
         },

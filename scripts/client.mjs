@@ -169,14 +169,14 @@ async function connect({ url, token, client: generation }) {
 
 /** Calls a tool and returns its structured result; a tool-level error becomes a ToolError. */
 async function callTool(name, args, onprogress) {
-  // A blocking call may legitimately take the server's whole wait budget; give it that plus slack,
-  // and let progress keep it alive so a slow-but-moving job never times out on the client side.
+  // A blocking call may legitimately take the server's whole wait budget: allow that plus slack in
+  // all. With progress, the gateway sends a notification at least every 5 s while the job runs (a
+  // heartbeat through long silent nodes), so a 20 s silence means the server or network is gone.
   const waitSeconds = args.wait_seconds ?? MAX_WAIT_SECONDS;
-  const options = {
-    timeout: (waitSeconds + 30) * 1000,
-    resetTimeoutOnProgress: true,
-    ...(onprogress && { onprogress }),
-  };
+  const total = (waitSeconds + 30) * 1000;
+  const options = onprogress
+    ? { onprogress, timeout: 20_000, resetTimeoutOnProgress: true, maxTotalTimeout: total }
+    : { timeout: total };
   const result = await client.callToolCompat({ name, arguments: args }, options);
   const text = result.content?.find((item) => item.type === "text")?.text ?? "";
   // The server's text is a sentence, sometimes followed by a JSON details block: indent it under [X].
