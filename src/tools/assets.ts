@@ -128,6 +128,8 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
           params: found.job.params,
           seed: found.job.params.seed ?? null,
           job_status: found.job.status,
+          // How the job was settled: 'event' normally; anything else was a safety net (README).
+          completed_via: found.job.completed_via,
           metadata: { workflow_id: found.asset.workflow_id, tool: found.asset.tool },
           submitted_workflow: JSON.parse(found.graph) as Record<string, unknown>,
           comfy_history: found.history ? (JSON.parse(found.history) as Record<string, unknown>) : null,
