@@ -73,7 +73,7 @@ describe("assets", () => {
     expect(meta.params).toMatchObject({ prompt: "a harbour", steps: 2, seed: 4242 });
     expect(meta.submitted_workflow["3"].inputs.seed).toBe(4242);
     expect(meta.comfy_history.status.status_str).toBe("success");
-    // A job this short is settled by ComfyUI's done event (the 1 s reconcile never gets there first).
+    // The provenance says how the job was settled, as the job result did.
     expect(meta.completed_via).toBe(made.completed_via);
     expect(["event", "reconcile", "reconnect", "get_job"]).toContain(meta.completed_via);
     expect(text(await client.call("get_asset_metadata", { asset_id: "nope" }))).toMatch(/No asset 'nope'/);
