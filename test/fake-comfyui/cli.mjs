@@ -3,6 +3,7 @@
 //   node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 50]
 //                                  [--node-delay-ms 1] [--checkpoints a.ckpt,b.safetensors]
 //                                  [--models diffusion_models=a.safetensors,b.safetensors] (repeatable; empty list: "vae=")
+//                                  [--node-ms VAEDecode=15000] (repeatable: a silent per-class node duration)
 // Prints exactly one line once listening (tests parse it):
 //   fake ComfyUI listening on http://127.0.0.1:PORT
 // Control it over HTTP: POST /__fake/faults, /__fake/restart, /__fake/drop-sockets (see README.md).
@@ -17,12 +18,13 @@ const { values } = parseArgs({
     "node-delay-ms": { type: "string" },
     checkpoints: { type: "string" },
     models: { type: "string", multiple: true },
+    "node-ms": { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log(
-    "usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b] [--models folder=a,b ...]",
+    "usage: node test/fake-comfyui/cli.mjs [--port 8188] [--host 127.0.0.1] [--step-delay-ms 5] [--node-delay-ms 1] [--checkpoints a,b] [--models folder=a,b ...] [--node-ms Class=ms ...]",
   );
   process.exit(0);
 }
@@ -42,6 +44,17 @@ for (const spec of values.models ?? []) {
   }
   models[spec.slice(0, eqAt).trim()] = list(spec.slice(eqAt + 1));
 }
+/** @type {Record<string, number>} */
+const nodeDelayMsByClass = {};
+for (const spec of values["node-ms"] ?? []) {
+  const eqAt = spec.indexOf("=");
+  const ms = Number(spec.slice(eqAt + 1));
+  if (eqAt <= 0 || spec.slice(eqAt + 1).trim() === "" || !Number.isFinite(ms) || ms < 0) {
+    console.error(`--node-ms expects Class=ms (got '${spec}')`);
+    process.exit(2);
+  }
+  nodeDelayMsByClass[spec.slice(0, eqAt).trim()] = ms;
+}
 
 const fake = await startFakeComfy({
   port: Number(values.port),
@@ -50,6 +63,7 @@ const fake = await startFakeComfy({
   ...(values["node-delay-ms"] !== undefined && { nodeDelayMs: Number(values["node-delay-ms"]) }),
   ...(values.checkpoints !== undefined && { checkpoints: list(values.checkpoints) }),
   models,
+  nodeDelayMsByClass,
 });
 console.log(`fake ComfyUI listening on ${fake.url}`);
 

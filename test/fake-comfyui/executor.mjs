@@ -16,6 +16,9 @@ const EXEC_FRAMES = ERR.imageToMask.traceback.slice(0, 4);
 const OOM_TIPS =
   "This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might have accidentally set the batch_size to a large number.";
 
+/** Longest uninterrupted sleep inside a long node delay (interrupt/restart are seen this fast). */
+const SLICE_MS = 50;
+
 export class Interrupted extends Error {}
 /** Thrown inside a running job when the fake restarts: the job vanishes without further events. */
 export class Aborted extends Error {}
@@ -44,8 +47,11 @@ class NodeFailure extends Error {
  * @property {import("./files.mjs").FileStore} files
  * @property {Map<string, {outputs: any[], ui: any}>} cache
  * @property {Record<string, any>} objectInfo
- * @property {{stepDelayMs: number, nodeDelayMs: number}} options
- * @property {{failNodeClass?: string|null}} faults
+ * @property {{stepDelayMs: number, nodeDelayMs: number, nodeDelayMsByClass: Record<string, number>}} options
+ *   the timing; each job takes a copy when it starts (setTiming applies to later jobs)
+ * @property {{failNodeClass?: string|null, previewFrames?: boolean}} faults
+ * @property {(event: "failedNodes"|"previewFrames", n?: number) => void} fired  count a fault that took effect
+ * @property {(promptId: string, nodeId: string, sid: string|null) => void} preview  send a binary preview frame
  * @property {boolean} interruptFlag
  * @property {number} generation
  * @property {string|null} lastNodeId
@@ -71,6 +77,17 @@ export async function executePrompt(hub, item) {
     await new Promise((r) => (ms > 0 ? setTimeout(r, ms) : setImmediate(r)));
     if (hub.generation !== gen) throw new Aborted();
   };
+  /** A silent node delay, in slices of ≤ 100 ms so interrupt and restart() stop it promptly. */
+  const nodeSleep = async (ms) => {
+    const end = performance.now() + ms;
+    do {
+      await sleep(Math.min(SLICE_MS, Math.max(0, end - performance.now())));
+      if (hub.interruptFlag) throw new Interrupted();
+    } while (performance.now() < end);
+  };
+  // Timing is fixed when the job starts: setTiming() applies to jobs that start later.
+  const options = { ...hub.options, nodeDelayMsByClass: { ...hub.options.nodeDelayMsByClass } };
+  const byClass = options.nodeDelayMsByClass;
 
   hub.interruptFlag = false; // ComfyUI resets the flag when a prompt starts
   addMessage("execution_start", { prompt_id: promptId }, false);
@@ -126,8 +143,12 @@ export async function executePrompt(hub, item) {
     const inputs = resolveInputs(node, (from) => values.get(from) ?? hub.cache.get(sigs[from])?.outputs);
     try {
       if (hub.interruptFlag) throw new Interrupted(); // checked before every node (§6)
-      await sleep(hub.options.nodeDelayMs);
+      // A class with its own delay is silent for that long (model load, VAE decode, video encode);
+      // samplers add their per-step progress (stepDelayMs each) after it.
+      if (Object.hasOwn(byClass, classType)) await nodeSleep(byClass[classType]);
+      else await sleep(options.nodeDelayMs);
       if (hub.faults.failNodeClass && hub.faults.failNodeClass === classType) {
+        hub.fired("failedNodes");
         throw new NodeFailure({
           type: "torch.OutOfMemoryError",
           message: "CUDA out of memory. Tried to allocate 2.00 GiB",
@@ -142,7 +163,7 @@ export async function executePrompt(hub, item) {
         prompt,
         extraData: item.extra_data,
         files: hub.files,
-        options: hub.options,
+        options,
         sleep,
         checkInterrupt: () => {
           if (hub.interruptFlag) throw new Interrupted();
@@ -150,6 +171,7 @@ export async function executePrompt(hub, item) {
         progress: (value, max) => {
           progress.update(id, value, max);
           hub.send("progress", { value, max, prompt_id: promptId, node: id }, clientId);
+          if (hub.faults.previewFrames) hub.preview(promptId, id, clientId);
         },
         fail: (info) => {
           throw new NodeFailure(info);

@@ -11,6 +11,7 @@ import { pyDumps, PyFloat, pyStr } from "./pyjson.mjs";
 import { validatePrompt } from "./validate.mjs";
 import { executePrompt, Aborted } from "./executor.mjs";
 import { FileStore, mimeFor, normpath, subfolderInside } from "./files.mjs";
+import { encodePng } from "./png.mjs";
 
 // A plain `import { WebSocketServer } from "ws"` breaks under vitest 4/5; require it instead.
 const { WebSocketServer } = createRequire(import.meta.url)("ws");
@@ -29,7 +30,8 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
 
 /**
  * @typedef {object} Faults
- * @property {number|null} dropSocketsAfterEvents  one-shot: terminate every WebSocket after n more per-prompt events
+ * @property {number|null} dropSocketsAfterEvents  one-shot: terminate every WebSocket after n more per-prompt events;
+ *                                                  0 and null both mean off (setting either clears an armed drop)
  * @property {boolean} refuseWebSocket              answer the WS upgrade with 403
  * @property {number} slowMs                        delay every (non-/__fake) HTTP answer and WS upgrade
  * @property {boolean} http500                      every non-/__fake route answers 500 text/plain
@@ -38,6 +40,11 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
  * @property {string|null} failNodeClass            that class fails with a CUDA OOM execution_error
  * @property {boolean} dropPromptPosts              POST /prompt: the connection is cut before any answer
  *                                                  (a tunnel dying mid-submission); every other route works
+ * @property {boolean} answerAfterFinish            POST /prompt queues and runs the job but answers only once it
+ *                                                  has finished (history written, `executing {node: null}` sent)
+ * @property {number} historyLagMs                   /history hides an entry for n ms after the job's done event
+ * @property {number} idleSocketCloseMs              close (1001) a WebSocket with no frame either way for n ms
+ * @property {boolean} previewFrames                 a binary PNG preview frame after each sampler `progress`
  */
 const DEFAULT_FAULTS = () =>
   /** @type {Faults} */ ({
@@ -49,7 +56,47 @@ const DEFAULT_FAULTS = () =>
     accessHtml200: false,
     failNodeClass: null,
     dropPromptPosts: false,
+    answerAfterFinish: false,
+    historyLagMs: 0,
+    idleSocketCloseMs: 0,
+    previewFrames: false,
   });
+
+/**
+ * @typedef {object} FaultsFired  how many times each fault actually took effect
+ * @property {number} dropSockets         sockets terminated by dropSocketsAfterEvents, /__fake/drop-sockets or dropSockets()
+ * @property {number} refusedUpgrades     WS upgrades answered 403 by refuseWebSocket
+ * @property {number} http500             answers (HTTP or WS upgrade) replaced by the 500
+ * @property {number} slow                answers (HTTP or WS upgrade) delayed by slowMs
+ * @property {number} accessRedirect      answers replaced by the Access 302
+ * @property {number} accessHtml200       answers replaced by the Access login page
+ * @property {number} droppedPromptPosts  POST /prompt connections cut
+ * @property {number} failedNodes         nodes failed by failNodeClass
+ * @property {number} idleCloses          sockets closed by idleSocketCloseMs
+ * @property {number} lateAnswers         POST /prompt answers withheld by answerAfterFinish
+ * @property {number} laggedHistoryReads  /history reads that hid at least one entry because of historyLagMs
+ * @property {number} previewFrames       binary preview frames sent
+ */
+const ZERO_FIRED = () =>
+  /** @type {FaultsFired} */ ({
+    dropSockets: 0,
+    refusedUpgrades: 0,
+    http500: 0,
+    slow: 0,
+    accessRedirect: 0,
+    accessHtml200: 0,
+    droppedPromptPosts: 0,
+    failedNodes: 0,
+    idleCloses: 0,
+    lateAnswers: 0,
+    laggedHistoryReads: 0,
+    previewFrames: 0,
+  });
+
+/** @typedef {{nodeDelayMs: number, stepDelayMs: number, nodeDelayMsByClass: Record<string, number>}} Timing */
+
+/** The 1×1 PNG sent in preview frames. */
+const PREVIEW_PNG = encodePng(1, 1, { type: "solid", rgb: [128, 128, 128] });
 
 /**
  * @typedef {object} PromptRecord
@@ -74,6 +121,11 @@ const DEFAULT_FAULTS = () =>
  * @property {Map<string, number>} finishTimes  prompt_id → performance.timeOrigin + performance.now() when the job finished
  * @property {Map<string, PromptRecord>} prompts every accepted prompt
  * @property {() => number} dropSockets        terminate every WebSocket now; returns how many
+ * @property {(partial: Partial<Timing>) => Timing} setTiming  change node/step durations for jobs that start later
+ * @property {Map<string, {opened: number, closed: number}>} connections  WebSocket connections per clientId (or
+ *                                             generated sid); each change stores a new object, so a copied Map is a snapshot
+ * @property {FaultsFired} faultsFired         live counters
+ * @property {() => void} resetCounters        zero `connections` and `faultsFired`
  * @property {FileStore} files
  * @property {Readonly<Record<string, string[]>>} models  model files per folder, sorted (what /models/{folder} serves)
  */
@@ -115,7 +167,9 @@ const MODEL_COMBOS = [
 /**
  * Start a fake ComfyUI.
  * @param {{port?: number, host?: string, checkpoints?: string[], models?: Partial<Record<string, string[]>>,
- *          stepDelayMs?: number, nodeDelayMs?: number}} [options]
+ *          stepDelayMs?: number, nodeDelayMs?: number, nodeDelayMsByClass?: Record<string, number>}} [options]
+ *   `nodeDelayMsByClass`: an executed node of that class_type takes that many ms instead of `nodeDelayMs`, silently
+ *   (no WS frame); samplers add their per-step progress (stepDelayMs each) after it.
  *   `models`: files per model folder (`checkpoints`, `diffusion_models`, `text_encoders`, `vae`, `loras`, or any
  *   other folder of GET /models); a folder not given keeps its DEFAULT_MODELS entry (others are empty).
  *   `checkpoints` is the older spelling of `models.checkpoints` (`models.checkpoints` wins when both are set).
@@ -131,6 +185,22 @@ export async function startFakeComfy(options = {}) {
   }
 
   const faults = DEFAULT_FAULTS();
+  /** @type {FaultsFired} */
+  const faultsFired = ZERO_FIRED();
+  /** @param {keyof FaultsFired} k */
+  const fired = (k, n = 1) => {
+    faultsFired[k] += n;
+  };
+  /** @type {Map<string, {opened: number, closed: number}>} */
+  const connections = new Map();
+  /** Per open socket: its sid, when a frame last went either way, negotiated preview metadata. */
+  /** @type {Map<import("ws").WebSocket, {sid: string, lastFrame: number, previewMetadata: boolean}>} */
+  const socketInfo = new Map();
+  let idleSince = 0; // when idleSocketCloseMs was last set: no socket is idle for longer than that
+  let idleTimer = /** @type {NodeJS.Timeout|null} */ (null);
+  /** POST /prompt answers withheld by answerAfterFinish: prompt_id → callbacks (true: answer, false: cut). */
+  /** @type {Map<string, ((answer: boolean) => void)[]>} */
+  const lateAnswers = new Map();
   let dropCountdown = /** @type {number|null} */ (null);
   let dropping = false;
   const files = new FileStore();
@@ -160,13 +230,16 @@ export async function startFakeComfy(options = {}) {
     files,
     cache: new Map(),
     objectInfo: patchedObjectInfo(),
-    options: { stepDelayMs, nodeDelayMs },
+    options: { stepDelayMs, nodeDelayMs, nodeDelayMsByClass: {} },
     faults,
+    fired,
+    preview,
     interruptFlag: false,
     generation: 0,
     lastNodeId: null,
   };
   let objectInfoBody = /** @type {string|null} */ (null);
+  if (options.nodeDelayMsByClass) setTiming({ nodeDelayMsByClass: options.nodeDelayMsByClass });
 
   /** /object_info with the configured model files and the uploaded input images as combos. */
   function patchedObjectInfo() {
@@ -268,7 +341,7 @@ export async function startFakeComfy(options = {}) {
     }
     let pending = open.length;
     for (const ws of open) {
-      ws.send(text, () => {
+      wsSend(ws, text, () => {
         // Drop only once the n-th event is on the wire, so the client really sees exactly n.
         if (last && --pending === 0) {
           dropSockets();
@@ -278,7 +351,56 @@ export async function startFakeComfy(options = {}) {
     }
   }
 
+  /** ws.send that also restarts the socket's idle clock. */
+  function wsSend(ws, data, cb) {
+    const info = socketInfo.get(ws);
+    if (info) info.lastFrame = performance.now();
+    ws.send(data, cb);
+  }
+
+  /**
+   * A binary preview frame (§8.5) after a sampler `progress`, to the prompt's client (broadcast
+   * without one): type 1 PREVIEW_IMAGE + format 2 (PNG) + bytes, or type 4 PREVIEW_IMAGE_WITH_METADATA
+   * to a socket whose first message negotiated `supports_preview_metadata: true`.
+   */
+  function preview(promptId, nodeId, sid) {
+    if (dropping) return;
+    const targets = sid === null ? [...sockets.values()] : sockets.has(sid) ? [sockets.get(sid)] : [];
+    for (const ws of targets) {
+      if (ws?.readyState !== 1) continue;
+      let head;
+      if (socketInfo.get(ws)?.previewMetadata) {
+        const meta = Buffer.from(
+          pyDumps({
+            node_id: nodeId,
+            prompt_id: promptId,
+            display_node_id: nodeId,
+            parent_node_id: null,
+            real_node_id: nodeId,
+            image_type: "image/png",
+          }),
+        );
+        head = Buffer.alloc(8);
+        head.writeUInt32BE(4, 0);
+        head.writeUInt32BE(meta.length, 4);
+        head = Buffer.concat([head, meta]);
+      } else {
+        head = Buffer.alloc(8);
+        head.writeUInt32BE(1, 0); // PREVIEW_IMAGE
+        head.writeUInt32BE(2, 4); // PNG
+      }
+      wsSend(ws, Buffer.concat([head, PREVIEW_PNG]));
+      fired("previewFrames");
+    }
+  }
+
+  /** The dropSockets fault (dropSocketsAfterEvents, /__fake/drop-sockets, fake.dropSockets()). */
   function dropSockets() {
+    const n = terminateAll();
+    fired("dropSockets", n);
+    return n;
+  }
+  function terminateAll() {
     let n = 0;
     for (const ws of allSockets) {
       ws.terminate();
@@ -287,6 +409,48 @@ export async function startFakeComfy(options = {}) {
     allSockets.clear();
     sockets.clear();
     return n;
+  }
+
+  // ---- idle sockets (idleSocketCloseMs) -----------------------------------------------------
+  function armIdleTimer() {
+    if (idleTimer) clearInterval(idleTimer);
+    idleTimer = null;
+    const limit = faults.idleSocketCloseMs;
+    if (!(limit > 0)) return;
+    idleSince = performance.now();
+    idleTimer = setInterval(closeIdleSockets, Math.max(10, Math.min(250, limit / 10)));
+    idleTimer.unref();
+  }
+  function closeIdleSockets() {
+    const limit = faults.idleSocketCloseMs;
+    if (!(limit > 0)) return;
+    const now = performance.now();
+    for (const [ws, info] of socketInfo) {
+      if (ws.readyState !== 1 || now - Math.max(info.lastFrame, idleSince) < limit) continue;
+      fired("idleCloses");
+      ws.close(1001, "idle"); // Cloudflare closes idle WebSockets (~100 s)
+      setTimeout(() => ws.terminate(), 1000).unref(); // no close handshake from the peer: cut
+    }
+  }
+
+  // ---- answerAfterFinish --------------------------------------------------------------------
+  /** Release the withheld POST /prompt answers of this prompt (true) or cut their connections (false). */
+  function settleLate(promptId, answer) {
+    const waiting = lateAnswers.get(promptId);
+    if (!waiting) return;
+    lateAnswers.delete(promptId);
+    for (const w of waiting) w(answer);
+  }
+  function cutAllLate() {
+    for (const id of [...lateAnswers.keys()]) settleLate(id, false);
+  }
+
+  // ---- historyLagMs -------------------------------------------------------------------------
+  /** Whether history must still pretend this finished prompt does not exist. */
+  function lagging(id) {
+    const lag = faults.historyLagMs;
+    const at = finishTimes.get(id);
+    return lag > 0 && at !== undefined && performance.timeOrigin + performance.now() - at < lag;
   }
 
   // ---- worker -------------------------------------------------------------------------------
@@ -341,6 +505,7 @@ export async function startFakeComfy(options = {}) {
       }
       if (runningClientId !== null) send("executing", { node: null, prompt_id: item.prompt_id }, runningClientId);
       runningClientId = null;
+      settleLate(item.prompt_id, true);
     }
   }
 
@@ -358,16 +523,25 @@ export async function startFakeComfy(options = {}) {
   async function handle(req, res) {
     const url = new URL(req.url ?? "/", "http://x");
     if (url.pathname.startsWith("/__fake/")) return control(req, res, url);
-    if (faults.slowMs > 0) await sleep(faults.slowMs);
+    if (faults.slowMs > 0) {
+      fired("slow");
+      await sleep(faults.slowMs);
+    }
     if (accessFault(res, req)) return;
-    if (faults.http500) return sendText(res, 500, ERROR_500);
+    if (faults.http500) {
+      fired("http500");
+      return sendText(res, 500, ERROR_500);
+    }
     // Every route is served at its bare path and under /api [GET_api_system_stats.json].
     const path = url.pathname.startsWith("/api/") ? url.pathname.slice(4) : url.pathname;
     const method = req.method === "HEAD" ? "GET" : req.method;
     const q = url.searchParams;
     let m;
 
-    if (path === "/prompt" && method === "POST" && faults.dropPromptPosts) return void req.socket.destroy();
+    if (path === "/prompt" && method === "POST" && faults.dropPromptPosts) {
+      fired("droppedPromptPosts");
+      return void req.socket.destroy();
+    }
     if (path === "/prompt" && method === "POST") return postPrompt(res, await readBody(req));
     if (path === "/prompt" && method === "GET")
       return sendJson(res, 200, { exec_info: { queue_remaining: queueRemaining() } }); // [GET_prompt.json]
@@ -416,6 +590,10 @@ export async function startFakeComfy(options = {}) {
     if (path === "/history" && method === "GET") return sendJson(res, 200, historySlice(q));
     if ((m = /^\/history\/(.+)$/.exec(path)) && method === "GET") {
       const id = decodeURIComponent(m[1]);
+      if (history.has(id) && lagging(id)) {
+        fired("laggedHistoryReads");
+        return sendJson(res, 200, {});
+      }
       return sendJson(res, 200, history.has(id) ? { [id]: history.get(id) } : {}); // {} until finished [GET_history_prompt_id__pending.json]
     }
     if (path === "/history" && method === "POST") {
@@ -514,12 +692,25 @@ export async function startFakeComfy(options = {}) {
       submittedAt: Date.now(),
     });
     put(item);
-    return sendJson(res, 200, { prompt_id: promptId, number: numberOut, node_errors: v.nodeErrors }); // [POST_prompt.json]
+    const answer = () => sendJson(res, 200, { prompt_id: promptId, number: numberOut, node_errors: v.nodeErrors }); // [POST_prompt.json]
+    if (!faults.answerAfterFinish) return answer();
+    // answerAfterFinish: the job runs now, the answer waits until it has finished (a busy tunnel).
+    fired("lateAnswers");
+    return new Promise((resolve) => {
+      const waiting = lateAnswers.get(promptId) ?? [];
+      waiting.push((ok) => {
+        if (ok) answer();
+        else res.destroy();
+        resolve(undefined);
+      });
+      lateAnswers.set(promptId, waiting);
+    });
   }
 
   function markDeleted(id) {
     const r = prompts.get(id);
     if (r) r.status = "deleted";
+    settleLate(id, true); // a withheld answer is released when its job will never run
   }
 
   /** GET /history?max_items=N&offset=K (non-integers → 500). */
@@ -530,11 +721,14 @@ export async function startFakeComfy(options = {}) {
     };
     const maxItems = q.has("max_items") ? toInt(q.get("max_items")) : null;
     let offset = q.has("offset") ? toInt(q.get("offset")) : -1;
-    if (offset < 0 && maxItems !== null) offset = history.size - maxItems;
+    // historyLagMs: entries still lagging do not exist yet, for slicing too.
+    const visible = [...history].filter(([k]) => !lagging(k));
+    if (visible.length < history.size) fired("laggedHistoryReads");
+    if (offset < 0 && maxItems !== null) offset = visible.length - maxItems;
     const out = {};
     let i = 0,
       n = 0;
-    for (const [k, v] of history) {
+    for (const [k, v] of visible) {
       if (i >= offset) {
         out[k] = v;
         n++;
@@ -669,12 +863,14 @@ export async function startFakeComfy(options = {}) {
   // ---- fault helpers and control routes -----------------------------------------------------
   function accessFault(res, req) {
     if (faults.accessRedirect) {
+      fired("accessRedirect");
       const { status, headers, body } = accessRedirectResponse(req);
       res.writeHead(status, headers);
       res.end(body);
       return true;
     }
     if (faults.accessHtml200) {
+      fired("accessHtml200");
       res.writeHead(200, {
         "Content-Type": "text/html; charset=UTF-8",
         "Content-Length": String(Buffer.byteLength(ACCESS_LOGIN_HTML)),
@@ -701,6 +897,22 @@ export async function startFakeComfy(options = {}) {
       return sendJson(res, 200, { ok: true });
     }
     if (p === "/__fake/drop-sockets" && req.method === "POST") return sendJson(res, 200, { dropped: dropSockets() });
+    if (p === "/__fake/timing" && req.method === "POST") {
+      const body = JSON.parse((await readBody(req)).toString("utf8") || "{}");
+      try {
+        return sendJson(res, 200, setTiming(body));
+      } catch (err) {
+        if (!(err instanceof TimingError)) throw err;
+        return sendJson(res, 400, { error: err.message });
+      }
+    }
+    if (p === "/__fake/timing" && req.method === "GET") return sendJson(res, 200, timing());
+    if (p === "/__fake/connections" && req.method === "GET") return sendJson(res, 200, connectionsView());
+    if (p === "/__fake/faults-fired" && req.method === "GET") return sendJson(res, 200, faultsFired);
+    if (p === "/__fake/reset-counters" && req.method === "POST") {
+      resetCounters();
+      return sendJson(res, 200, { ok: true });
+    }
     if (p === "/__fake/finish-times" && req.method === "GET")
       return sendJson(res, 200, Object.fromEntries(finishTimes));
     if (p === "/__fake/state" && req.method === "GET") {
@@ -712,6 +924,9 @@ export async function startFakeComfy(options = {}) {
         sockets: [...sockets.keys()],
         ws_upgrade_attempts: wsUpgradeAttempts,
         faults,
+        faults_fired: faultsFired,
+        connections: connectionsView(),
+        timing: timing(),
         files: files.list(),
         prompts: Object.fromEntries(
           [...prompts].map(([k, r]) => [k, { status: r.status, number: r.number, client_id: r.client_id }]),
@@ -727,8 +942,56 @@ export async function startFakeComfy(options = {}) {
       if (!(k in faults)) throw new Error(`unknown fault ${k}`);
       /** @type {any} */ (faults)[k] = v;
     }
-    if ("dropSocketsAfterEvents" in (partial ?? {})) dropCountdown = partial.dropSocketsAfterEvents ?? null;
+    if ("dropSocketsAfterEvents" in (partial ?? {})) {
+      // 0 and null both mean "off" (0 used to arm a drop at the very next event).
+      const n = partial.dropSocketsAfterEvents;
+      if (n === 0 || n === null || n === undefined) faults.dropSocketsAfterEvents = null;
+      dropCountdown = faults.dropSocketsAfterEvents;
+    }
+    if ("idleSocketCloseMs" in (partial ?? {})) armIdleTimer();
     return faults;
+  }
+
+  /** @returns {Timing} a copy of the current timing */
+  function timing() {
+    const o = hub.options;
+    return { nodeDelayMs: o.nodeDelayMs, stepDelayMs: o.stepDelayMs, nodeDelayMsByClass: { ...o.nodeDelayMsByClass } };
+  }
+  /**
+   * Change durations for jobs that start from now on. `nodeDelayMsByClass` replaces the whole map
+   * (`{}` clears it). Throws TimingError on an unknown field or a value that is not a number ≥ 0.
+   * @param {Partial<Timing>} partial
+   */
+  function setTiming(partial) {
+    const t = partial ?? {};
+    const ms = (name, v) => {
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TimingError(`${name} must be a number ≥ 0`);
+      return v;
+    };
+    /** @type {Partial<Timing>} */
+    const next = {};
+    for (const [k, v] of Object.entries(t)) {
+      if (k === "nodeDelayMs" || k === "stepDelayMs") next[k] = ms(k, v);
+      else if (k === "nodeDelayMsByClass") {
+        if (v === null || typeof v !== "object" || Array.isArray(v)) throw new TimingError(`${k} must be an object`);
+        next[k] = Object.fromEntries(Object.entries(v).map(([cls, d]) => [cls, ms(`${k}.${cls}`, d)]));
+      } else throw new TimingError(`unknown timing field ${k}`);
+    }
+    Object.assign(hub.options, next);
+    return timing();
+  }
+
+  /** Socket counters as served: `{clientId: {opened, closed, open}}`. */
+  function connectionsView() {
+    return Object.fromEntries(
+      [...connections].map(([id, c]) => [id, { opened: c.opened, closed: c.closed, open: c.opened - c.closed }]),
+    );
+  }
+  let counterEpoch = 0; // sockets opened before resetCounters() do not count their close
+  function resetCounters() {
+    connections.clear();
+    Object.assign(faultsFired, ZERO_FIRED());
+    counterEpoch++;
   }
 
   function restart() {
@@ -743,7 +1006,8 @@ export async function startFakeComfy(options = {}) {
     hub.lastNodeId = null;
     files.clearType("temp");
     for (const r of prompts.values()) if (r.status === "pending" || r.status === "running") r.status = "lost";
-    dropSockets();
+    cutAllLate(); // a restarting ComfyUI cuts the connections still waiting for an answer
+    terminateAll(); // not the dropSockets fault: not counted in faultsFired
     dropping = false;
     if (wake) {
       const w = wake;
@@ -773,35 +1037,45 @@ export async function startFakeComfy(options = {}) {
       socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
     };
     socket.on("error", () => {});
-    if (faults.slowMs > 0) await sleep(faults.slowMs);
+    if (faults.slowMs > 0) {
+      fired("slow");
+      await sleep(faults.slowMs);
+    }
     if (closed) return socket.destroy();
     if (faults.accessRedirect) {
+      fired("accessRedirect");
       const r = accessRedirectResponse(req);
       return rawAnswer(r.status, "Found", r.headers, r.body);
     }
-    if (faults.accessHtml200)
+    if (faults.accessHtml200) {
+      fired("accessHtml200");
       return rawAnswer(
         200,
         "OK",
         { "Content-Type": "text/html; charset=UTF-8", Server: "cloudflare" },
         ACCESS_LOGIN_HTML,
       );
-    if (faults.http500)
+    }
+    if (faults.http500) {
+      fired("http500");
       return rawAnswer(
         500,
         "Internal Server Error",
         { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER },
         ERROR_500,
       );
+    }
     if (url.pathname !== "/ws" && url.pathname !== "/api/ws")
       return rawAnswer(404, "Not Found", { "Content-Type": "text/plain; charset=utf-8" }, "404: Not Found");
-    if (faults.refuseWebSocket)
+    if (faults.refuseWebSocket) {
+      fired("refusedUpgrades");
       return rawAnswer(
         403,
         "Forbidden",
         { "Content-Type": "text/plain; charset=utf-8", Server: SERVER_HEADER },
         "403: Forbidden",
       );
+    }
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, url.searchParams.get("clientId") ?? ""));
   });
 
@@ -811,11 +1085,22 @@ export async function startFakeComfy(options = {}) {
     sockets.delete(sid); // reusing a clientId replaces the old registration (the old socket stays open)
     sockets.set(sid, ws);
     allSockets.add(ws);
-    ws.send(pyDumps({ type: "status", data: { ...statusData(), sid } }));
+    const info = { sid, lastFrame: performance.now(), previewMetadata: false };
+    socketInfo.set(ws, info);
+    const c = connections.get(sid) ?? { opened: 0, closed: 0 };
+    connections.set(sid, { opened: c.opened + 1, closed: c.closed }); // a new object: copies stay snapshots
+    const epoch = counterEpoch;
+    wsSend(ws, pyDumps({ type: "status", data: { ...statusData(), sid } }));
     if (runningClientId === sid && hub.lastNodeId !== null)
-      ws.send(pyDumps({ type: "executing", data: { node: hub.lastNodeId } }));
+      wsSend(ws, pyDumps({ type: "executing", data: { node: hub.lastNodeId } }));
     let first = true;
+    const heard = () => {
+      info.lastFrame = performance.now(); // any client frame restarts the idle clock
+    };
+    ws.on("ping", heard);
+    ws.on("pong", heard);
     ws.on("message", (data, isBinary) => {
+      heard();
       if (isBinary) return;
       let msg;
       try {
@@ -823,11 +1108,19 @@ export async function startFakeComfy(options = {}) {
       } catch {
         return;
       } // invalid JSON: logged and ignored
-      if (first && msg && msg.type === "feature_flags") ws.send(pyDumps({ type: "feature_flags", data: FEATURES })); // [WS_ws__connect_feature_flags.json]
+      if (first && msg && msg.type === "feature_flags") {
+        info.previewMetadata = msg.data?.supports_preview_metadata === true; // previews as type 4 (§8.5)
+        wsSend(ws, pyDumps({ type: "feature_flags", data: FEATURES })); // [WS_ws__connect_feature_flags.json]
+      }
       first = false; // later messages (e.g. {"type":"ping"}) are ignored
     });
     ws.on("error", () => {});
     ws.on("close", () => {
+      socketInfo.delete(ws);
+      if (epoch === counterEpoch) {
+        const now = connections.get(sid) ?? { opened: 0, closed: 0 };
+        connections.set(sid, { opened: now.opened, closed: now.closed + 1 });
+      }
       allSockets.delete(ws);
       // ComfyUI pops the sid on close even if a newer socket took it over (§8.1 caveat); emulated.
       sockets.delete(sid);
@@ -856,6 +1149,10 @@ export async function startFakeComfy(options = {}) {
     files,
     models,
     setFaults,
+    setTiming,
+    connections,
+    faultsFired,
+    resetCounters,
     restart,
     dropSockets,
     async close() {
@@ -867,7 +1164,9 @@ export async function startFakeComfy(options = {}) {
         wake = null;
         w();
       }
-      dropSockets();
+      if (idleTimer) clearInterval(idleTimer);
+      cutAllLate();
+      terminateAll();
       wss.close();
       await new Promise((r) => {
         server.close(() => r(undefined));
@@ -879,6 +1178,9 @@ export async function startFakeComfy(options = {}) {
 }
 
 // ---- small helpers ------------------------------------------------------------------------------
+
+/** A bad setTiming() argument (POST /__fake/timing answers 400). */
+export class TimingError extends Error {}
 
 /** A request that real ComfyUI would answer with aiohttp's plain-text 500. */
 class BadJson extends Error {
