@@ -2,12 +2,16 @@
 // own inputSchemas, plus a few hundred malformed JSON-RPC envelopes, sent over raw HTTP to a real
 // `wrangler dev` gateway in front of the fake ComfyUI. Every tool call must end as a tool error
 // (`isError: true`), a JSON-RPC validation error, or (when the input happens to be valid) a normal
-// result — never an HTTP 5xx, a JSON-RPC internal error (-32603), a crash or a hang. Deterministic:
-// cases come from a seeded PRNG (see fuzz-cases.mjs).
+// result — never an HTTP 5xx, a JSON-RPC internal error (-32603), a crash or a hang. A tool error
+// must be an expected one: runTool (src/tools/run.ts) turns any exception it did not expect into an
+// `isError` with a catch-all text and logs "tool failed unexpectedly", so both the catch-all text in
+// a result and that line in the gateway's log fail the test. Deterministic: cases come from a
+// seeded PRNG (see fuzz-cases.mjs).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeComfy } from "../fake-comfyui/server.mjs";
 import { envelopeCases, toolCases } from "./fuzz-cases.mjs";
 import { startGateway } from "./gateway.mjs";
+import { CATCH_ALL, CRASH_LOG, crashLines } from "./reliability-scenarios.mjs";
 
 const CONCURRENCY = 8;
 const CALL_TIMEOUT_MS = 15_000;
@@ -59,7 +63,7 @@ function parseMessage(text) {
   return flat.filter((m) => m && typeof m === "object" && ("result" in m || "error" in m)).at(-1);
 }
 
-/** isError | validation | ok | internal | 5xx | hang | other. */
+/** isError | unexpected (runTool's catch-all) | validation | ok | internal | 5xx | hang | other. */
 function classify(reply) {
   if (reply.error) return reply.error.startsWith("hang") ? "hang" : "crash";
   if (reply.status >= 500) return "5xx";
@@ -68,7 +72,11 @@ function classify(reply) {
     if (message.error.code === -32603) return "internal";
     return VALIDATION_CODES.has(message.error.code) ? "validation" : "other";
   }
-  if (message?.result) return message.result.isError === true ? "isError" : "ok";
+  if (message?.result?.isError === true) {
+    const text = (message.result.content ?? []).map((c) => c?.text ?? "").join("\n");
+    return CATCH_ALL.test(text) ? "unexpected" : "isError";
+  }
+  if (message?.result) return "ok";
   return "other";
 }
 
@@ -174,7 +182,9 @@ describe("fuzzing", () => {
     );
 
     const badTool = toolResults.filter((r) => !["isError", "validation", "ok"].includes(r.outcome));
-    const badEnvelope = envelopeResults.filter((r) => ["5xx", "internal", "hang", "crash"].includes(r.outcome));
+    const badEnvelope = envelopeResults.filter((r) =>
+      ["5xx", "internal", "hang", "crash", "unexpected"].includes(r.outcome),
+    );
     const describeBad = (r) =>
       `${r.outcome} ${r.tool ?? ""} [${r.label}] status=${r.reply.status} ${r.reply.error ?? brief(r.reply.message ?? r.reply.text, 200)} ` +
       `input=${brief(r.args !== undefined ? { name: r.tool, arguments: r.args } : r.body)}`;
@@ -182,6 +192,9 @@ describe("fuzzing", () => {
       console.log([...badTool, ...badEnvelope].slice(0, 30).map(describeBad).join("\n"));
     expect(badTool.map(describeBad)).toEqual([]);
     expect(badEnvelope.map(describeBad)).toEqual([]);
+    // A crash the catch-all covered for also shows in the log (an `isError` some case could mislabel).
+    const crashes = crashLines(gateway);
+    expect(crashes.slice(0, 10), `${crashes.length} "${CRASH_LOG}" lines in the gateway log`).toEqual([]);
 
     // Still healthy, and a normal generation still completes.
     expect((await fetch(`${gateway.url}/healthz`, { signal: AbortSignal.timeout(5_000) })).status).toBe(200);

@@ -3,9 +3,12 @@
 // restart, a client that disconnects mid-wait, concurrent load by several users, and (issue #8)
 // one backend of a pool killed in the middle of a burst.
 // Shared by test/e2e/reliability.test.mjs (small N, inside `npm test`) and scripts/reliability.mjs
-// (bigger N, prints the table). Every scenario returns
-// { scenario, runs, passed, lost_items, max_recovery_ms, notes } and never throws for a failed
-// check: failures are counted and described in `notes`.
+// (bigger N, prints the table; it also runs the soak of test/e2e/soak.mjs). Every scenario returns
+// { scenario, timings, runs, passed, lost_items, faults_fired, crashes, max_recovery_ms, notes } and
+// never throws for a failed check: failures are counted and described in `notes`.
+// A run passes only when the fault it injects really fired (a scenario whose fault never happened
+// proves nothing), every completed job's asset has bytes and the requested size, and the gateway
+// neither answered with runTool's catch-all error nor logged "tool failed unexpectedly".
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,25 +17,92 @@ import { connectV2 } from "./clients.mjs";
 import { startGateway } from "./gateway.mjs";
 
 export const TERMINAL = ["completed", "failed", "cancelled", "lost"];
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const now = () => performance.timeOrigin + performance.now();
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const now = () => performance.timeOrigin + performance.now();
 export const text = (result) => result?.content?.find((c) => c.type === "text")?.text ?? "";
 const SMALL = { width: 64, height: 64 };
+
+/** runTool's answer to an exception it did not expect (src/tools/run.ts): a crash, not a clear error. */
+export const CATCH_ALL = /gateway hit an unexpected error while running this tool/i;
+/** What runTool logs with console.error for such a crash (it reaches wrangler's output at --log-level warn). */
+export const CRASH_LOG = "tool failed unexpectedly";
+/** The gateway log lines of crashes the catch-all covered for. */
+export const crashLines = (gateway) =>
+  (gateway?.logs() ?? "").split(/\r?\n/).filter((line) => line.includes(CRASH_LOG));
+/** A tool error that is a crash rather than a clear message, or null. */
+export function unclearError(result) {
+  const said = text(result);
+  if (!result?.isError) return null;
+  if (CATCH_ALL.test(said) || /internal error/i.test(said) || said.length < 20) return said || "(no text)";
+  return null;
+}
+
+/** The timings the gateway runs with in these scenarios (test/e2e/gateway.mjs sets reconcile 1 s). */
+export const FAST_TIMINGS = "reconcile 1 s";
+/** The gateway's production defaults (src/config.ts). */
+export const DEFAULT_TIMINGS = "defaults: reconcile 5 s, health 10 s, grace 30 s";
+export const DEFAULT_VARS = { COMFY_MCP_RECONCILE_SECONDS: "5" };
 
 /** A token per user, long enough for MCP_TOKENS (≥ 16 characters). */
 export const tokenFor = (user) => `tok_${user}_0123456789abcdef`;
 
 /**
- * One fake ComfyUI + one gateway on a state directory of its own, with static tokens for `users`.
- * `harness.fake` and `harness.gateway` are replaced by the scenarios that restart them.
+ * The fake's fault counters: `fake.faultsFired` (dropSockets, http500, slow, accessRedirect, …) when
+ * the fake counts them; always `ws_upgrade_attempts` and `sockets` from its /__fake/state.
  */
-export async function startHarness({ stepDelayMs = 30, nodeDelayMs = 1, users = ["u1"], waitSeconds = 30 } = {}) {
+export async function faultCounters(fake) {
+  const state = await fetch(`${fake.url}/__fake/state`, { signal: AbortSignal.timeout(5_000) })
+    .then((response) => response.json())
+    .catch(() => ({}));
+  const fired = fake.faultsFired ?? state.faults_fired;
+  return {
+    fired: fired ? { ...fired } : null,
+    ws_upgrade_attempts: state.ws_upgrade_attempts ?? 0,
+    sockets: state.sockets?.length ?? 0,
+  };
+}
+
+/** How many times `key` fired between two faultCounters() readings; undefined if the fake does not count it. */
+export function firedBetween(before, after, key) {
+  if (!before?.fired || !after?.fired || !(key in after.fired)) return undefined;
+  return after.fired[key] - (before.fired[key] ?? 0);
+}
+
+/** Sum of every backend's list_backends last_hour (reconnects, socket drops, completions by path). */
+export async function lastHour(client) {
+  const result = await client.call("list_backends");
+  const sum = { reconnects: 0, socket_drops: 0, completions: {} };
+  for (const backend of result.structuredContent?.backends ?? []) {
+    const h = backend.last_hour;
+    if (!h) continue;
+    sum.reconnects += h.reconnects;
+    sum.socket_drops += h.socket_drops;
+    for (const [path, n] of Object.entries(h.completions ?? {}))
+      sum.completions[path] = (sum.completions[path] ?? 0) + n;
+  }
+  return sum;
+}
+
+/**
+ * One fake ComfyUI + one gateway on a state directory of its own, with static tokens for `users`.
+ * `harness.fake` and `harness.gateway` are replaced by the scenarios that restart them; the crash
+ * lines of every gateway it ran are kept (`harness.crashes()`). `vars` override the gateway's.
+ */
+export async function startHarness({
+  stepDelayMs = 30,
+  nodeDelayMs = 1,
+  users = ["u1"],
+  waitSeconds = 30,
+  vars: extraVars = {},
+  fakeOptions = {},
+} = {}) {
   const stateDir = mkdtempSync(join(tmpdir(), "comfyui-mcp-edge-reliability-"));
-  const fake = await startFakeComfy({ port: 0, stepDelayMs, nodeDelayMs });
+  const fake = await startFakeComfy({ port: 0, stepDelayMs, nodeDelayMs, ...fakeOptions });
   const vars = {
     COMFY_MCP_WAIT_SECONDS: String(waitSeconds),
     MCP_TOKENS: users.map((u) => `${u}:${tokenFor(u)}`).join(","),
     DOWNLOAD_SIGNING_KEY: "reliability-signing-key",
+    ...extraVars,
   };
   let gateway;
   try {
@@ -43,14 +113,17 @@ export async function startHarness({ stepDelayMs = 30, nodeDelayMs = 1, users = 
     throw error;
   }
   const clients = new Set();
+  const earlierCrashes = [];
   const harness = {
     fake,
     gateway,
     stepDelayMs,
     nodeDelayMs,
+    fakeOptions,
     users,
     stateDir,
     vars,
+    timings: vars.COMFY_MCP_RECONCILE_SECONDS === "5" ? DEFAULT_TIMINGS : FAST_TIMINGS,
     /** A new SDK v2 client on /mcp-key as `user`; closed by `stop()`. */
     async connect(user = users[0]) {
       const client = await connectV2(`${harness.gateway.url}/mcp-key`, { Authorization: `Bearer ${tokenFor(user)}` });
@@ -62,10 +135,25 @@ export async function startHarness({ stepDelayMs = 30, nodeDelayMs = 1, users = 
       };
       return client;
     },
+    /** Crash lines ("tool failed unexpectedly") logged by every gateway this harness ran. */
+    crashes() {
+      return [...earlierCrashes, ...crashLines(harness.gateway)];
+    },
+    /** Starts a new fake on the same port (after the old one was closed). */
+    async newFake() {
+      harness.fake = await startFakeComfy({
+        port: harness.fake.port,
+        stepDelayMs: harness.stepDelayMs,
+        nodeDelayMs: harness.nodeDelayMs,
+        ...harness.fakeOptions,
+      });
+      return harness.fake;
+    },
     /** Kills wrangler dev (keeping its state) and starts it again on the same port and state. */
     async restartGateway() {
       for (const client of [...clients]) await client.close();
       const port = harness.gateway.port;
+      earlierCrashes.push(...crashLines(harness.gateway));
       await harness.gateway.stop({ keepState: true });
       harness.gateway = await startGateway({ comfyUrl: harness.fake.url, persistDir: stateDir, port, vars });
     },
@@ -79,9 +167,23 @@ export async function startHarness({ stepDelayMs = 30, nodeDelayMs = 1, users = 
   return harness;
 }
 
-/** A scenario tally. */
-function tally(scenario) {
-  const result = { scenario, runs: 0, passed: 0, lost_items: 0, max_recovery_ms: 0, notes: [] };
+/**
+ * A scenario tally. `env` (a harness or a pool) gives the timings and the gateway crash lines: any
+ * new "tool failed unexpectedly" line during the scenario is counted in `crashes` and fails it.
+ */
+function tally(scenario, env) {
+  const result = {
+    scenario,
+    timings: env?.timings ?? FAST_TIMINGS,
+    runs: 0,
+    passed: 0,
+    lost_items: 0,
+    faults_fired: 0,
+    crashes: 0,
+    max_recovery_ms: 0,
+    notes: [],
+  };
+  const crashesBefore = env?.crashes?.().length ?? 0;
   return {
     result,
     run() {
@@ -93,6 +195,9 @@ function tally(scenario) {
     fail(note) {
       result.notes.push(note);
     },
+    fired(n = 1) {
+      result.faults_fired += n;
+    },
     recovery(ms) {
       result.max_recovery_ms = Math.max(result.max_recovery_ms, Math.round(ms));
     },
@@ -100,10 +205,17 @@ function tally(scenario) {
       result.lost_items += n;
     },
     done() {
+      const crashes = (env?.crashes?.() ?? []).slice(crashesBefore);
+      result.crashes = crashes.length;
+      if (crashes.length > 0)
+        result.notes.unshift(`${crashes.length} crash(es) in the gateway log: ${crashes[0].trim().slice(0, 200)}`);
       return { ...result, notes: result.notes.join("; ") };
     },
   };
 }
+
+/** A scenario's verdict: every run passed, nothing lost, no crash. */
+export const clean = (r) => r.runs > 0 && r.passed === r.runs && r.lost_items === 0 && (r.crashes ?? 0) === 0;
 
 /** get_job with waits until the job is terminal or `boundMs` passes; returns the last structuredContent. */
 export async function waitJob(client, promptId, boundMs = 30_000) {
@@ -138,15 +250,33 @@ export async function allAssets(client) {
   return assets;
 }
 
-/** Checks a completed job has exactly one asset, listed exactly once. Returns a problem or null. */
-function checkOneAsset(job, listed) {
+/**
+ * A problem with an asset of a completed job, or null: it has bytes (a failed probe registers the
+ * asset with null bytes_size, width and height), and an image has the requested size.
+ */
+export function assetProblem(asset, expected = SMALL) {
+  if (!asset) return "no asset";
+  if (!(asset.bytes_size > 0)) return `asset ${asset.asset_id} has bytes_size ${asset.bytes_size}`;
+  if (String(asset.mime_type ?? "").startsWith("image/") && expected) {
+    if (asset.width !== expected.width || asset.height !== expected.height)
+      return `asset ${asset.asset_id} is ${asset.width}×${asset.height}, not ${expected.width}×${expected.height}`;
+  }
+  return null;
+}
+
+/**
+ * Checks a completed job has exactly one asset, listed exactly once, with bytes and the requested
+ * size (in the job result and in list_assets). Returns a problem or null.
+ */
+export function checkOneAsset(job, listed, expected = SMALL) {
   if (job?.status !== "completed")
     return `job ${job?.prompt_id} ended ${job?.status ?? "unknown"}: ${job?.message ?? ""}`;
   if (job.assets.length !== 1) return `job ${job.prompt_id} has ${job.assets.length} assets`;
   const mine = listed.filter((a) => a.job_id === job.job_id);
   if (mine.length !== 1) return `job ${job.prompt_id} is listed ${mine.length} times by list_assets`;
   if (mine[0].asset_id !== job.assets[0].asset_id) return `job ${job.prompt_id}: list_assets shows another asset id`;
-  return null;
+  const problem = assetProblem(job.assets[0], expected) ?? assetProblem(mine[0], expected);
+  return problem ? `job ${job.prompt_id}: ${problem}` : null;
 }
 
 async function healthz(harness, boundMs = 10_000) {
@@ -168,14 +298,17 @@ async function untilRunning(fake, promptId, boundMs = 10_000) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. WebSocket dropped mid-job, several times.
+// 1. WebSocket dropped mid-job, several times. Each drop must really happen (the fake counts it,
+// or, until it does, the one-shot fault is used up and the gateway opened a new socket).
 export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
-  const t = tally("WebSocket dropped mid-job");
+  const t = tally("WebSocket dropped mid-job", harness);
   const client = await harness.connect();
+  const paths = {};
   try {
     const done = [];
     for (let i = 0; i < jobs; i++) {
       t.run();
+      const before = await faultCounters(harness.fake);
       harness.fake.setFaults({ dropSocketsAfterEvents: 3 });
       const started = Date.now();
       try {
@@ -188,15 +321,28 @@ export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
         if (submitted.isError) throw new Error(`submit: ${text(submitted)}`);
         const job = await waitJob(client, submitted.structuredContent.prompt_id, 30_000);
         t.recovery(Date.now() - started);
+        const after = await faultCounters(harness.fake);
+        const drops = firedBetween(before, after, "dropSockets");
+        const fired =
+          drops !== undefined
+            ? drops > 0
+            : harness.fake.faults.dropSocketsAfterEvents === null &&
+              after.ws_upgrade_attempts > before.ws_upgrade_attempts;
+        if (fired) t.fired();
+        else t.fail(`job ${i}: the socket drop never fired (no event reached an open gateway socket)`);
         if (job?.status !== "completed") {
           t.lost();
           t.fail(`job ${i} ${job?.status}: ${job?.message}`);
           continue;
         }
-        done.push(job);
+        paths[job.completed_via] = (paths[job.completed_via] ?? 0) + 1;
+        if (fired) done.push(job);
       } catch (error) {
         t.lost();
         t.fail(`job ${i}: ${error.message}`);
+      } finally {
+        // null clears the fault (0 would arm a drop after the next event).
+        harness.fake.setFaults({ dropSocketsAfterEvents: null });
       }
     }
     const listed = await allAssets(client);
@@ -208,18 +354,19 @@ export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
       } else t.pass();
     }
   } finally {
-    harness.fake.setFaults({ dropSocketsAfterEvents: 0 });
+    harness.fake.setFaults({ dropSocketsAfterEvents: null });
     await client.close();
   }
   const r = t.done();
-  r.notes ||= "recovery = submit → get_job completed";
+  r.completed_via = paths;
+  r.notes ||= `recovery = submit → get_job completed; completed_via ${JSON.stringify(paths)}`;
   return r;
 }
 
 // ---------------------------------------------------------------------------------------------
 // 2. ComfyUI restarted mid-job: the job is reported lost (bounded), new jobs work.
 export async function comfyRestart(harness, { runs = 1, boundMs = 20_000 } = {}) {
-  const t = tally("ComfyUI restarted mid-job");
+  const t = tally("ComfyUI restarted mid-job", harness);
   const client = await harness.connect();
   try {
     for (let i = 0; i < runs; i++) {
@@ -238,6 +385,10 @@ export async function comfyRestart(harness, { runs = 1, boundMs = 20_000 } = {})
         await sleep(100);
         harness.fake.restart();
         const restartedAt = Date.now();
+        // The restart hit the running job (restart() marks what was running or queued lost).
+        if (harness.fake.prompts.get(promptId)?.status !== "lost")
+          throw new Error(`the restart did not hit the job (${harness.fake.prompts.get(promptId)?.status})`);
+        t.fired();
         const job = await waitJob(client, promptId, boundMs);
         const recovery = Date.now() - restartedAt;
         t.recovery(recovery);
@@ -246,9 +397,14 @@ export async function comfyRestart(harness, { runs = 1, boundMs = 20_000 } = {})
         if (!/restart/i.test(job.message ?? "") || !/restart/i.test(job.error?.message ?? ""))
           throw new Error(`lost without saying ComfyUI restarted: ${job.message}`);
         const again = await client.call("generate_image", { prompt: `after restart ${i}`, ...SMALL, steps: 2 });
-        if (again.structuredContent?.status !== "completed" || again.structuredContent.assets.length !== 1) {
+        const next = again.structuredContent;
+        const problem =
+          next?.status !== "completed" || next.assets.length !== 1
+            ? `${next?.status ?? text(again)}`
+            : assetProblem(next.assets[0]);
+        if (problem) {
           t.lost();
-          throw new Error(`the job after the restart: ${again.structuredContent?.status ?? text(again)}`);
+          throw new Error(`the job after the restart: ${problem}`);
         }
         t.pass();
       } catch (error) {
@@ -273,8 +429,16 @@ const FAULTS = {
   accessHtml200: { accessHtml200: true },
 };
 
+/** The fake's counter for each fault (fake.faultsFired), when it counts them. */
+const FIRED_KEY = {
+  http500: "http500",
+  slow: "slow",
+  accessRedirect: "accessRedirect",
+  accessHtml200: "accessHtml200",
+};
+
 export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBoundMs = 25_000, rounds = 1 } = {}) {
-  const t = tally("ComfyUI unreachable / 500 / slow / Access");
+  const t = tally("ComfyUI unreachable / 500 / slow / Access", harness);
   const client = await harness.connect();
   const problems = [];
   try {
@@ -282,6 +446,9 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
       for (const kind of kinds) {
         t.run();
         const issues = [];
+        // Evidence that the fault really reached the gateway, when the fake does not count it.
+        let evidence = false;
+        const before = kind === "unreachable" ? null : await faultCounters(harness.fake);
         try {
           if (kind === "unreachable") await harness.fake.close();
           else harness.fake.setFaults(FAULTS[kind]);
@@ -299,16 +466,27 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
               continue;
             }
             const ms = Date.now() - started;
+            const said = text(result);
             if (ms > callBoundMs) issues.push(`${name} under ${kind} took ${ms} ms`);
-            if (kind === "slow" && !result.isError) continue;
+            if (kind === "slow" && ms >= FAULTS.slow.slowMs) evidence = true;
+            const unclear = unclearError(result);
+            if (unclear) {
+              issues.push(`${name} under ${kind}: unclear error '${unclear.slice(0, 160)}'`);
+              continue;
+            }
+            if (kind === "slow" && !result.isError) {
+              const job = result.structuredContent;
+              const problem = job?.status === "completed" ? assetProblem(job.assets?.[0]) : null;
+              if (problem) issues.push(`${name} under slow: ${problem}`);
+              continue;
+            }
             if (kind === "slow" && name === "generate_image" && result.structuredContent) continue;
-            if (!result.isError) issues.push(`${name} under ${kind} did not fail: ${text(result).slice(0, 120)}`);
-            else if (text(result).length < 20 || /internal error/i.test(text(result)))
-              issues.push(`${name} under ${kind}: unclear error '${text(result)}'`);
-            else if (kind === "unreachable" && !/not reachable/i.test(text(result)))
-              issues.push(`unreachable: '${text(result).slice(0, 160)}'`);
-            else if (kind.startsWith("access") && !/Cloudflare Access/i.test(text(result)))
-              issues.push(`${kind}: '${text(result).slice(0, 160)}'`);
+            if (!result.isError) issues.push(`${name} under ${kind} did not fail: ${said.slice(0, 120)}`);
+            else if (kind === "unreachable" && !/not reachable/i.test(said))
+              issues.push(`unreachable: '${said.slice(0, 160)}'`);
+            else if (kind.startsWith("access") && !/Cloudflare Access/i.test(said))
+              issues.push(`${kind}: '${said.slice(0, 160)}'`);
+            else evidence = true;
           }
           const health = await healthz(harness).catch((error) => ({
             ok: false,
@@ -319,31 +497,41 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
             issues.push(`/healthz under ${kind}: ${JSON.stringify(health.body)} in ${health.ms} ms`);
           else if (health.body.comfyui?.reachable !== false && kind !== "slow")
             issues.push(`/healthz says ComfyUI is reachable under ${kind}`);
+          if (kind !== "unreachable") {
+            const fired = firedBetween(before, await faultCounters(harness.fake), FIRED_KEY[kind]);
+            if (fired !== undefined) evidence = fired > 0;
+          }
+          if (evidence) t.fired();
+          else issues.push(`the ${kind} fault never fired`);
         } finally {
           // Clear the fault, then time the first generation that works again.
-          if (kind === "unreachable")
-            harness.fake = await startFakeComfy({
-              port: harness.fake.port,
-              stepDelayMs: harness.stepDelayMs,
-              nodeDelayMs: harness.nodeDelayMs,
-            });
+          if (kind === "unreachable") await harness.newFake();
           else harness.fake.setFaults({ http500: false, slowMs: 0, accessRedirect: false, accessHtml200: false });
         }
         const cleared = Date.now();
         let recovered = false;
+        let last = "";
+        let assetIssue = false;
         while (Date.now() - cleared < 30_000) {
           const result = await client
             .call("generate_image", { prompt: `after ${kind}`, ...SMALL, steps: 2 }, { timeout: 40_000 })
-            .catch((error) => ({ isError: true, error }));
-          if (result.structuredContent?.status === "completed" && result.structuredContent.assets.length === 1) {
-            recovered = true;
+            .catch((error) => ({ isError: true, content: [{ type: "text", text: error.message }] }));
+          const job = result.structuredContent;
+          if (job?.status === "completed" && job.assets.length === 1) {
+            const problem = assetProblem(job.assets[0]);
+            if (problem) issues.push(`after ${kind}: ${problem}`);
+            recovered = !problem;
+            assetIssue = Boolean(problem);
             break;
           }
+          last = job?.status ?? text(result).slice(0, 160);
+          const unclear = unclearError(result);
+          if (unclear) issues.push(`after ${kind}: unclear error '${unclear.slice(0, 160)}'`);
           await sleep(250);
         }
         t.recovery(Date.now() - cleared);
         if (!recovered) {
-          issues.push(`no generation works within 30 s after ${kind} cleared`);
+          if (!assetIssue) issues.push(`no generation works within 30 s after ${kind} cleared (last: ${last})`);
           t.lost();
         }
         if (issues.length === 0) t.pass();
@@ -354,15 +542,15 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
     await client.close();
   }
   const r = t.done();
-  r.notes =
-    problems.length > 0 ? problems.join("; ") : `${kinds.join(", ")}; recovery = fault cleared → generation completed`;
+  r.notes = [r.notes, ...problems].filter(Boolean).join("; ");
+  r.notes ||= `${kinds.join(", ")}; recovery = fault cleared → generation completed`;
   return r;
 }
 
 // ---------------------------------------------------------------------------------------------
 // 4. Studio (wrangler dev) restarted mid-job: completes afterwards, registered once.
 export async function studioRestart(harness, { runs = 1 } = {}) {
-  const t = tally("Studio restarted mid-job");
+  const t = tally("Studio restarted mid-job", harness);
   for (let i = 0; i < runs; i++) {
     t.run();
     let client = await harness.connect();
@@ -375,7 +563,9 @@ export async function studioRestart(harness, { runs = 1 } = {}) {
       });
       if (submitted.isError) throw new Error(`submit: ${text(submitted)}`);
       const promptId = submitted.structuredContent.prompt_id;
-      await untilRunning(harness.fake, promptId);
+      const status = await untilRunning(harness.fake, promptId);
+      if (status !== "running") throw new Error(`the job was ${status}, not running, when the gateway stopped`);
+      t.fired();
       const stoppedAt = Date.now();
       await harness.restartGateway();
       const finishedWhileDown = harness.fake.prompts.get(promptId)?.status === "success";
@@ -407,7 +597,7 @@ export async function studioRestart(harness, { runs = 1 } = {}) {
 // ---------------------------------------------------------------------------------------------
 // 5. A client that disconnects mid-wait: the job still completes and is findable.
 export async function clientDisconnect(harness, { runs = 2, abortAfterMs = 300 } = {}) {
-  const t = tally("Client disconnects mid-wait");
+  const t = tally("Client disconnects mid-wait", harness);
   for (let i = 0; i < runs; i++) {
     t.run();
     const how = i % 2 === 0 ? "abort" : "close";
@@ -427,11 +617,15 @@ export async function clientDisconnect(harness, { runs = 2, abortAfterMs = 300 }
           (error) => ({ error }),
         );
       await sleep(abortAfterMs);
+      const settledEarly = await Promise.race([call.then(() => true), sleep(0).then(() => false)]);
+      if (settledEarly) throw new Error(`the call had already answered before the ${how}: nothing was disconnected`);
+      const disconnectedAt = Date.now();
       if (how === "abort") controller.abort();
       else await first.close();
+      t.fired();
+      // The disconnected call settles (rejects) at once on the client's side; it must not hang.
       const outcome = await Promise.race([call, sleep(5_000).then(() => ({ hung: true }))]);
-      if (outcome.result?.structuredContent?.status === "completed")
-        t.result.notes.push(`run ${i}: the call finished before the ${how}`);
+      if (outcome.hung) throw new Error(`the call neither answered nor failed within 5 s of the ${how}`);
       // The fake saw the submission: find it, then ask from a new client.
       let promptId;
       for (let k = 0; k < 50 && !promptId; k++) {
@@ -441,6 +635,7 @@ export async function clientDisconnect(harness, { runs = 2, abortAfterMs = 300 }
       if (!promptId) throw new Error("ComfyUI never received the job");
       second = await harness.connect();
       const job = await waitJob(second, promptId, 30_000);
+      t.recovery(Date.now() - disconnectedAt);
       const problem = checkOneAsset(job, await allAssets(second));
       if (problem) {
         t.lost();
@@ -455,7 +650,7 @@ export async function clientDisconnect(harness, { runs = 2, abortAfterMs = 300 }
     }
   }
   const r = t.done();
-  r.notes ||= "alternating AbortController abort / client close";
+  r.notes ||= "alternating AbortController abort / client close; recovery = disconnect → job completed (new client)";
   return r;
 }
 
@@ -468,7 +663,7 @@ const percentile = (values, p) => {
 };
 
 export async function load(harness, { users = harness.users, perUser = 6, steps = 1 } = {}) {
-  const t = tally(`Load ${users.length} users × ${perUser} concurrent`);
+  const t = tally(`Load ${users.length} users × ${perUser} concurrent`, harness);
   const clients = await Promise.all(users.map((user) => harness.connect(user)));
   // Assets from earlier scenarios are left out of the checks below.
   const earlier = await Promise.all(
@@ -509,6 +704,8 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
     }
   }
   const allIds = new Set();
+  let completed = 0;
+  const paths = {};
   for (const [u, user] of users.entries()) {
     const mine = outcomes.filter((o) => o.user === user);
     t.run();
@@ -528,6 +725,8 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
       }
       if (allIds.has(o.job.assets[0].asset_id)) issues.push(`duplicated asset id ${o.job.assets[0].asset_id}`);
       allIds.add(o.job.assets[0].asset_id);
+      completed++;
+      paths[o.job.completed_via] = (paths[o.job.completed_via] ?? 0) + 1;
     }
     // No leakage: the list is exactly this user's jobs.
     const ownJobs = new Set(mine.filter((o) => o.job).map((o) => o.job.job_id));
@@ -570,13 +769,15 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
   }
   for (const client of clients) await client.close();
   const r = t.done();
-  const jobs = outcomes.length;
+  // `completed` counts the jobs that passed every check above (not the calls the scenario made).
   r.figures = {
     users: users.length,
     per_user: perUser,
-    jobs,
+    submitted: outcomes.length,
+    completed,
+    completed_via: paths,
     wall_ms: wallMs,
-    throughput_jobs_per_s: Number((jobs / (wallMs / 1000)).toFixed(2)),
+    throughput_jobs_per_s: Number((completed / (wallMs / 1000)).toFixed(2)),
     call_p50_ms: Math.round(percentile(callLatency, 50)),
     call_p99_ms: Math.round(percentile(callLatency, 99)),
     notice_p50_ms: Math.round(percentile(noticeLatency, 50)),
@@ -589,11 +790,27 @@ export async function load(harness, { users = harness.users, perUser = 6, steps 
 // ---------------------------------------------------------------------------------------------
 // 8. A pool of backends (issue #8): one killed in the middle of a burst.
 
-/** Three fake ComfyUIs behind one gateway (COMFYUI_BACKENDS), with an SDK v2 client on /mcp. */
-export async function startPoolHarness({ names = ["a", "b", "c"], stepDelayMs = 20, vars = {} } = {}) {
+/**
+ * Three fake ComfyUIs behind one gateway (COMFYUI_BACKENDS), with an SDK v2 client on /mcp. Health
+ * checks every 1 s and a 2 s grace unless `defaults` (the production 10 s / 30 s, reconcile 5 s).
+ */
+export async function startPoolHarness({
+  names = ["a", "b", "c"],
+  stepDelayMs = 20,
+  vars = {},
+  defaults = false,
+} = {}) {
   const fakes = {};
   for (const name of names) fakes[name] = await startFakeComfy({ port: 0, stepDelayMs });
-  const pool = { fakes, stepDelayMs, gateway: undefined, client: undefined };
+  const pool = {
+    fakes,
+    stepDelayMs,
+    gateway: undefined,
+    client: undefined,
+    timings: defaults ? DEFAULT_TIMINGS : `${FAST_TIMINGS}, health 1 s, grace 2 s`,
+    rejoinMs: defaults ? 40_000 : 15_000,
+    crashes: () => crashLines(pool.gateway),
+  };
   pool.stop = async () => {
     await pool.client?.close().catch(() => undefined);
     await pool.gateway?.stop().catch(() => undefined);
@@ -604,8 +821,7 @@ export async function startPoolHarness({ names = ["a", "b", "c"], stepDelayMs = 
       comfyUrl: fakes[names[0]].url,
       vars: {
         COMFYUI_BACKENDS: JSON.stringify(names.map((name) => ({ name, url: fakes[name].url }))),
-        COMFY_MCP_HEALTH_SECONDS: "1",
-        COMFY_MCP_BACKEND_GRACE_SECONDS: "2",
+        ...(defaults ? DEFAULT_VARS : { COMFY_MCP_HEALTH_SECONDS: "1", COMFY_MCP_BACKEND_GRACE_SECONDS: "2" }),
         COMFY_MCP_WAIT_SECONDS: "30",
         ...vars,
       },
@@ -620,12 +836,14 @@ export async function startPoolHarness({ names = ["a", "b", "c"], stepDelayMs = 
 
 /**
  * `jobs` concurrent generate_image calls with resubmit_if_backend_lost; the victim is killed once
- * it runs one of them. Every job must complete exactly once (one asset, listed once), none may
+ * it runs one of them (a run where it ran none fails: the kill hit nothing). Every job must
+ * complete exactly once (one asset with bytes and the requested size, listed once), none may
  * report the victim unless it finished there before dying, and moved jobs count their attempts.
- * Recovery = kill → every call answered. The victim comes back on its port before the next run.
+ * A call whose wait ran out first (the production 30 s grace) is followed with get_job.
+ * Recovery = kill → every job completed. The victim comes back on its port before the next run.
  */
 export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim = "b", steps = 20 } = {}) {
-  const t = tally(`Backend killed under load (${Object.keys(pool.fakes).length} backends, ${jobs} jobs)`);
+  const t = tally(`Backend killed under load (${Object.keys(pool.fakes).length} backends, ${jobs} jobs)`, pool);
   const figures = { jobs: 0, moved: 0 };
   for (let i = 0; i < runs; i++) {
     t.run();
@@ -646,11 +864,22 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
     );
     const killed = pool.fakes[victim];
     const deadline = Date.now() + 10_000;
-    while (![...killed.prompts.values()].some((p) => p.status === "running") && Date.now() < deadline) await sleep(20);
+    const runningThere = () => [...killed.prompts.values()].some((p) => p.status === "running");
+    while (!runningThere() && Date.now() < deadline) await sleep(20);
+    if (runningThere()) t.fired();
+    else problems.push(`${victim} ran none of the jobs within 10 s: the kill hit nothing`);
     const finishedBefore = new Set(killed.finishTimes.keys());
     const killedAt = now();
     await killed.close();
-    const results = await Promise.all(calls);
+    const results = await Promise.all(
+      calls.map(async (call) => {
+        const result = await call;
+        const job = result.structuredContent;
+        if (result.isError || !job?.prompt_id || TERMINAL.includes(job.status)) return result;
+        const settled = await waitJob(pool.client, job.prompt_id, 90_000).catch(() => job);
+        return { ...result, structuredContent: settled };
+      }),
+    );
     t.recovery(now() - killedAt);
     const listed = await allAssets(pool.client);
     for (const result of results) {
@@ -667,12 +896,13 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
       figures.jobs++;
     }
     pool.fakes[victim] = await startFakeComfy({ port: killed.port, stepDelayMs: pool.stepDelayMs });
-    const back = Date.now() + 15_000;
+    const rejoinMs = pool.rejoinMs ?? 15_000;
+    const back = Date.now() + rejoinMs;
     for (;;) {
       const listedBackends = (await pool.client.call("list_backends")).structuredContent?.backends ?? [];
       if (listedBackends.find((b) => b.name === victim)?.state === "up") break;
       if (Date.now() > back) {
-        problems.push(`${victim} did not rejoin within 15 s`);
+        problems.push(`${victim} did not rejoin within ${rejoinMs / 1000} s`);
         break;
       }
       await sleep(200);
@@ -687,8 +917,13 @@ export async function backendKilledUnderLoad(pool, { runs = 1, jobs = 30, victim
 
 /** The markdown table of scenario results. */
 export function table(results) {
-  const lines = ["| scenario | runs | passed | lost items | max recovery ms |", "|---|---:|---:|---:|---:|"];
+  const lines = [
+    "| scenario | timings | runs | passed | lost items | faults fired | crashes | max recovery ms |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+  ];
   for (const r of results)
-    lines.push(`| ${r.scenario} | ${r.runs} | ${r.passed} | ${r.lost_items} | ${r.max_recovery_ms} |`);
+    lines.push(
+      `| ${r.scenario} | ${r.timings ?? FAST_TIMINGS} | ${r.runs} | ${r.passed} | ${r.lost_items} | ${r.faults_fired ?? 0} | ${r.crashes ?? 0} | ${r.max_recovery_ms} |`,
+    );
   return lines.join("\n");
 }
