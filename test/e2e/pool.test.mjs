@@ -415,6 +415,7 @@ describe("backend pool", () => {
     const lost = await waitJob(job.job_id, 20_000);
     expect(lost?.status, `while b is out of reach: ${brief(lost)}`).toBe("lost");
     expect(lost.error?.kind, "error kind").toBe("backend_down");
+    expect(lost.completed_via, "declared lost by the failover path").toBe("failover");
     await until("fake b finished the job anyway", 10_000, () => [
       fakes.b.finishTimes.has(job.prompt_id),
       fakes.b.prompts.get(job.prompt_id)?.status,
@@ -425,7 +426,8 @@ describe("backend pool", () => {
       return [current.status === "completed", current];
     });
     expectCompleted(seen, "b", "the revived job");
-    expect(seen.error, "a revived job carries no error").toBeNull();
+    expect(seen, "a revived job carries no error").not.toHaveProperty("error");
+    expect(seen.completed_via, "revived by the check of jobs lost with their backend").toBe("orphan_check");
   }, 60_000);
 });
 
