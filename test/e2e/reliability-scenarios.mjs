@@ -300,7 +300,9 @@ async function untilRunning(fake, promptId, boundMs = 10_000) {
 // ---------------------------------------------------------------------------------------------
 // 1. WebSocket dropped mid-job, several times. Each drop must really happen (the fake counts it,
 // or, until it does, the one-shot fault is used up and the gateway opened a new socket).
-export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
+// Jobs of 40 steps (1.2 s at 30 ms): long enough that the socket the studio opens for a job is up
+// while it runs, also on a loaded machine (a shorter job can finish unheard before it connects).
+export async function websocketDrops(harness, { jobs = 3, steps = 40 } = {}) {
   const t = tally("WebSocket dropped mid-job", harness);
   const client = await harness.connect();
   const paths = {};
@@ -329,7 +331,10 @@ export async function websocketDrops(harness, { jobs = 3, steps = 12 } = {}) {
             : harness.fake.faults.dropSocketsAfterEvents === null &&
               after.ws_upgrade_attempts > before.ws_upgrade_attempts;
         if (fired) t.fired();
-        else t.fail(`job ${i}: the socket drop never fired (no event reached an open gateway socket)`);
+        else
+          t.fail(
+            `job ${i}: the socket drop never fired (no event reached an open gateway socket; ${job?.status} via ${job?.completed_via})`,
+          );
         if (job?.status !== "completed") {
           t.lost();
           t.fail(`job ${i} ${job?.status}: ${job?.message}`);
