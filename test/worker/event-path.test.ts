@@ -6,15 +6,11 @@
 // the job finished, binary preview frames.
 import { env } from "cloudflare:test";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import type { ComfyGraph } from "../../src/comfy/types";
 import type { JobView, SubmitRequest } from "../../src/studio/records";
 import type { WatchEvent } from "../../src/studio/studio";
-import { discoverParams, randomSeed, renderGraph } from "../../src/workflows/params";
-import generateImage from "../../workflows/generate_image.json";
+import { imageJob } from "../support/image-job";
 
 const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
-const TEMPLATE = generateImage as ComfyGraph;
-const PARAMS = discoverParams(TEMPLATE);
 /** ComfyUI's finish (history written, done event sent) to the studio's final line. */
 const NOTICE_MS = 200;
 
@@ -23,32 +19,7 @@ function newStudio() {
 }
 
 function request(overrides: Record<string, unknown> = {}): SubmitRequest {
-  const values = {
-    seed: randomSeed(),
-    steps: 10,
-    cfg: 7,
-    sampler_name: "euler",
-    scheduler: "normal",
-    denoise: 1,
-    model: "v1-5-pruned-emaonly.ckpt",
-    width: 64,
-    height: 64,
-    prompt: "a lighthouse",
-    negative_prompt: "blurry",
-    ...overrides,
-  };
-  return {
-    prompt_id: crypto.randomUUID(),
-    workflow_id: "generate_image",
-    tool: "generate_image",
-    graph: renderGraph(TEMPLATE, PARAMS, values),
-    params: values as SubmitRequest["params"],
-    session: null,
-    backend: "default",
-    routing: { requirements: [] },
-    resubmit: false,
-    movable: false,
-  };
+  return imageJob({ steps: 10, width: 64, height: 64, ...overrides });
 }
 
 async function control(path: string, body?: unknown): Promise<unknown> {

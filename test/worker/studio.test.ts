@@ -2,48 +2,18 @@
 // assets from real bytes, progress, cancel, lost jobs, fault handling and a restart mid-job.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import type { ComfyGraph } from "../../src/comfy/types";
 import type { JobView, SubmitRequest } from "../../src/studio/records";
 import type { WatchEvent } from "../../src/studio/studio";
-import { discoverParams, randomSeed, renderGraph } from "../../src/workflows/params";
-import generateImage from "../../workflows/generate_image.json";
+import { imageJob } from "../support/image-job";
 
 const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
-const TEMPLATE = generateImage as ComfyGraph;
-const PARAMS = discoverParams(TEMPLATE);
 
 function newStudio(name = `test-${crypto.randomUUID()}`) {
   return env.STUDIO.get(env.STUDIO.idFromName(name));
 }
 
 function request(overrides: Record<string, unknown> = {}): SubmitRequest {
-  const values = {
-    seed: randomSeed(),
-    steps: 4,
-    cfg: 7,
-    sampler_name: "euler",
-    scheduler: "normal",
-    denoise: 1,
-    model: "v1-5-pruned-emaonly.ckpt",
-    width: 320,
-    height: 192,
-    prompt: "a lighthouse",
-    negative_prompt: "blurry",
-    ...overrides,
-  };
-  const graph = renderGraph(TEMPLATE, PARAMS, values);
-  return {
-    prompt_id: crypto.randomUUID(),
-    workflow_id: "generate_image",
-    tool: "generate_image",
-    graph,
-    params: values as SubmitRequest["params"],
-    session: null,
-    backend: "default",
-    routing: { requirements: [] },
-    resubmit: false,
-    movable: false,
-  };
+  return imageJob(overrides);
 }
 
 async function fake(path: string, body?: unknown) {
