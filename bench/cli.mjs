@@ -47,3 +47,27 @@ export function progress(line) {
 export function progressDone() {
   if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
 }
+
+/**
+ * The q-quantile (0..1) of `values` by linear interpolation between the closest ranks (numpy's
+ * default); NaN for no values.
+ */
+export function percentile(values, q) {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const index = q * (sorted.length - 1);
+  const low = Math.floor(index);
+  const high = Math.min(low + 1, sorted.length - 1);
+  return sorted[low] + (sorted[high] - sorted[low]) * (index - low);
+}
+
+/**
+ * Prints one PASS/FAIL line per `{name, pass}` check and sets the exit code to 1 when any failed,
+ * so scripts and CI can trust the exit code. Returns whether all passed.
+ */
+export function reportChecks(checks, log = console.log) {
+  for (const check of checks) log(`${check.pass ? "PASS" : "FAIL"}  ${check.name}`);
+  const pass = checks.every((check) => check.pass);
+  if (!pass) process.exitCode = 1;
+  return pass;
+}
