@@ -19,6 +19,8 @@ export interface Endpoint {
   unreachableSince?: number;
   lastError?: string;
   lastOrphanCheck: number;
+  /** When a job was last open (or submitted) here: the socket lingers a while after, for the next one. */
+  lastBusyAt: number;
   recentQueue?: { at: number; value: Promise<QueueSnapshot> };
 }
 
@@ -59,7 +61,7 @@ export class Endpoints {
       },
       this.clientIdOf(name),
     );
-    endpoint = { name, client, socket, lastOrphanCheck: 0 };
+    endpoint = { name, client, socket, lastOrphanCheck: 0, lastBusyAt: Date.now() };
     this.lines.set(name, endpoint);
     return endpoint;
   }
@@ -76,6 +78,7 @@ export class Endpoints {
    * submissions never add connection attempts to a refusing ComfyUI.
    */
   async clientIdFor(endpoint: Endpoint): Promise<string> {
+    endpoint.lastBusyAt = Date.now();
     if (!endpoint.socket.clientId && !endpoint.socket.backingOff)
       await endpoint.socket.connect().catch(() => undefined);
     return endpoint.socket.id;

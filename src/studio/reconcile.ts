@@ -18,6 +18,12 @@ import { MAX_ATTEMPTS, type Submission } from "./submission";
 type QueueSnapshot = Awaited<ReturnType<ComfyClient["queue"]>>;
 type CheckPath = Extract<CompletedVia, "reconcile" | "reconnect" | "get_job" | "cancel">;
 
+/**
+ * How long a socket stays open after its backend's last job: the next generation of an interactive
+ * session then starts on an open socket instead of a fresh connection through the tunnel, while an
+ * idle studio still lets go of it (an open socket keeps the object awake).
+ */
+export const SOCKET_LINGER_MS = 60_000;
 /** Reconciliations a job may be absent from both queue and history before it is declared lost. */
 const LOST_AFTER_CHECKS = 2;
 const QUEUE_SNAPSHOT_MS = 500;
@@ -42,16 +48,29 @@ export class Reconciler {
     this.orphanCheckMs = Math.min(ORPHAN_CHECK_MAX_MS, 3 * options.reconcileMs);
   }
 
-  /** The alarm's round: orphans, sockets (open where jobs are, closed where none are), open jobs. */
+  /** The alarm's round: orphans, sockets (open where jobs are, closed once idle a while), open jobs. */
   async round(): Promise<void> {
     await this.recheckOrphans();
+    const now = Date.now();
     for (const endpoint of this.endpoints.all()) {
-      // Nothing to watch there: an open socket would only keep this object (and its bill) awake.
-      if (this.jobs.openCount(endpoint.name) === 0) {
-        if (this.submission.inFlight === 0) endpoint.socket.close();
-      } else endpoint.socket.ensure();
+      if (this.jobs.openCount(endpoint.name) > 0) {
+        endpoint.lastBusyAt = now;
+        endpoint.socket.ensure();
+      } else if (this.submission.inFlight === 0 && now - endpoint.lastBusyAt >= SOCKET_LINGER_MS) {
+        // Nothing to watch there: an open socket would only keep this object (and its bill) awake.
+        endpoint.socket.close();
+      }
     }
     await this.openJobs("reconcile");
+  }
+
+  /** When the alarm should next close a lingering socket, if any is open with nothing to watch. */
+  nextSocketClose(): number | null {
+    const idle = this.endpoints
+      .all()
+      .filter((endpoint) => endpoint.socket.clientId && this.jobs.openCount(endpoint.name) === 0)
+      .map((endpoint) => endpoint.lastBusyAt + SOCKET_LINGER_MS);
+    return idle.length ? Math.min(...idle) : null;
   }
 
   async openJobs(via: CheckPath): Promise<void> {

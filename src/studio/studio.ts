@@ -236,6 +236,7 @@ export class Studio extends DurableObject<Env> {
     const candidates = [
       this.jobs.openCount() > 0 ? Date.now() + this.reconcileMs : null,
       this.reconciler.orphanCount() > 0 ? Date.now() + this.reconciler.orphanCheckMs : null,
+      this.reconciler.nextSocketClose(),
       this.assets.nextExpiry(),
     ].filter((t): t is number => t !== null);
     if (candidates.length === 0) return;

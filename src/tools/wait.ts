@@ -29,7 +29,7 @@ export async function waitForJob(
   since: number = Date.now(),
 ): Promise<WaitOutcome> {
   const progress = progressReporter(ctx, since);
-  const heartbeat = setInterval(() => void progress.heartbeat(), 1_000);
+  const heartbeat = setInterval(() => void progress.heartbeat(), 250);
   try {
     return await follow(tools, ctx, jobId, waitMs, progress);
   } finally {

@@ -4,7 +4,7 @@
 // under, whatever the fake does that the real ComfyUI does too: long silent nodes, dropped and
 // idle-closed sockets, history that lags the done event, an answer to POST /prompt that comes after
 // the job finished, binary preview frames.
-import { env } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import type { JobView, SubmitRequest } from "../../src/studio/records";
 import type { WatchEvent } from "../../src/studio/studio";
@@ -14,8 +14,8 @@ const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
 /** ComfyUI's finish (history written, done event sent) to the studio's final line. */
 const NOTICE_MS = 200;
 
-function newStudio() {
-  return env.STUDIO.get(env.STUDIO.idFromName(`events-${crypto.randomUUID()}`));
+function newStudio(name = `events-${crypto.randomUUID()}`) {
+  return env.STUDIO.get(env.STUDIO.idFromName(name));
 }
 
 function request(overrides: Record<string, unknown> = {}): SubmitRequest {
@@ -36,8 +36,7 @@ type Connections = Record<string, { opened: number; closed: number; open: number
 type Fired = Record<string, number>;
 
 /** Submits, follows the watch stream to its end, and measures the notice against the fake's finish. */
-async function run(overrides: Record<string, unknown> = {}) {
-  const studio = newStudio();
+async function run(overrides: Record<string, unknown> = {}, studio = newStudio()) {
   const submitting = studio.submit(request(overrides));
   const submitted = await submitting;
   expect(submitted.ok, JSON.stringify(submitted)).toBe(true);
@@ -142,5 +141,29 @@ describe("the event path alone (reconcile every 300 s)", () => {
     expect(((await control("faults-fired")) as Fired).previewFrames).toBeGreaterThan(0);
     expect(job?.completed_via).toBe("event");
     expect(events.some((e) => e.type === "progress" && (e.progress.previews ?? 0) > 0)).toBe(true);
+  });
+
+  it("the next job reuses the open socket; the alarm closes it a minute after the last job", async () => {
+    const studio = newStudio();
+    const first = await run({}, studio);
+    const clientId = first.prompt!.client_id;
+    const opened = ((await control("connections")) as Connections)[clientId]!.opened;
+    const second = await run({}, studio);
+    expect(second.prompt!.client_id).toBe(clientId);
+    expect(second.job?.completed_via).toBe("event");
+    let now = ((await control("connections")) as Connections)[clientId]!;
+    expect(now.opened, "no new connection for the second job").toBe(opened);
+    expect(now.open).toBe(1);
+    // A minute later (moved back rather than waited for), the alarm lets the idle socket go.
+    await runInDurableObject(studio, (instance) => {
+      const endpoints = (instance as unknown as { endpoints: { all(): Array<{ lastBusyAt: number }> } }).endpoints;
+      for (const endpoint of endpoints.all()) endpoint.lastBusyAt -= 61_000;
+    });
+    await runDurableObjectAlarm(studio);
+    for (let i = 0; i < 40 && now.open > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      now = ((await control("connections")) as Connections)[clientId]!;
+    }
+    expect(now.open, "closed once idle").toBe(0);
   });
 });
