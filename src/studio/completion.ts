@@ -1,15 +1,21 @@
 /**
- * Completing a job from ComfyUI's authoritative record of it (`GET /history/{id}`): outputs become
- * assets (each probed with one small ranged read for its size, dimensions and duration), an error or
- * an interrupt becomes the job's outcome, and the path that got here is recorded. However many
- * paths ask at once (an event, the alarm, a get_job), history is read and the job settled once.
+ * Completing a job: outputs become assets (each probed with one small ranged read for its size,
+ * dimensions and duration), an error or an interrupt becomes the job's outcome, and the path that
+ * got here is recorded. However many paths ask at once (an event, the alarm, a get_job), the job is
+ * settled once.
+ *
+ * The record is ComfyUI's history entry (`GET /history/{id}`). One exception keeps the normal path
+ * fast: a successful run whose every event this socket heard, from `execution_start` to the done
+ * event without a reconnect in between, already told everything history would (the `executed`
+ * outputs, the status messages). It is settled from what was heard, with each file probed as soon
+ * as its `executed` event named it, and history is read afterwards for the provenance record.
  */
 import { readBytes, type ComfyClient } from "../comfy/client";
 import { probeDuration } from "../comfy/duration";
 import { executionError } from "../comfy/errors";
 import { PROBE_BYTES, probeDimensions } from "../comfy/media";
 import { collectOutputs, type OutputItem } from "../comfy/outputs";
-import type { ExecutionErrorPayload, HistoryEntry } from "../comfy/types";
+import type { ComfyEvent, ExecutionErrorPayload, HistoryEntry, NodeOutput } from "../comfy/types";
 import type { AssetStore, ProbedOutput } from "./assets";
 import type { Endpoint } from "./endpoints";
 import { type JobStore, toJobError } from "./jobs";
@@ -23,9 +29,29 @@ import { type CompletedVia, type JobError, type JobStatus, TERMINAL } from "./re
 const HISTORY_RETRY_DELAYS_MS = [0, 50, 100, 200, 400, 800];
 /** A job that finished this long ago unheard on an open socket means the socket is deaf. */
 const DEAF_AFTER_MS = 2_000;
+/** Events that go into a history entry's status messages (comfyui-api.md §9). */
+const STATUS_MESSAGES = new Set([
+  "execution_start",
+  "execution_cached",
+  "execution_success",
+  "execution_error",
+  "execution_interrupted",
+]);
+
+/** What the socket told about one run, from its start. */
+interface HeardRun {
+  /** The socket's connection count when the run started: any reconnect since means events were missed. */
+  connection: number;
+  outputs: Record<string, NodeOutput>;
+  messages: [string, Record<string, unknown>][];
+  succeeded: boolean;
+  /** Probes started when `executed` named the file (it is complete by then), by folder/subfolder/name. */
+  probes: Map<string, Promise<ProbedOutput>>;
+}
 
 export class Completion {
   private readonly running = new Map<string, Promise<void>>();
+  private readonly heard = new Map<string, HeardRun>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -45,6 +71,37 @@ export class Completion {
     return running;
   }
 
+  /** A per-prompt event of an open job, as received on its backend's socket. */
+  hear(jobId: string, event: ComfyEvent, endpoint: Endpoint): void {
+    if (event.type === "execution_start") {
+      this.heard.set(jobId, {
+        connection: endpoint.socket.opens,
+        outputs: {},
+        messages: [],
+        succeeded: false,
+        probes: new Map(),
+      });
+    }
+    const run = this.heard.get(jobId);
+    if (!run) return;
+    if (STATUS_MESSAGES.has(event.type)) run.messages.push([event.type, event.data]);
+    if (event.type === "execution_success") run.succeeded = true;
+    if (event.type === "executed" && typeof event.data.node === "string" && isRecord(event.data.output)) {
+      const output = event.data.output as NodeOutput;
+      run.outputs[event.data.node] = output;
+      for (const item of collectOutputs({ [event.data.node]: output })) {
+        const probing = probe(endpoint.client, item);
+        probing.catch(() => undefined);
+        run.probes.set(fileKey(item), probing);
+      }
+    }
+  }
+
+  /** The job was settled some other way (lost, cancelled, failed at submission): drop what was heard. */
+  forget(jobId: string): void {
+    if (!this.running.has(jobId)) this.heard.delete(jobId);
+  }
+
   /** Resolves when a completion of this job in progress (if any) is done. */
   settling(jobId: string): Promise<void> | undefined {
     return this.running.get(jobId);
@@ -52,7 +109,11 @@ export class Completion {
 
   private async complete(jobId: string, via: CompletedVia, known?: HistoryEntry): Promise<void> {
     const endpoint = this.endpointOf(this.jobs.row(jobId)?.backend ?? "");
-    let entry = known;
+    const run = this.heard.get(jobId);
+    this.heard.delete(jobId);
+    const wholeRun =
+      via === "event" && !known && endpoint && run?.succeeded && run.connection === endpoint.socket.opens;
+    let entry: HistoryEntry | undefined = wholeRun ? heardEntry(run) : known;
     const delays = via === "event" ? HISTORY_RETRY_DELAYS_MS : [0];
     for (const delay of delays) {
       if (entry || !endpoint) break;
@@ -63,7 +124,9 @@ export class Completion {
     // No entry yet (or ComfyUI unreachable): the alarm will try again.
     if (!entry || !endpoint || !row || TERMINAL.has(row.status as JobStatus)) return;
     const items = collectOutputs(entry.outputs);
-    const probed = await Promise.all(items.map((item) => probe(endpoint.client, item)));
+    const probed = await Promise.all(
+      items.map((item) => run?.probes.get(fileKey(item)) ?? probe(endpoint.client, item)),
+    );
     const messages = entry.status?.messages ?? [];
     const { status, error } = outcome(entry, messages, probed.length);
     const finishedAt = producedAt(messages);
@@ -73,7 +136,20 @@ export class Completion {
       this.jobs.settle(jobId, status, error, via);
     });
     if (via !== "event") this.checkHearing(endpoint, finishedAt, via);
+    if (wholeRun) this.ctx.waitUntil(this.recordHistoryLater(jobId, endpoint));
     await this.afterwards();
+  }
+
+  /** The provenance record of a job settled from its events: ComfyUI's own entry, once it has it. */
+  private async recordHistoryLater(jobId: string, endpoint: Endpoint): Promise<void> {
+    for (const delay of HISTORY_RETRY_DELAYS_MS) {
+      if (delay) await sleep(delay);
+      const entry = await endpoint.client.history(jobId, { timeoutMs: 5_000 }).catch(() => undefined);
+      if (entry) {
+        this.jobs.recordHistory(jobId, JSON.stringify(entry));
+        return;
+      }
+    }
   }
 
   /**
@@ -149,6 +225,24 @@ function producedAt(messages: [string, Record<string, unknown>][]): number {
     | number
     | undefined;
   return stamp !== undefined && Math.abs(stamp - now) < 86_400_000 ? stamp : now;
+}
+
+/** A history entry made of what the socket heard (used until ComfyUI's own entry is read). */
+function heardEntry(run: HeardRun): HistoryEntry {
+  return {
+    prompt: undefined as unknown as HistoryEntry["prompt"],
+    outputs: run.outputs,
+    status: { status_str: "success", completed: true, messages: run.messages },
+    meta: { source: "events" },
+  };
+}
+
+function fileKey(item: { type: string; subfolder: string; filename: string }): string {
+  return `${item.type}/${item.subfolder}/${item.filename}`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -51,7 +51,10 @@ export class Studio extends DurableObject<Env> {
     this.reconcileMs = config.reconcileMs;
     this.assets = new AssetStore(sql, config.assetTtlMs);
     this.defaults = new DefaultsStore(sql);
-    this.jobs = new JobStore(sql, this.assets, this.live, (row, via) => this.report(row.backend, `completed:${via}`));
+    this.jobs = new JobStore(sql, this.assets, this.live, (row, via) => {
+      this.completion.forget(row.id);
+      this.report(row.backend, `completed:${via}`);
+    });
     this.endpoints = new Endpoints(sql, config.backends, {
       onEvent: (backend, event) => this.onEvent(backend, event),
       onFrame: (backend, frame) => this.onFrame(backend, frame),
@@ -209,6 +212,8 @@ export class Studio extends DurableObject<Env> {
     if (event.type === "execution_start" || (event.type === "executing" && event.data.node !== null)) {
       this.jobs.started(promptId);
     }
+    const endpoint = this.endpoints.get(backend);
+    if (endpoint) this.completion.hear(promptId, event, endpoint);
     // `executing {node: null}` is sent after history is written: the canonical "done" (§8.3).
     if (event.type === "executing" && event.data.node === null) {
       this.ctx.waitUntil(this.completion.finalize(promptId, "event"));

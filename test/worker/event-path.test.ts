@@ -73,12 +73,22 @@ afterEach(async () => {
 });
 
 describe("the event path alone (reconcile every 300 s)", () => {
-  it("completes a job from its WebSocket events within moments of ComfyUI's finish", async () => {
-    const { job, notice } = await run();
+  it("completes a job from its WebSocket events within moments of ComfyUI's finish, then keeps ComfyUI's own history entry", async () => {
+    const { job, notice, studio } = await run();
     expect(job?.status).toBe("completed");
     expect(job?.completed_via).toBe("event");
+    expect(job?.assets[0]).toMatchObject({ width: 64, height: 64, mime_type: "image/png" });
     expect(job?.assets[0]?.bytes_size).toBeGreaterThan(0);
     expect(notice).toBeLessThanOrEqual(NOTICE_MS);
+    // Settled from what the socket heard; the provenance record is then ComfyUI's own entry.
+    let history: { prompt?: unknown; status?: { status_str?: string } } | null = null;
+    for (let i = 0; i < 40 && !history?.prompt; i++) {
+      const found = await studio.assetProvenance(job!.assets[0]!.asset_id);
+      history = found?.history ? JSON.parse(found.history) : null;
+      if (!history?.prompt) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(Array.isArray(history?.prompt), "ComfyUI's history entry replaces the heard one").toBe(true);
+    expect(history?.status?.status_str).toBe("success");
   });
 
   it("keeps one socket through a 6 s silent node: one connection for the job's clientId, progress to the end", async () => {
