@@ -9,11 +9,14 @@ import type { ComfyEvent, ComfyGraph } from "../comfy/types";
 import { ProgressTracker } from "./progress";
 import type { JobProgress, JobView } from "./records";
 
-/** One line of a watch stream (NDJSON). */
+/** One line of a watch stream (NDJSON; blank lines are keepalives). */
 export type WatchEvent =
   | { type: "progress"; progress: NonNullable<JobView["progress"]> }
   | { type: "final"; job: JobView }
   | { type: "missing" };
+
+const KEEPALIVE_MS = 1_000;
+const KEEPALIVE = new TextEncoder().encode("\n");
 
 export class LiveJobs {
   private readonly trackers = new Map<string, ProgressTracker>();
@@ -50,6 +53,15 @@ export class LiveJobs {
     let set = this.watchers.get(jobId);
     if (!set) this.watchers.set(jobId, (set = new Set()));
     set.add(writer);
+    // A blank line each second: a watch stream left idle through a long silent node delivered its
+    // next line 15-20 ms late (measured under workerd), and that next line is usually the result.
+    const keepalive = setInterval(() => {
+      writer.write(KEEPALIVE).catch(() => clearInterval(keepalive));
+    }, KEEPALIVE_MS);
+    writer.closed.then(
+      () => clearInterval(keepalive),
+      () => clearInterval(keepalive),
+    );
     if (job.progress) this.write(writer, { type: "progress", progress: job.progress });
     return readable;
   }

@@ -82,6 +82,7 @@ async function readWatch(
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + 1);
+        if (!line) continue; // the studio's keepalive
         const event = JSON.parse(line) as WatchEvent;
         if (event.type === "final") return event.job;
         if (event.type === "missing") return "missing";

@@ -519,6 +519,9 @@ export async function startFakeComfy(options = {}) {
       if (!(err instanceof BadJson)) console.error("[fake-comfyui]", err);
     });
   });
+  // aiohttp keeps idle connections for 75 s (AppRunner's keepalive_timeout); Node would close them
+  // after 5 s, so every request after a long silent node would pay a new connection here only.
+  server.keepAliveTimeout = 75_000;
 
   async function handle(req, res) {
     const url = new URL(req.url ?? "/", "http://x");

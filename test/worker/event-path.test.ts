@@ -52,8 +52,10 @@ async function run(overrides: Record<string, unknown> = {}, studio = newStudio()
       if (done) break;
       buffer += value;
       for (let at = buffer.indexOf("\n"); at >= 0; at = buffer.indexOf("\n")) {
-        const event = JSON.parse(buffer.slice(0, at)) as WatchEvent;
+        const line = buffer.slice(0, at);
         buffer = buffer.slice(at + 1);
+        if (!line) continue; // keepalive
+        const event = JSON.parse(line) as WatchEvent;
         events.push(event);
         if (event.type === "final") {
           job = event.job;

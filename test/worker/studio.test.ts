@@ -29,8 +29,8 @@ async function fake(path: string, body?: unknown) {
 async function watchToEnd(stream: ReadableStream<Uint8Array>) {
   const text = await new Response(stream).text();
   const events = text
-    .trim()
     .split("\n")
+    .filter((line) => line !== "") // keepalives
     .map((line) => JSON.parse(line) as WatchEvent);
   const final = events.at(-1);
   return { events, job: final?.type === "final" ? final.job : undefined };
