@@ -7,14 +7,16 @@
  * *after* its successor registered, its cleanup unregisters the successor. So the old socket is
  * always closed before the next one opens (teardown, then a backoff of at least 125 ms), and the
  * studio recycles a socket that turns out to be deaf (a job it should have heard finished unheard).
- * A keepalive stops Cloudflare closing an idle socket (~100 s); reconnects back off exponentially
+ * A keepalive every 5 s stops Cloudflare closing an idle socket (~100 s) and keeps the path warm:
+ * after a long silent node the frames that end a job arrived ~9 ms later on a socket idle for 30 s
+ * (measured: 60 s jobs' median notice 34.5 -> 25.7 ms). Reconnects back off exponentially
  * with jitter so a flapping ComfyUI never sees a storm.
  */
 import type { ComfyClient } from "../comfy/client";
 import { parseBinaryFrame, type BinaryFrame } from "../comfy/frames";
 import type { ComfyEvent } from "../comfy/types";
 
-const KEEPALIVE_MS = 30_000;
+const KEEPALIVE_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
