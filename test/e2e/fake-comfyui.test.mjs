@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { createRequire } from "node:module";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startFakeComfy } from "../fake-comfyui/server.mjs";
+import { DEFAULT_FAULTS, startFakeComfy } from "../fake-comfyui/server.mjs";
 
 // A plain `import WebSocket from "ws"` breaks under vitest; require it (as server.mjs does).
 const WebSocket = createRequire(import.meta.url)("ws");
@@ -122,22 +122,8 @@ describe("fake ComfyUI: slow and rude", () => {
     B = fake.url;
   });
   afterAll(() => fake?.close());
-  const resetFaults = {
-    dropSocketsAfterEvents: null,
-    refuseWebSocket: false,
-    slowMs: 0,
-    http500: false,
-    accessRedirect: false,
-    accessHtml200: false,
-    failNodeClass: null,
-    dropPromptPosts: false,
-    answerAfterFinish: false,
-    historyLagMs: 0,
-    idleSocketCloseMs: 0,
-    previewFrames: false,
-  };
   afterEach(() => {
-    fake.setFaults(resetFaults);
+    fake.setFaults(DEFAULT_FAULTS());
   });
 
   it("nodeDelayMsByClass: VAEDecode 1500 ms is silent on the socket and the job takes ≥ 1.5 s", async () => {

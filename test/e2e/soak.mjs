@@ -8,6 +8,7 @@
 // lost, completion paths, socket drops injected and seen, reconnects (list_backends last_hour).
 // Required: nothing lost, every drop fired, no crash in the gateway log, and in the no-fault phase
 // the event path completed ≥ 99 % of the jobs.
+import { mulberry32 } from "../support/photo-like.ts";
 import {
   allAssets,
   checkOneAsset,
@@ -37,16 +38,10 @@ export function soakProfile({ quick = false } = {}) {
     : { stepDelayMs: 1_000, minSteps: 15, maxSteps: 165, silentNodeMs: 15_000, dropEveryMs: [20_000, 75_000] };
 }
 
-/** A small seeded PRNG, so a soak is repeatable. */
+/** A seeded PRNG in [0, 1), so a soak is repeatable. */
 function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /**

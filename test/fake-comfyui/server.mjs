@@ -46,7 +46,7 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
  * @property {number} idleSocketCloseMs              close (1001) a WebSocket with no frame either way for n ms
  * @property {boolean} previewFrames                 a binary PNG preview frame after each sampler `progress`
  */
-const DEFAULT_FAULTS = () =>
+export const DEFAULT_FAULTS = () =>
   /** @type {Faults} */ ({
     dropSocketsAfterEvents: null,
     refuseWebSocket: false,

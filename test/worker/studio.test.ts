@@ -48,15 +48,7 @@ async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, ti
 const isOpen = (job: JobView | undefined) => !!job && ["submitting", "queued", "running"].includes(job.status);
 
 afterEach(async () => {
-  await fake("faults", {
-    dropSocketsAfterEvents: null,
-    refuseWebSocket: false,
-    slowMs: 0,
-    http500: false,
-    accessRedirect: false,
-    accessHtml200: false,
-    failNodeClass: null,
-  });
+  await fake("faults", { reset: true });
 });
 
 describe("studio jobs", () => {
