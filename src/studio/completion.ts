@@ -114,12 +114,7 @@ export class Completion {
     const wholeRun =
       via === "event" && !known && endpoint && run?.succeeded && run.connection === endpoint.socket.opens;
     let entry: HistoryEntry | undefined = wholeRun ? heardEntry(run) : known;
-    const delays = via === "event" ? HISTORY_RETRY_DELAYS_MS : [0];
-    for (const delay of delays) {
-      if (entry || !endpoint) break;
-      if (delay) await sleep(delay);
-      entry = await endpoint.client.history(jobId, { timeoutMs: 5_000 }).catch(() => undefined);
-    }
+    if (!entry && endpoint) entry = await readHistory(endpoint, jobId, via === "event" ? HISTORY_RETRY_DELAYS_MS : [0]);
     const row = this.jobs.row(jobId);
     // No entry yet (or ComfyUI unreachable): the alarm will try again.
     if (!entry || !endpoint || !row || TERMINAL.has(row.status as JobStatus)) return;
@@ -142,14 +137,8 @@ export class Completion {
 
   /** The provenance record of a job settled from its events: ComfyUI's own entry, once it has it. */
   private async recordHistoryLater(jobId: string, endpoint: Endpoint): Promise<void> {
-    for (const delay of HISTORY_RETRY_DELAYS_MS) {
-      if (delay) await sleep(delay);
-      const entry = await endpoint.client.history(jobId, { timeoutMs: 5_000 }).catch(() => undefined);
-      if (entry) {
-        this.jobs.recordHistory(jobId, JSON.stringify(entry));
-        return;
-      }
-    }
+    const entry = await readHistory(endpoint, jobId, HISTORY_RETRY_DELAYS_MS);
+    if (entry) this.jobs.recordHistory(jobId, JSON.stringify(entry));
   }
 
   /**
@@ -165,6 +154,16 @@ export class Completion {
     );
     endpoint.socket.recycle("deaf: a job finished without its events");
   }
+}
+
+/** ComfyUI's history entry of a job, tried after each delay until it has one; undefined if it never did. */
+async function readHistory(endpoint: Endpoint, jobId: string, delays: number[]): Promise<HistoryEntry | undefined> {
+  for (const delay of delays) {
+    if (delay) await sleep(delay);
+    const entry = await endpoint.client.history(jobId, { timeoutMs: 5_000 }).catch(() => undefined);
+    if (entry) return entry;
+  }
+  return undefined;
 }
 
 function outcome(

@@ -7,6 +7,7 @@ import type { ComfyGraph } from "../comfy/types";
 import type { RouteRequest } from "../pool/routing";
 import type { AssetStore } from "./assets";
 import type { LiveJobs } from "./live";
+import type { ProgressTracker } from "./progress";
 import {
   type CompletedVia,
   type JobError,
@@ -39,12 +40,13 @@ export class JobStore {
     const row = this.row(jobId);
     if (!row) return undefined;
     const assets = this.assets.forJob(jobId, Date.now());
-    const open = !TERMINAL.has(row.status as JobStatus);
-    // After a restart the in-memory tracker is gone: rebuild it for an open job.
-    const tracker =
-      this.live.tracker(jobId) ??
-      (open ? this.live.track(jobId, JSON.parse(row.graph) as ComfyGraph, row.backend) : undefined);
-    return jobView(row, assets, tracker?.snapshot() ?? null);
+    return jobView(row, assets, this.tracker(row)?.snapshot() ?? null);
+  }
+
+  /** An open job's progress tracker; after a restart the in-memory one is gone and is rebuilt. */
+  tracker(row: JobRow): ProgressTracker | undefined {
+    if (TERMINAL.has(row.status as JobStatus)) return undefined;
+    return this.live.tracker(row.id) ?? this.live.track(row.id, JSON.parse(row.graph) as ComfyGraph, row.backend);
   }
 
   /** Open jobs, on one backend or on all. */

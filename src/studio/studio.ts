@@ -219,7 +219,7 @@ export class Studio extends DurableObject<Env> {
       this.ctx.waitUntil(this.completion.finalize(promptId, "event"));
       return;
     }
-    if (!this.live.tracker(promptId)) this.jobs.view(promptId); // rebuilds the tracker after a restart
+    this.jobs.tracker(row); // rebuilt after a restart
     this.live.apply(promptId, event);
   }
 
