@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { createRequire } from "node:module";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { sdGraph } from "../fake-comfyui/graphs.mjs";
 import { DEFAULT_FAULTS, startFakeComfy } from "../fake-comfyui/server.mjs";
 
 // A plain `import WebSocket from "ws"` breaks under vitest; require it (as server.mjs does).
@@ -20,29 +21,8 @@ it("the fake ComfyUI passes its self-check against the recorded ComfyUI 0.3.64 s
 });
 
 /** The SD1.5 txt2img graph (node 3 KSampler, 8 VAEDecode, 9 SaveImage), small and fast. */
-const sdGraph = ({ seed = 1, steps = 2 } = {}) => ({
-  3: {
-    class_type: "KSampler",
-    inputs: {
-      seed,
-      steps,
-      cfg: 8,
-      sampler_name: "euler",
-      scheduler: "normal",
-      denoise: 1,
-      model: ["4", 0],
-      positive: ["6", 0],
-      negative: ["7", 0],
-      latent_image: ["5", 0],
-    },
-  },
-  4: { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "v1-5-pruned-emaonly.ckpt" } },
-  5: { class_type: "EmptyLatentImage", inputs: { width: 64, height: 64, batch_size: 1 } },
-  6: { class_type: "CLIPTextEncode", inputs: { text: `a cat ${seed}`, clip: ["4", 1] } },
-  7: { class_type: "CLIPTextEncode", inputs: { text: "text, watermark", clip: ["4", 1] } },
-  8: { class_type: "VAEDecode", inputs: { samples: ["3", 0], vae: ["4", 2] } },
-  9: { class_type: "SaveImage", inputs: { filename_prefix: "t/fake", images: ["8", 0] } },
-});
+const smallGraph = ({ seed = 1, steps = 2 } = {}) =>
+  sdGraph({ seed, steps, width: 64, height: 64, prefix: "t/fake", text: `a cat ${seed}` });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -129,7 +109,7 @@ describe("fake ComfyUI: slow and rude", () => {
   it("nodeDelayMsByClass: VAEDecode 1500 ms is silent on the socket and the job takes ≥ 1.5 s", async () => {
     const c = await openWs(B, "slow-vae");
     const t0 = performance.now();
-    const r = await submit(B, sdGraph({ seed: 11 }), "slow-vae");
+    const r = await submit(B, smallGraph({ seed: 11 }), "slow-vae");
     const pid = r.json.prompt_id;
     const done = await c.done(pid);
     expect(done.at - t0).toBeGreaterThanOrEqual(1500);
@@ -155,7 +135,7 @@ describe("fake ComfyUI: slow and rude", () => {
     expect((await call(B, "POST", "/__fake/timing", { stepDelayMs: -1 })).status).toBe(400);
     expect((await call(B, "POST", "/__fake/timing", { nope: 1 })).status).toBe(400);
     const c = await openWs(B, "timing");
-    const r = await submit(B, sdGraph({ seed: 12, steps: 3 }), "timing");
+    const r = await submit(B, smallGraph({ seed: 12, steps: 3 }), "timing");
     await c.done(r.json.prompt_id);
     const t = c.texts();
     const ks = t.find((f) => f.msg.type === "executing" && f.msg.data.node === "3");
@@ -170,7 +150,7 @@ describe("fake ComfyUI: slow and rude", () => {
     fake.setTiming({ nodeDelayMsByClass: { VAEDecode: 20_000 } });
     try {
       const c = await openWs(B, "long");
-      const r = await submit(B, sdGraph({ seed: 13 }), "long");
+      const r = await submit(B, smallGraph({ seed: 13 }), "long");
       await c.until((m) => m.type === "executing" && m.data.node === "8");
       const t0 = performance.now();
       await call(B, "POST", "/interrupt");
@@ -179,13 +159,13 @@ describe("fake ComfyUI: slow and rude", () => {
       expect(stop.at - t0).toBeLessThan(500);
 
       const c2 = await openWs(B, "long2");
-      const r2 = await submit(B, sdGraph({ seed: 14 }), "long2");
+      const r2 = await submit(B, smallGraph({ seed: 14 }), "long2");
       await c2.until((m) => m.type === "executing" && m.data.node === "8");
       fake.restart();
       fake.setTiming({ nodeDelayMsByClass: {} });
       const c3 = await openWs(B, "long3");
       const t1 = performance.now();
-      const r3 = await submit(B, sdGraph({ seed: 15 }), "long3");
+      const r3 = await submit(B, smallGraph({ seed: 15 }), "long3");
       const d3 = await c3.done(r3.json.prompt_id, 3000);
       expect(d3.at - t1).toBeLessThan(1000); // the old job did not keep the worker busy
       expect(fake.prompts.get(r2.json.prompt_id)?.status).toBe("lost");
@@ -228,19 +208,19 @@ describe("fake ComfyUI: slow and rude", () => {
     expect(fake.faults.dropSocketsAfterEvents).toBeNull();
     fake.setTiming({ nodeDelayMsByClass: {} });
     try {
-      const r = await submit(B, sdGraph({ seed: 16 }), "nodrop");
+      const r = await submit(B, smallGraph({ seed: 16 }), "nodrop");
       await c.done(r.json.prompt_id);
       fake.setFaults({ dropSocketsAfterEvents: 2 });
       expect(
         (await call(B, "POST", "/__fake/faults", { dropSocketsAfterEvents: null })).json.dropSocketsAfterEvents,
       ).toBe(null);
-      const r2 = await submit(B, sdGraph({ seed: 17 }), "nodrop");
+      const r2 = await submit(B, smallGraph({ seed: 17 }), "nodrop");
       await c.done(r2.json.prompt_id);
       expect(c.ws.readyState).toBe(WebSocket.OPEN);
       expect(fake.faultsFired.dropSockets).toBe(0);
       // …while a real count still drops, and is counted.
       fake.setFaults({ dropSocketsAfterEvents: 2 });
-      const r3 = await submit(B, sdGraph({ seed: 18 }), "nodrop");
+      const r3 = await submit(B, smallGraph({ seed: 18 }), "nodrop");
       await c.closed;
       expect(c.texts().filter((f) => f.msg.data?.prompt_id === r3.json.prompt_id)).toHaveLength(2);
       expect(fake.faultsFired.dropSockets).toBe(1);
@@ -258,7 +238,11 @@ describe("fake ComfyUI: slow and rude", () => {
       fake.setFaults({ answerAfterFinish: true });
       const pid = crypto.randomUUID();
       const t0 = performance.now();
-      const r = await call(B, "POST", "/prompt", { prompt: sdGraph({ seed: 19 }), client_id: "late", prompt_id: pid });
+      const r = await call(B, "POST", "/prompt", {
+        prompt: smallGraph({ seed: 19 }),
+        client_id: "late",
+        prompt_id: pid,
+      });
       const answeredAt = performance.now();
       expect(r.json).toMatchObject({ prompt_id: pid, node_errors: {} });
       // Finished (history written, done event sent) before the answer left the fake.
@@ -282,7 +266,7 @@ describe("fake ComfyUI: slow and rude", () => {
     try {
       const c = await openWs(B, "lag");
       fake.setFaults({ historyLagMs: 400 });
-      const r = await submit(B, sdGraph({ seed: 20 }), "lag");
+      const r = await submit(B, smallGraph({ seed: 20 }), "lag");
       const pid = r.json.prompt_id;
       const done = await c.done(pid);
       expect((await call(B, "GET", `/history/${pid}`)).json).toEqual({});
@@ -327,7 +311,7 @@ describe("fake ComfyUI: slow and rude", () => {
     try {
       const c = await openWs(B, "pv");
       fake.setFaults({ previewFrames: true });
-      const r = await submit(B, sdGraph({ seed: 21, steps: 3 }), "pv");
+      const r = await submit(B, smallGraph({ seed: 21, steps: 3 }), "pv");
       await c.done(r.json.prompt_id);
       const seq = c.frames
         .filter((f) => f.bin || ["progress", "executed"].includes(f.msg.type))
@@ -343,7 +327,7 @@ describe("fake ComfyUI: slow and rude", () => {
       const m = await openWs(B, "pv-meta");
       m.ws.send(JSON.stringify({ type: "feature_flags", data: { supports_preview_metadata: true } }));
       await m.until((x) => x.type === "feature_flags");
-      const r2 = await submit(B, sdGraph({ seed: 22, steps: 1 }), "pv-meta");
+      const r2 = await submit(B, smallGraph({ seed: 22, steps: 1 }), "pv-meta");
       await m.done(r2.json.prompt_id);
       const bin = /** @type {Buffer} */ (m.frames.find((f) => f.bin)?.data);
       expect(bin.readUInt32BE(0)).toBe(4);
@@ -383,7 +367,7 @@ describe("fake ComfyUI: slow and rude", () => {
       await expect(submit(B, sdGraph(), "x")).rejects.toThrow();
       fake.setFaults({ dropPromptPosts: false, failNodeClass: "KSampler" });
       const c = await openWs(B, "fail");
-      const r = await submit(B, sdGraph({ seed: 23 }), "fail");
+      const r = await submit(B, smallGraph({ seed: 23 }), "fail");
       await c.done(r.json.prompt_id);
       expect(c.texts().some((f) => f.msg.type === "execution_error")).toBe(true);
       c.close();
