@@ -45,6 +45,7 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?)$/i;
  * @property {number} historyLagMs                   /history hides an entry for n ms after the job's done event
  * @property {number} idleSocketCloseMs              close (1001) a WebSocket with no frame either way for n ms
  * @property {boolean} previewFrames                 a binary PNG preview frame after each sampler `progress`
+ * @property {number} slowViewBodyMs                 a whole-file /view body trickles out over n ms (a slow tunnel)
  */
 export const DEFAULT_FAULTS = () =>
   /** @type {Faults} */ ({
@@ -60,6 +61,7 @@ export const DEFAULT_FAULTS = () =>
     historyLagMs: 0,
     idleSocketCloseMs: 0,
     previewFrames: false,
+    slowViewBodyMs: 0,
   });
 
 /**
@@ -76,6 +78,7 @@ export const DEFAULT_FAULTS = () =>
  * @property {number} lateAnswers         POST /prompt answers withheld by answerAfterFinish
  * @property {number} laggedHistoryReads  /history reads that hid at least one entry because of historyLagMs
  * @property {number} previewFrames       binary preview frames sent
+ * @property {number} slowViewBodies      /view bodies trickled by slowViewBodyMs
  */
 const ZERO_FIRED = () =>
   /** @type {FaultsFired} */ ({
@@ -91,6 +94,7 @@ const ZERO_FIRED = () =>
     lateAnswers: 0,
     laggedHistoryReads: 0,
     previewFrames: 0,
+    slowViewBodies: 0,
   });
 
 /** @typedef {{nodeDelayMs: number, stepDelayMs: number, nodeDelayMsByClass: Record<string, number>}} Timing */
@@ -825,7 +829,27 @@ export async function startFakeComfy(options = {}) {
       return res.end(chunk);
     }
     res.writeHead(200, { ...base, "Content-Length": String(size), "Accept-Ranges": "bytes", Server: SERVER_HEADER });
+    if (faults.slowViewBodyMs > 0) {
+      fired("slowViewBodies");
+      return trickle(res, f.bytes, faults.slowViewBodyMs);
+    }
     return res.end(f.bytes);
+  }
+
+  /** Sends a body in ten pieces spread over `ms`, as a slow tunnel delivers a large file. */
+  function trickle(res, bytes, ms) {
+    const pieces = 10;
+    const size = Math.ceil(bytes.length / pieces);
+    let sent = 0;
+    const next = () => {
+      if (res.destroyed) return;
+      const piece = bytes.subarray(sent, sent + size);
+      sent += piece.length;
+      if (sent >= bytes.length) return res.end(piece);
+      res.write(piece);
+      setTimeout(next, ms / pieces);
+    };
+    next();
   }
 
   /** POST /upload/image (multipart): " (1)" rename unless identical bytes or overwrite [POST_upload_image.json]. */

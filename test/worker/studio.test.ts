@@ -2,6 +2,7 @@
 // assets from real bytes, progress, cancel, lost jobs, fault handling and a restart mid-job.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { ComfyClient } from "../../src/comfy/client";
 import type { JobView, SubmitRequest } from "../../src/studio/records";
 import type { WatchEvent } from "../../src/studio/studio";
 import { imageJob } from "../support/image-job";
@@ -214,6 +215,25 @@ describe("cancel", () => {
 });
 
 describe("ComfyUI misbehaving", () => {
+  it("a download slower than the request's timeout streams to the end: the deadline covers only the headers", async () => {
+    const studio = newStudio();
+    const submitted = await studio.submit(request({ width: 512, height: 512 }));
+    const { job } = await watchToEnd(await studio.watch(submitted.ok ? submitted.job.job_id : ""));
+    const asset = job!.assets[0]!;
+    await fake("faults", { slowViewBodyMs: 1_500 });
+    const client = new ComfyClient({ name: "default", baseUrl: fakeUrl, headers: {} });
+    const started = Date.now();
+    const response = await client.view(
+      { filename: asset.filename, subfolder: asset.subfolder, type: asset.folder_type },
+      { timeoutMs: 500 },
+    );
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    expect(Date.now() - started, "the body took longer than the 500 ms timeout").toBeGreaterThan(1_000);
+    expect(bytes.length).toBe(asset.bytes_size);
+    const fired = (await (await fetch(`${fakeUrl}/__fake/faults-fired`)).json()) as { slowViewBodies: number };
+    expect(fired.slowViewBodies).toBeGreaterThan(0);
+  });
+
   it("backs off instead of storming when ComfyUI refuses the WebSocket, and still completes jobs by polling", async () => {
     const attempts = async () =>
       ((await (await fetch(`${fakeUrl}/__fake/state`)).json()) as { ws_upgrade_attempts: number }).ws_upgrade_attempts;
