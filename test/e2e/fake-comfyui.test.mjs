@@ -385,6 +385,7 @@ describe("fake ComfyUI: slow and rude", () => {
         lateAnswers: 0,
         laggedHistoryReads: 0,
         previewFrames: 0,
+        slowViewBodies: 0,
       });
       expect((await call(B, "POST", "/__fake/faults", { reset: true })).json.answerAfterFinish).toBe(false);
     } finally {
