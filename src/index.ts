@@ -8,8 +8,9 @@
 import OAuthProvider from "@cloudflare/workers-oauth-provider";
 import { Hono } from "hono";
 import { streamAsset, verifyDownload } from "./assets/downloads";
-import { OWNER, tokenUser } from "./auth/owner";
+import { OWNER } from "./auth/owner";
 import { SCOPES, registerOwnerRoutes } from "./auth/routes";
+import { tokenIdentity } from "./auth/tokens";
 import { VERSION, readConfig } from "./config";
 import { LOOPBACK, serveMcp } from "./mcp/serve";
 import { Backends } from "./pool/backends";
@@ -17,6 +18,7 @@ import { publishConfig } from "./publish/bucket";
 
 export { Studio } from "./studio/studio";
 export { Pool } from "./pool/coordinator";
+export { Guard } from "./auth/guard";
 
 const ALL_SCOPES: ReadonlySet<string> = new Set(SCOPES);
 
@@ -90,20 +92,9 @@ registerOwnerRoutes(app);
 
 /** Static tokens for CLIs and IDEs; no OAuth discovery here, because Cursor ignores headers on OAuth routes. */
 app.all("/mcp-key", async (c) => {
-  const user = await tokenUser(c.env, c.req.header("Authorization") ?? null);
-  if (!user) {
-    const configured = Boolean(c.env.MCP_TOKENS);
-    return c.json(
-      {
-        error: "unauthorized",
-        message: configured
-          ? "Send Authorization: Bearer <one of the MCP_TOKENS>."
-          : "No MCP_TOKENS are configured on this gateway.",
-      },
-      configured ? 401 : 503,
-    );
-  }
-  return serveMcp(c.req.raw, c.env, c.executionCtx as ExecutionContext, { principal: user, scopes: ALL_SCOPES });
+  const identity = await tokenIdentity(c.env, c.req.raw);
+  if (identity instanceof Response) return identity;
+  return serveMcp(c.req.raw, c.env, c.executionCtx as ExecutionContext, identity);
 });
 
 let warned = false;

@@ -249,7 +249,7 @@ describe("binary WebSocket frames (comfyui-api.md §8.5)", () => {
 });
 
 describe("public-URL check for input media (SSRF)", async () => {
-  const { isPrivateHost } = await import("../../src/workflows/media");
+  const { isPrivateHost } = await import("../../src/net/public-url");
   const host = (url: string) => new URL(url).hostname;
   it("refuses every spelling of loopback, private, link-local, mapped and local names", () => {
     for (const url of [
