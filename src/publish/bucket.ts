@@ -2,7 +2,9 @@
  * Publishing to R2: create-only or replacing writes of published files, and the manifest
  * (`{key: {url, filename, ...}}`) updated with conditional writes (etag match) and retries, so
  * concurrent publishes never lose an entry and a corrupt manifest is reported, never overwritten.
+ * Every object records the principal that wrote it; a principal replaces only its own objects.
  */
+import { OWNER } from "../auth/owner";
 
 export interface PublishConfig {
   bucket: R2Bucket | undefined;
@@ -23,6 +25,12 @@ declare global {
   }
 }
 
+/**
+ * The largest budget, from max_bytes or PUBLISH_MAX_BYTES: audio and video are read whole before
+ * they are written, and a Worker isolate has 128 MB.
+ */
+export const MAX_PUBLISH_BYTES = 50_000_000;
+
 export function publishConfig(env: Env, publicUrl: string): PublishConfig {
   const configured = (env.PUBLIC_BASE_URL ?? "").trim().replace(/\/+$/, "");
   const raw = (env.PUBLISH_PREFIX ?? "gen/").trim().replace(/^\/+/, "");
@@ -34,7 +42,7 @@ export function publishConfig(env: Env, publicUrl: string): PublishConfig {
     baseUrlConfigured: configured !== "",
     prefix,
     manifestKey: (env.PUBLISH_MANIFEST_KEY ?? "").trim() || `${prefix}manifest.json`,
-    maxBytes: Number.isInteger(maxBytes) && maxBytes > 0 ? maxBytes : 600_000,
+    maxBytes: Number.isInteger(maxBytes) && maxBytes > 0 ? Math.min(maxBytes, MAX_PUBLISH_BYTES) : 600_000,
   };
 }
 
@@ -52,25 +60,56 @@ export class PublishError extends Error {
   }
 }
 
-/** Writes a published file; with `overwrite=false` only if nothing is there yet. */
+/** The custom-metadata field that names the principal an object belongs to. */
+export const PRINCIPAL_FIELD = "principal";
+
+/** Who an object belongs to: the principal it records, or the owner for objects from before. */
+export function ownerOf(object: Pick<R2Object, "customMetadata">): string {
+  return object.customMetadata?.[PRINCIPAL_FIELD] || OWNER;
+}
+
+/** Refuses to touch an object another principal wrote; says so without naming that principal. */
+export function assertOwnedBy(object: R2Object | null, principal: string, key: string): void {
+  if (object && ownerOf(object) !== principal)
+    throw new PublishError(
+      "NOT_YOUR_FILE",
+      `${key} was published by another user; you can replace or unpublish only your own files. Choose another name (list_published shows yours).`,
+    );
+}
+
+const WRITE_ATTEMPTS = 6;
+
+/**
+ * Writes a published file for `principal`; with `overwrite=false` only if nothing is there yet.
+ * A replacement is conditional on the etag of the object whose owner we checked, so nobody's file
+ * can slip in between the check and the write (we look again instead).
+ */
 export async function putPublished(
   bucket: R2Bucket,
   key: string,
   bytes: Uint8Array,
   meta: { contentType: string; cacheControl: string; custom: Record<string, string> },
-  overwrite: boolean,
+  options: { overwrite: boolean; principal: string },
 ): Promise<R2Object> {
-  const written = await bucket.put(key, bytes, {
-    httpMetadata: { contentType: meta.contentType, cacheControl: meta.cacheControl },
-    customMetadata: meta.custom,
-    ...(overwrite ? {} : { onlyIf: new Headers({ "If-None-Match": "*" }) }),
-  });
-  if (!written)
-    throw new PublishError(
-      "TARGET_EXISTS",
-      `${key} already exists and overwrite=false. Choose another target_filename, or pass overwrite=true to replace it.`,
-    );
-  return written;
+  for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+    const existing = await bucket.head(key);
+    if (existing && !options.overwrite)
+      throw new PublishError(
+        "TARGET_EXISTS",
+        `${key} already exists and overwrite=false. Choose another target_filename, or pass overwrite=true to replace it.`,
+      );
+    assertOwnedBy(existing, options.principal, key);
+    const written = await bucket.put(key, bytes, {
+      httpMetadata: { contentType: meta.contentType, cacheControl: meta.cacheControl },
+      customMetadata: { ...meta.custom, [PRINCIPAL_FIELD]: options.principal },
+      onlyIf: existing ? { etagMatches: existing.etag } : new Headers({ "If-None-Match": "*" }),
+    });
+    if (written) return written;
+  }
+  throw new PublishError(
+    "PUBLISH_CONFLICT",
+    `${key} kept changing while it was being published; nothing was written. Retry publish_asset.`,
+  );
 }
 
 export interface ManifestEntry {
@@ -89,20 +128,25 @@ export type Manifest = Record<string, ManifestEntry>;
 const MANIFEST_ATTEMPTS = 12;
 
 /**
- * Read-modify-write of the manifest under an etag precondition: a concurrent writer makes our
- * write fail, and we re-read and retry (with jittered backoff) instead of losing its entry.
+ * Read-modify-write of a principal's manifest under an etag precondition: a concurrent writer
+ * makes our write fail, and we re-read and retry (with jittered backoff) instead of losing its
+ * entry. Each principal has its own manifest, but one principal may still publish from several
+ * clients at once (the owner's laptop and its IDE), so the precondition is what keeps it whole.
  */
 export async function updateManifest(
   bucket: R2Bucket,
   manifestKey: string,
+  principal: string,
   change: (manifest: Manifest) => void,
 ): Promise<{ entries: number; attempts: number }> {
   for (let attempt = 1; attempt <= MANIFEST_ATTEMPTS; attempt++) {
     const current = await bucket.get(manifestKey);
+    assertOwnedBy(current, principal, manifestKey);
     const manifest = current ? parseManifest(manifestKey, await current.text()) : {};
     change(manifest);
     const written = await bucket.put(manifestKey, JSON.stringify(manifest, null, 2), {
       httpMetadata: { contentType: "application/json", cacheControl: "no-cache" },
+      customMetadata: { [PRINCIPAL_FIELD]: principal },
       onlyIf: current ? { etagMatches: current.etag } : new Headers({ "If-None-Match": "*" }),
     });
     if (written) return { entries: Object.keys(manifest).length, attempts: attempt };

@@ -1,16 +1,20 @@
 /**
  * Publishing to the web: get_publish_info, publish_asset (the original's arguments and error
- * codes), list_published and unpublish. Files go to R2 under a prefix, in the format their name
- * says (never WebP bytes in a .jpg), within a byte budget, with provenance in custom metadata, and
- * with a manifest entry when a manifest_key is given.
+ * codes), list_published and unpublish. Files go to R2 under the caller's own prefix (the owner's
+ * is the publish prefix itself, src/publish/principals.ts), in the format their name says (never
+ * WebP bytes in a .jpg), within a byte budget checked before the source is read, with provenance
+ * and the caller's principal in custom metadata, and with an entry in the caller's own manifest
+ * when a manifest_key is given. Nobody sees, replaces or unpublishes another principal's files.
  */
-import { readBytes } from "../comfy/client";
-import type { McpServer } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import { sha256Hex } from "../auth/secrets";
 import { failure, success } from "../mcp/results";
 import { EncodeError, encodeForWeb, type PublishFormat } from "../publish/encode";
 import {
+  assertOwnedBy,
+  MAX_PUBLISH_BYTES,
+  ownerOf,
   PublishError,
   publicUrl,
   publishConfig,
@@ -19,6 +23,8 @@ import {
   updateManifest,
   type PublishConfig,
 } from "../publish/bucket";
+import { inNamespace, isManifestKey, type Namespace, namespaceOf } from "../publish/principals";
+import { readAtMost } from "../publish/source";
 import type { AssetView } from "../studio/records";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
@@ -36,6 +42,12 @@ const MEDIA_EXTENSIONS: Record<string, string> = {
   "image/gif": "gif",
 };
 const LIST_LIMIT = 100;
+/**
+ * The most bytes read of an image that is re-encoded rather than published as-is: a 16-bit RGBA
+ * PNG at the encoder's 2048² input limit is 33.6 MB; nothing the encoder can take is larger.
+ */
+const MAX_IMAGE_SOURCE_BYTES = 36_000_000;
+const VIEW_TIMEOUT_MS = 60_000;
 
 export function registerPublishTools(server: McpServer, tools: ToolContext): void {
   const config = (): PublishConfig => publishConfig(tools.env, tools.config.publicUrl);
@@ -45,7 +57,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Show publishing setup",
       description:
-        "Whether publishing to the web works and where files go: the R2 bucket, the public base URL, the key prefix, the manifest key, the default byte budget, and what is missing with how to set it. Call this before publish_asset.",
+        "Whether publishing to the web works and where your files go: the R2 bucket, the public base URL, your key prefix, your manifest key, the default byte budget, and what is missing with how to set it. Call this before publish_asset.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         status: z.enum(["ready", "needs_configuration"]),
@@ -61,8 +73,10 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
-      runTool(async () => {
+      runPublishTool(async () => {
+        requireScope(tools, "generate");
         const c = config();
+        const own = namespaceOf(c, tools.principal);
         const missing: string[] = [];
         if (!c.bucket)
           missing.push(
@@ -74,12 +88,12 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
           );
         return {
           status: c.bucket ? ("ready" as const) : ("needs_configuration" as const),
-          message: c.bucket ? `Ready to publish to ${c.baseUrl}/${c.prefix}` : "Publishing needs an R2 bucket.",
+          message: c.bucket ? `Ready to publish to ${c.baseUrl}/${own.prefix}` : "Publishing needs an R2 bucket.",
           bucket_bound: Boolean(c.bucket),
           public_base_url: c.baseUrl,
           public_base_url_configured: c.baseUrlConfigured,
-          prefix: c.prefix,
-          manifest_key: c.manifestKey,
+          prefix: own.prefix,
+          manifest_key: own.manifestKey,
           default_max_bytes: c.maxBytes,
           missing,
         };
@@ -91,11 +105,11 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Publish an asset to the web",
       description:
-        "Copy an asset to the R2 bucket so a site can serve it, within max_bytes. Demo mode: give target_filename (e.g. hero.webp; the " +
+        "Copy an asset to the R2 bucket, under your own prefix (get_publish_info), so a site can serve it, within max_bytes. Demo mode: give target_filename (e.g. hero.webp; the " +
         "extension decides the format: webp, png or jpg). Library mode: omit it and give manifest_key; the file gets a content-hashed " +
         "name and an entry in the manifest. web_optimize=true always re-encodes (WebP in library mode). Error codes: " +
         "ASSET_NOT_FOUND_OR_EXPIRED, INVALID_TARGET_FILENAME, INVALID_MANIFEST_KEY, MANIFEST_KEY_REQUIRED, TARGET_EXISTS, BUDGET_UNREACHABLE, " +
-        "UNSUPPORTED_ASSET, MANIFEST_CORRUPT, MANIFEST_CONFLICT, PUBLISH_NOT_CONFIGURED, PUBLISH_FAILED.",
+        "UNSUPPORTED_ASSET, NOT_YOUR_FILE, MANIFEST_CORRUPT, MANIFEST_CONFLICT, PUBLISH_CONFLICT, PUBLISH_NOT_CONFIGURED, PUBLISH_FAILED.",
       inputSchema: z.object({
         asset_id: z.string().trim().min(1).max(200).describe("The asset to publish."),
         target_filename: z
@@ -116,9 +130,9 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
           .number()
           .int()
           .min(1_000)
-          .max(50_000_000)
+          .max(MAX_PUBLISH_BYTES)
           .optional()
-          .describe("Byte budget of the published file. Default 600000."),
+          .describe("Byte budget of the published file. Default PUBLISH_MAX_BYTES (600000)."),
         overwrite: z
           .boolean()
           .optional()
@@ -133,7 +147,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
     (args) =>
-      runTool(() => {
+      runPublishTool(() => {
         requireScope(tools, "publish");
         return publish(tools, config(), args);
       }),
@@ -144,30 +158,36 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "List published files",
       description:
-        "Files in the bucket under the publish prefix (or a sub-prefix), with their public URL, size, type and provenance.",
+        "Your published files (under your prefix, or a sub-prefix of it), with their public URL, size, type and provenance. Other users' files and the manifests are not listed.",
       inputSchema: z.object({
-        prefix: z.string().max(200).optional().describe("Only keys starting with this (inside the publish prefix)."),
+        prefix: z.string().max(200).optional().describe("Only your files whose names start with this."),
         cursor: z.string().max(1000).optional().describe("next_cursor of the previous page."),
       }),
       outputSchema: z.object({
         files: z.array(z.looseObject({ key: z.string(), url: z.string() })),
         count: z.number().int(),
+        prefix: z.string(),
+        manifest_key: z.string(),
         next_cursor: z.string().nullable(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ prefix, cursor }) =>
-      runTool(async () => {
+      runPublishTool(async () => {
+        requireScope(tools, "generate");
         const c = config();
         if (!c.bucket) return notConfigured();
+        const own = namespaceOf(c, tools.principal);
+        // The delimiter keeps other users' folders (and their files) out of the owner's listing.
         const listed = await c.bucket.list({
-          prefix: `${c.prefix}${prefix ?? ""}`,
+          prefix: `${own.prefix}${prefix ?? ""}`,
+          delimiter: "/",
           cursor,
           limit: LIST_LIMIT,
           include: ["httpMetadata", "customMetadata"],
         });
         const files = listed.objects
-          .filter((object) => object.key !== c.manifestKey)
+          .filter((object) => isOwnFile(c, own, object))
           .map((object) => ({
             key: object.key,
             url: publicUrl(c, object.key),
@@ -175,8 +195,15 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
             mime_type: object.httpMetadata?.contentType ?? null,
             uploaded: object.uploaded.toISOString(),
             ...object.customMetadata,
+            principal: ownerOf(object),
           }));
-        return { files, count: files.length, next_cursor: listed.truncated ? listed.cursor : null };
+        return {
+          files,
+          count: files.length,
+          prefix: own.prefix,
+          manifest_key: own.manifestKey,
+          next_cursor: listed.truncated ? listed.cursor : null,
+        };
       }),
   );
 
@@ -185,7 +212,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Unpublish a file",
       description:
-        "Delete a published file from the bucket (by filename or key under the publish prefix) and remove the manifest entries that point to it.",
+        "Delete one of your published files from the bucket (by filename, or its key under your prefix) and remove the entries of your manifest that point to it. Manifests themselves are never deleted. Error codes: INVALID_TARGET_FILENAME, NOT_YOUR_FILE, MANIFEST_PROTECTED, MANIFEST_CORRUPT, MANIFEST_CONFLICT, PUBLISH_NOT_CONFIGURED.",
       inputSchema: z.object({
         filename: z.string().min(1).max(200).describe("The published file name (e.g. hero.webp) or its key."),
       }),
@@ -193,31 +220,56 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     ({ filename }) =>
-      runTool(async () => {
+      runPublishTool(async () => {
         requireScope(tools, "publish");
         const c = config();
         if (!c.bucket) return notConfigured();
-        const name = filename.startsWith(c.prefix) ? filename.slice(c.prefix.length) : filename;
-        if (!/^[a-z0-9][a-z0-9._-]{0,99}$/.test(name))
-          return failure(`'${filename}' is not a published file name.`, { error_code: "INVALID_TARGET_FILENAME" });
-        const key = `${c.prefix}${name}`;
-        const existed = (await c.bucket.head(key)) !== null;
-        await c.bucket.delete(key);
-        const removed: string[] = [];
-        const manifest = await readManifest(c.bucket, c.manifestKey);
-        if (Object.values(manifest).some((entry) => entry.filename === name)) {
-          await updateManifest(c.bucket, c.manifestKey, (m) => {
-            for (const [entryKey, entry] of Object.entries(m)) {
-              if (entry.filename === name) {
-                delete m[entryKey];
-                removed.push(entryKey);
-              }
-            }
-          });
-        }
-        return { key, deleted: existed, manifest_entries_removed: removed };
+        return unpublish(c.bucket, c, namespaceOf(c, tools.principal), filename);
       }),
   );
+}
+
+/** A file the caller may see: in its own namespace, written by it (or by nobody recorded, for the owner), not a manifest. */
+function isOwnFile(c: PublishConfig, own: Namespace, object: R2Object): boolean {
+  return inNamespace(own, object.key) && !isManifestKey(c, object.key) && ownerOf(object) === own.principal;
+}
+
+async function unpublish(bucket: R2Bucket, c: PublishConfig, own: Namespace, filename: string) {
+  // Published names never contain a slash: a name with one is a full key, any other is the caller's file.
+  const key = filename.includes("/") ? filename : `${own.prefix}${filename}`;
+  if (isManifestKey(c, key))
+    return coded(
+      "MANIFEST_PROTECTED",
+      `${key} is a manifest; unpublish never deletes one. Unpublish the files it lists and their entries go with them.`,
+    );
+  if (!inNamespace(own, key))
+    return coded(
+      "NOT_YOUR_FILE",
+      `'${filename}' is not under your publish prefix ${own.prefix}; you can unpublish only your own files (list_published shows them).`,
+    );
+  const name = key.slice(own.prefix.length);
+  if (!/^[a-z0-9][a-z0-9._-]{0,99}$/.test(name))
+    return coded(
+      "INVALID_TARGET_FILENAME",
+      `'${filename}' is not a published file name; list_published shows yours (e.g. hero.webp).`,
+    );
+  const existing = await bucket.head(key);
+  assertOwnedBy(existing, own.principal, key);
+  if (existing) await bucket.delete(key);
+  const removed: string[] = [];
+  const manifest = await readManifest(bucket, own.manifestKey);
+  if (Object.values(manifest).some((entry) => entry.filename === name)) {
+    await updateManifest(bucket, own.manifestKey, own.principal, (m) => {
+      removed.length = 0; // a retried update starts from the manifest as it is now
+      for (const [entryKey, entry] of Object.entries(m)) {
+        if (entry.filename === name) {
+          delete m[entryKey];
+          removed.push(entryKey);
+        }
+      }
+    });
+  }
+  return { key, deleted: existing !== null, manifest_entries_removed: removed };
 }
 
 interface PublishArgs {
@@ -231,6 +283,7 @@ interface PublishArgs {
 
 async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) {
   if (!c.bucket) return notConfigured();
+  const own = namespaceOf(c, tools.principal);
   if (args.target_filename !== undefined && !TARGET_FILENAME.test(args.target_filename)) {
     return coded(
       "INVALID_TARGET_FILENAME",
@@ -264,8 +317,13 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
       `Asset ${asset.asset_id} is ${asset.kind} (${asset.mime_type}); it cannot be published as an image file. Omit target_filename and give a manifest_key to publish it as-is.`,
     );
   }
-  const response = await tools.backends.viewAsset(asset, { timeoutMs: 60_000 });
-  const source = await readBytes(response, "/view", 60_000);
+  // Never read more than can be published: the recorded size refuses before any download, the
+  // read limit covers assets whose size was not recorded.
+  const readLimit = asset.kind === "image" ? Math.max(maxBytes, MAX_IMAGE_SOURCE_BYTES) : maxBytes;
+  if (asset.bytes_size !== null && asset.bytes_size > readLimit) return tooLarge(asset, asset.bytes_size, maxBytes, c);
+  const response = await tools.backends.viewAsset(asset, { timeoutMs: VIEW_TIMEOUT_MS });
+  const source = await readAtMost(response, readLimit, "/view", VIEW_TIMEOUT_MS);
+  if (!source) return tooLarge(asset, null, maxBytes, c);
 
   let body: Uint8Array;
   let details: Record<string, unknown>;
@@ -304,12 +362,7 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
       throw error;
     }
   } else {
-    // Audio, video and other files are published as they are, within the same budget.
-    if (source.length > maxBytes)
-      return coded(
-        "BUDGET_UNREACHABLE",
-        `Asset ${asset.asset_id} is ${source.length} bytes, over max_bytes ${maxBytes}; ${asset.kind} files are published as-is, not re-encoded. Raise max_bytes.`,
-      );
+    // Audio, video and other files are published as they are, within the same budget (read no further).
     body = source;
     mime = asset.mime_type;
     fileExtension = MEDIA_EXTENSIONS[asset.mime_type] ?? asset.filename.split(".").pop()?.toLowerCase() ?? "bin";
@@ -328,66 +381,93 @@ async function publish(tools: ToolContext, c: PublishConfig, args: PublishArgs) 
   // Library mode names files by content, so they can be cached forever.
   const hash = await sha256Hex(body);
   const filename = args.target_filename ?? `${args.manifest_key}.${hash.slice(0, 12)}.${fileExtension}`;
-  const key = `${c.prefix}${filename}`;
+  const key = `${own.prefix}${filename}`;
+  if (isManifestKey(c, key))
+    return coded("INVALID_TARGET_FILENAME", `${key} is where the manifest lives; choose another target_filename.`);
   const immutable = args.target_filename === undefined;
-  try {
-    await putPublished(
-      c.bucket,
-      key,
-      body,
-      {
-        contentType: mime,
-        cacheControl: immutable ? "public, max-age=31536000, immutable" : "public, max-age=300",
-        custom: {
-          asset_id: asset.asset_id,
-          workflow_id: asset.workflow_id,
-          prompt_id: asset.prompt_id,
-          params_hash: hash.slice(0, 16),
-          source: `${asset.folder_type}/${asset.subfolder ? `${asset.subfolder}/` : ""}${asset.filename}`,
-        },
-      },
-      args.overwrite ?? true,
-    );
-    const url = publicUrl(c, key);
-    let manifestEntries: number | null = null;
-    if (args.manifest_key) {
-      const entry = {
-        url,
-        filename,
-        width: (details.width as number | null) ?? null,
-        height: (details.height as number | null) ?? null,
-        bytes: body.length,
-        format: String(details.format),
+  await putPublished(
+    c.bucket,
+    key,
+    body,
+    {
+      contentType: mime,
+      cacheControl: immutable ? "public, max-age=31536000, immutable" : "public, max-age=300",
+      custom: {
         asset_id: asset.asset_id,
-        published_at: new Date().toISOString(),
-      };
-      manifestEntries = (
-        await updateManifest(c.bucket, c.manifestKey, (manifest) => void (manifest[args.manifest_key!] = entry))
-      ).entries;
-    }
-    return success({
-      dest_url: url,
-      key,
-      filename,
-      bytes_size: body.length,
-      mime_type: mime,
-      ...details,
-      source_bytes: source.length,
-      compression_info: {
-        compressed: details.compressed,
-        original_size: source.length,
-        final_size: body.length,
-        quality: details.quality,
-        downscaled: (details.scale as number) < 1,
+        workflow_id: asset.workflow_id,
+        prompt_id: asset.prompt_id,
+        params_hash: hash.slice(0, 16),
+        source: `${asset.folder_type}/${asset.subfolder ? `${asset.subfolder}/` : ""}${asset.filename}`,
       },
-      manifest_key: args.manifest_key ?? null,
-      manifest_entries: manifestEntries,
+    },
+    { overwrite: args.overwrite ?? true, principal: own.principal },
+  );
+  const url = publicUrl(c, key);
+  let manifestEntries: number | null = null;
+  if (args.manifest_key) {
+    const entry = {
+      url,
+      filename,
+      width: (details.width as number | null) ?? null,
+      height: (details.height as number | null) ?? null,
+      bytes: body.length,
+      format: String(details.format),
       asset_id: asset.asset_id,
-    });
-  } catch (error) {
-    if (error instanceof PublishError) return coded(error.code, error.message);
-    throw error;
+      published_at: new Date().toISOString(),
+    };
+    manifestEntries = (
+      await updateManifest(
+        c.bucket,
+        own.manifestKey,
+        own.principal,
+        (manifest) => void (manifest[args.manifest_key!] = entry),
+      )
+    ).entries;
   }
+  return success({
+    dest_url: url,
+    key,
+    filename,
+    bytes_size: body.length,
+    mime_type: mime,
+    ...details,
+    source_bytes: source.length,
+    compression_info: {
+      compressed: details.compressed,
+      original_size: source.length,
+      final_size: body.length,
+      quality: details.quality,
+      downscaled: (details.scale as number) < 1,
+    },
+    manifest_key: args.manifest_key ?? null,
+    manifest_entries: manifestEntries,
+    asset_id: asset.asset_id,
+  });
+}
+
+/** Refused before the source is read whole: its recorded (or declared) size is over what can be published. */
+function tooLarge(asset: AssetView, size: number | null, maxBytes: number, c: PublishConfig) {
+  const bytes = size === null ? "larger than that" : `${size} bytes`;
+  if (asset.kind === "image")
+    return coded(
+      "UNSUPPORTED_ASSET",
+      `Image asset ${asset.asset_id} is ${bytes}: over max_bytes ${maxBytes} and over the ${MAX_IMAGE_SOURCE_BYTES} bytes the gateway reads to re-encode an image, so it was not downloaded. Let ComfyUI save it smaller (WebP or JPEG, or fewer pixels) and publish that.`,
+    );
+  return coded(
+    "BUDGET_UNREACHABLE",
+    `Asset ${asset.asset_id} is ${bytes}, over max_bytes ${maxBytes}; ${asset.kind} files are published as-is, not re-encoded, so it was not downloaded. ` +
+      `Pass a larger max_bytes (at most ${MAX_PUBLISH_BYTES}); the default budget is PUBLISH_MAX_BYTES (${c.maxBytes}).`,
+  );
+}
+
+/** runTool, with the bucket's refusals (another user's file, a corrupt manifest, a conflict) as coded results. */
+function runPublishTool(body: () => Promise<Record<string, unknown> | CallToolResult>): Promise<CallToolResult> {
+  return runTool(() =>
+    body().catch((error: unknown) => {
+      if (error instanceof PublishError) return coded(error.code, error.message);
+      throw error;
+    }),
+  );
 }
 
 function coded(code: string, message: string) {

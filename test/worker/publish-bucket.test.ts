@@ -1,8 +1,11 @@
-// Publishing to local R2 inside workerd: create-only writes, the manifest under 20 concurrent
-// publishes (no lost entry), and a corrupt manifest reported instead of overwritten.
+// Publishing to local R2 inside workerd: create-only writes, each object's principal and who may
+// replace it, the key layout per principal, the manifest under 20 concurrent publishes (no lost
+// entry), a corrupt manifest reported instead of overwritten, and source reads that stop at the budget.
 import { env } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  MAX_PUBLISH_BYTES,
+  ownerOf,
   PublishError,
   publishConfig,
   putPublished,
@@ -10,9 +13,14 @@ import {
   updateManifest,
   type ManifestEntry,
 } from "../../src/publish/bucket";
+import { inNamespace, isManifestKey, namespaceOf } from "../../src/publish/principals";
+import { readAtMost } from "../../src/publish/source";
 
 const bucket = env.ASSETS_BUCKET;
 const meta = { contentType: "image/webp", cacheControl: "public, max-age=300", custom: { asset_id: "a1" } };
+const asOwner = (overwrite: boolean) => ({ overwrite, principal: "owner" });
+const asMallory = (overwrite: boolean) => ({ overwrite, principal: "mallory" });
+const config = publishConfig(env as Env, "https://gw.example");
 const entry = (n: number): ManifestEntry => ({
   url: `https://cdn.example/gen/f${n}.webp`,
   filename: `f${n}.webp`,
@@ -31,17 +39,82 @@ afterEach(async () => {
 
 describe("published files", () => {
   it("writes with type, cache policy and provenance; overwrite=false refuses to replace", async () => {
-    await putPublished(bucket, "gen/hero.webp", new Uint8Array([1, 2, 3]), meta, true);
+    await putPublished(bucket, "gen/hero.webp", new Uint8Array([1, 2, 3]), meta, asOwner(true));
     const stored = await bucket.head("gen/hero.webp");
     expect(stored?.httpMetadata?.contentType).toBe("image/webp");
     expect(stored?.httpMetadata?.cacheControl).toBe("public, max-age=300");
-    expect(stored?.customMetadata).toEqual({ asset_id: "a1" });
-    await expect(putPublished(bucket, "gen/hero.webp", new Uint8Array([9]), meta, false)).rejects.toMatchObject({
+    expect(stored?.customMetadata).toEqual({ asset_id: "a1", principal: "owner" });
+    await expect(
+      putPublished(bucket, "gen/hero.webp", new Uint8Array([9]), meta, asOwner(false)),
+    ).rejects.toMatchObject({
       code: "TARGET_EXISTS",
     });
     expect(new Uint8Array(await (await bucket.get("gen/hero.webp"))!.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
-    await putPublished(bucket, "gen/hero.webp", new Uint8Array([7]), meta, true);
+    await putPublished(bucket, "gen/hero.webp", new Uint8Array([7]), meta, asOwner(true));
     expect(new Uint8Array(await (await bucket.get("gen/hero.webp"))!.arrayBuffer())).toEqual(new Uint8Array([7]));
+  });
+
+  it("another principal cannot replace a file, even with overwrite=true; one with no principal recorded is the owner's", async () => {
+    await putPublished(bucket, "gen/users/mallory/hero.webp", new Uint8Array([1]), meta, asMallory(true));
+    await expect(
+      putPublished(bucket, "gen/users/mallory/hero.webp", new Uint8Array([2]), meta, asOwner(true)),
+    ).rejects.toMatchObject({
+      code: "NOT_YOUR_FILE",
+      message: expect.stringMatching(/was published by another user; you can replace or unpublish only your own files/),
+    });
+    await bucket.put("gen/legacy.png", new Uint8Array([5])); // written before principals were recorded
+    expect(ownerOf((await bucket.head("gen/legacy.png"))!)).toBe("owner");
+    await expect(
+      putPublished(bucket, "gen/legacy.png", new Uint8Array([6]), meta, asMallory(true)),
+    ).rejects.toMatchObject({ code: "NOT_YOUR_FILE" });
+    expect(new Uint8Array(await (await bucket.get("gen/legacy.png"))!.arrayBuffer())).toEqual(new Uint8Array([5]));
+    await putPublished(bucket, "gen/legacy.png", new Uint8Array([6]), meta, asOwner(true));
+    expect((await bucket.head("gen/legacy.png"))?.customMetadata?.principal).toBe("owner");
+  });
+
+  it("concurrent replacements by the owner all land (each write is conditional on the etag it checked)", async () => {
+    await putPublished(bucket, "gen/busy.webp", new Uint8Array([0]), meta, asOwner(true));
+    await Promise.all(
+      Array.from({ length: 6 }, (_, n) =>
+        putPublished(bucket, "gen/busy.webp", new Uint8Array([n + 1]), meta, asOwner(true)),
+      ),
+    );
+    expect((await bucket.head("gen/busy.webp"))?.customMetadata?.principal).toBe("owner");
+  });
+});
+
+describe("key layout per principal", () => {
+  it("the owner keeps the publish prefix and its manifest; others get users/<principal>/ and their own manifest", () => {
+    expect(namespaceOf(config, "owner")).toEqual({
+      principal: "owner",
+      prefix: "gen/",
+      manifestKey: "gen/manifest.json",
+    });
+    expect(namespaceOf(config, "mallory")).toEqual({
+      principal: "mallory",
+      prefix: "gen/users/mallory/",
+      manifestKey: "gen/users/mallory/manifest.json",
+    });
+    expect(() => namespaceOf(config, "a/b")).toThrow(/letters, digits/);
+  });
+
+  it("a user's folder is not the owner's file, manifests of every principal are recognised", () => {
+    const owner = namespaceOf(config, "owner");
+    const mallory = namespaceOf(config, "mallory");
+    expect(inNamespace(owner, "gen/hero.png")).toBe(true);
+    expect(inNamespace(owner, "gen/users/mallory/hero.png")).toBe(false);
+    expect(inNamespace(mallory, "gen/users/mallory/hero.png")).toBe(true);
+    expect(inNamespace(mallory, "gen/hero.png")).toBe(false);
+    expect(inNamespace(mallory, "gen/users/mallory2/hero.png")).toBe(false);
+    for (const key of ["gen/manifest.json", "gen/users/mallory/manifest.json", "gen/users/bob/manifest.json"])
+      expect(isManifestKey(config, key)).toBe(true);
+    for (const key of [
+      "gen/hero.png",
+      "gen/users/mallory/hero.png",
+      "gen/users/manifest.json",
+      "gen/x/y/manifest.json",
+    ])
+      expect(isManifestKey(config, key)).toBe(false);
   });
 });
 
@@ -49,7 +122,7 @@ describe("the manifest", () => {
   it("keeps every entry of 20 parallel publishes (etag-conditional writes with retry)", async () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, n) =>
-        updateManifest(bucket, "gen/manifest.json", (m) => void (m[`key-${n}`] = entry(n))),
+        updateManifest(bucket, "gen/manifest.json", "owner", (m) => void (m[`key-${n}`] = entry(n))),
       ),
     );
     const manifest = await readManifest(bucket, "gen/manifest.json");
@@ -58,9 +131,23 @@ describe("the manifest", () => {
     expect(results.some((r) => r.attempts > 1)).toBe(true); // there really was contention
   });
 
+  it("records its principal; another principal cannot write it; one from before belongs to the owner", async () => {
+    await updateManifest(bucket, "gen/users/mallory/manifest.json", "mallory", (m) => void (m.a = entry(1)));
+    expect((await bucket.head("gen/users/mallory/manifest.json"))?.customMetadata).toEqual({ principal: "mallory" });
+    await expect(
+      updateManifest(bucket, "gen/users/mallory/manifest.json", "owner", (m) => void (m.b = entry(2))),
+    ).rejects.toMatchObject({ code: "NOT_YOUR_FILE" });
+    await bucket.put("gen/manifest.json", JSON.stringify({ old: entry(3) }));
+    await expect(
+      updateManifest(bucket, "gen/manifest.json", "mallory", (m) => void (m.c = entry(4))),
+    ).rejects.toMatchObject({ code: "NOT_YOUR_FILE" });
+    await updateManifest(bucket, "gen/manifest.json", "owner", (m) => void (m.d = entry(5)));
+    expect(Object.keys(await readManifest(bucket, "gen/manifest.json")).sort()).toEqual(["d", "old"]);
+  });
+
   it("reports a corrupt manifest and leaves it untouched", async () => {
     await bucket.put("gen/manifest.json", "{ broken");
-    const attempt = updateManifest(bucket, "gen/manifest.json", (m) => void (m.x = entry(1)));
+    const attempt = updateManifest(bucket, "gen/manifest.json", "owner", (m) => void (m.x = entry(1)));
     await expect(attempt).rejects.toBeInstanceOf(PublishError);
     await expect(attempt).rejects.toMatchObject({ code: "MANIFEST_CORRUPT" });
     expect(await (await bucket.get("gen/manifest.json"))!.text()).toBe("{ broken");
@@ -75,8 +162,51 @@ describe("the manifest", () => {
       baseUrlConfigured: false,
       maxBytes: 600_000,
     });
+    expect(publishConfig({ ...env, PUBLISH_MAX_BYTES: "900000000" } as Env, "https://gw.example").maxBytes).toBe(
+      MAX_PUBLISH_BYTES,
+    );
     expect(
       publishConfig({ ...env, PUBLIC_BASE_URL: "https://cdn.example/" } as Env, "https://gw.example").baseUrl,
     ).toBe("https://cdn.example");
+  });
+});
+
+describe("reading a source for publishing", () => {
+  /** A body of `chunks` pieces of `size` bytes that counts how many pieces were pulled. */
+  const counted = (chunks: number, size: number) => {
+    const state = { pulled: 0, cancelled: false };
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (state.pulled === chunks) return controller.close();
+        state.pulled++;
+        controller.enqueue(new Uint8Array(size).fill(state.pulled));
+      },
+      cancel() {
+        state.cancelled = true;
+      },
+    });
+    return { body, state };
+  };
+
+  it("refuses a declared Content-Length over the limit without reading the body", async () => {
+    const { body, state } = counted(100, 1000);
+    const response = new Response(body, { headers: { "Content-Length": "100000" } });
+    expect(await readAtMost(response, 5000, "/view", 1000)).toBeNull();
+    expect(state.pulled).toBeLessThanOrEqual(1); // a stream may prefetch one piece; nothing is drained
+    expect(state.cancelled).toBe(true);
+  });
+
+  it("stops an undeclared body as soon as it passes the limit", async () => {
+    const { body, state } = counted(100, 1000);
+    expect(await readAtMost(new Response(body), 5000, "/view", 1000)).toBeNull();
+    expect(state.pulled).toBeLessThanOrEqual(7);
+    expect(state.cancelled).toBe(true);
+  });
+
+  it("returns the whole body when it fits", async () => {
+    const { body } = counted(5, 1000);
+    const bytes = await readAtMost(new Response(body), 5000, "/view", 1000);
+    expect(bytes?.length).toBe(5000);
+    expect(bytes?.[4999]).toBe(5);
   });
 });
