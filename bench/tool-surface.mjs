@@ -1,0 +1,224 @@
+#!/usr/bin/env node
+/**
+ * What the tool surface costs an agent: the bytes of `tools/list` (every byte goes into the
+ * agent's context on every turn), per tool and per workflow tool, and how long the two cheapest
+ * calls take (`tools/list`, `get_defaults`), each as a ratio against a floor measured in the same
+ * run: a minimal Worker with one constant tool (bench/floor) under the same `wrangler dev`, with
+ * the same client. See bench/README.md.
+ *
+ * Targets: `tools/list` <= 2x the floor's, `get_defaults` <= 1.5x the floor's constant tool. Exit
+ * code 1 when a target is missed or the run crashes; 2 for a bad option.
+ */
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { freePort, startGateway } from "../test/e2e/gateway.mjs";
+import { startFakeComfy } from "../test/fake-comfyui/server.mjs";
+import { benchmark, integerOption, percentile, progress, progressDone, reportChecks } from "./cli.mjs";
+
+const TARGET_LIST_RATIO = 2;
+const TARGET_DEFAULTS_RATIO = 1.5;
+/** The fixed tools (src/mcp/server.ts FIXED_TOOLS); every other tool is a workflow's. */
+const FIXED_TOOLS = new Set([
+  "list_models",
+  "get_defaults",
+  "set_defaults",
+  "list_workflows",
+  "run_workflow",
+  "view_image",
+  "regenerate",
+  "get_queue_status",
+  "get_job",
+  "list_assets",
+  "get_asset_metadata",
+  "cancel_job",
+  "get_publish_info",
+  "publish_asset",
+  "list_published",
+  "unpublish",
+  "list_backends",
+]);
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  options: {
+    samples: { type: "string", default: "30" },
+    warmup: { type: "string", default: "5" },
+    json: { type: "boolean", default: false },
+  },
+});
+const samples = integerOption(values, "samples", 1);
+const warmup = integerOption(values, "warmup", 0);
+
+let fake;
+let gateway;
+let floor;
+const bench = benchmark("the gateway, the floor Worker and the fake ComfyUI", async () => {
+  await gateway?.stop().catch(() => undefined);
+  await floor?.stop().catch(() => undefined);
+  await fake?.close().catch(() => undefined);
+});
+
+await bench.run(async () => {
+  fake = await startFakeComfy({ port: 0 });
+  [gateway, floor] = await Promise.all([startGateway({ comfyUrl: fake.url }), startFloor()]);
+  const ours = await connect(gateway.mcpUrl);
+  const base = await connect(floor.mcpUrl);
+
+  const tools = (await ours.listTools()).tools;
+  const surface = measureSurface(tools);
+
+  // Alternate ours and the floor call by call, so a noisy moment hits both alike.
+  const timings = { list: [], floorList: [], defaults: [], floorCall: [] };
+  const steps = [
+    ["list", () => ours.listTools()],
+    ["floorList", () => base.listTools()],
+    ["defaults", () => ours.callTool({ name: "get_defaults", arguments: {} })],
+    ["floorCall", () => base.callTool({ name: "constant", arguments: {} })],
+  ];
+  for (let i = 0; i < warmup + samples; i++) {
+    if (bench.interrupted) return;
+    progress(`${i < warmup ? "warm-up" : "sample"} ${i + 1}/${warmup + samples}`);
+    for (const [key, run] of steps) {
+      const started = performance.now();
+      const result = await run();
+      const took = performance.now() - started;
+      if (result.isError) throw new Error(`${key} failed: ${JSON.stringify(result.content)}`);
+      if (i >= warmup) timings[key].push(took);
+    }
+  }
+  progressDone();
+  await Promise.all([ours.close(), base.close()]);
+
+  const median = (key) => percentile(timings[key], 0.5);
+  const latency = {
+    tools_list_ms: median("list"),
+    floor_tools_list_ms: median("floorList"),
+    get_defaults_ms: median("defaults"),
+    floor_call_ms: median("floorCall"),
+  };
+  const ratios = {
+    tools_list: latency.tools_list_ms / latency.floor_tools_list_ms,
+    get_defaults: latency.get_defaults_ms / latency.floor_call_ms,
+  };
+  printReport(surface, latency, ratios);
+  const pass = reportChecks([
+    {
+      name: `tools/list ${ratios.tools_list.toFixed(2)}x the floor (<= ${TARGET_LIST_RATIO}x)`,
+      pass: ratios.tools_list <= TARGET_LIST_RATIO,
+    },
+    {
+      name: `get_defaults ${ratios.get_defaults.toFixed(2)}x the floor's constant tool (<= ${TARGET_DEFAULTS_RATIO}x)`,
+      pass: ratios.get_defaults <= TARGET_DEFAULTS_RATIO,
+    },
+  ]);
+  if (values.json) console.log(JSON.stringify({ surface, latency, ratios, samples, pass }));
+});
+
+/** Bytes of compact JSON, as a client holds the list (and roughly 4 bytes per token). */
+function measureSurface(tools) {
+  const bytes = (value) => Buffer.byteLength(JSON.stringify(value));
+  const perTool = tools.map((tool) => ({
+    name: tool.name,
+    workflow: !FIXED_TOOLS.has(tool.name),
+    bytes: bytes(tool),
+    input_schema_bytes: bytes(tool.inputSchema ?? {}),
+    output_schema_bytes: bytes(tool.outputSchema ?? {}),
+  }));
+  const workflowTools = perTool.filter((tool) => tool.workflow);
+  const total = bytes({ tools });
+  return {
+    tools: tools.length,
+    total_bytes: total,
+    estimated_tokens: Math.round(total / 4),
+    workflow_tools: workflowTools.length,
+    largest_workflow_tool_bytes: Math.max(0, ...workflowTools.map((tool) => tool.bytes)),
+    per_tool: perTool,
+  };
+}
+
+function printReport(surface, latency, ratios) {
+  console.log("tool surface: what tools/list costs an agent, and the two cheapest calls against a floor Worker\n");
+  console.log(
+    `tools/list: ${surface.tools} tools, ${surface.total_bytes} B compact JSON (~${surface.estimated_tokens} tokens); ` +
+      `${surface.workflow_tools} workflow tools, the largest ${surface.largest_workflow_tool_bytes} B\n`,
+  );
+  console.log("tool                      bytes   input   output");
+  for (const tool of [...surface.per_tool].sort((a, b) => b.bytes - a.bytes))
+    console.log(
+      `${`${tool.name}${tool.workflow ? " (wf)" : ""}`.padEnd(24)} ${String(tool.bytes).padStart(7)} ${String(tool.input_schema_bytes).padStart(7)} ${String(tool.output_schema_bytes).padStart(8)}`,
+    );
+  const row = (name, ms, floorMs, ratio) =>
+    console.log(
+      `${name.padEnd(14)} ${ms.toFixed(1).padStart(8)} ms   floor ${floorMs.toFixed(1).padStart(7)} ms   ${ratio.toFixed(2)}x`,
+    );
+  console.log(`\nmedian latency over ${samples} calls each (SDK v1 client, Streamable HTTP, wrangler dev):`);
+  row("tools/list", latency.tools_list_ms, latency.floor_tools_list_ms, ratios.tools_list);
+  row("get_defaults", latency.get_defaults_ms, latency.floor_call_ms, ratios.get_defaults);
+  console.log("  (get_defaults is compared with the floor's constant tool: both are a tools/call)\n");
+}
+
+async function connect(mcpUrl) {
+  const client = new Client({ name: "tool-surface-bench", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
+  return client;
+}
+
+/** The floor Worker under its own `wrangler dev`, started like the gateway. */
+async function startFloor() {
+  const [port, inspectorPort] = [await freePort(), await freePort()];
+  const child = spawn(
+    "npx",
+    [
+      "wrangler",
+      "dev",
+      "-c",
+      "bench/floor/wrangler.toml",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspectorPort),
+      "--show-interactive-dev-session=false",
+      "--log-level",
+      "warn",
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    },
+  );
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the floor Worker's wrangler dev exited:\n${output}`);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the floor Worker was not ready after 60 s:\n${output}`);
+    }
+    try {
+      const response = await fetch(`${url}/mcp`, { method: "GET", signal: AbortSignal.timeout(2_000) });
+      await response.body?.cancel();
+      break;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  return { mcpUrl: `${url}/mcp`, stop };
+}
