@@ -2,6 +2,7 @@
 // replace it, the key layout per principal, the manifest under 20 concurrent publishes (no lost
 // entry), a corrupt manifest reported instead of overwritten, and source reads that stop at the budget.
 import { env } from "cloudflare:test";
+import type { CallToolResult, McpServer } from "@modelcontextprotocol/server";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   MAX_PUBLISH_BYTES,
@@ -15,6 +16,8 @@ import {
 } from "../../src/publish/bucket";
 import { inNamespace, isManifestKey, namespaceOf } from "../../src/publish/principals";
 import { readAtMost } from "../../src/publish/source";
+import type { ToolContext } from "../../src/tools/context";
+import { registerPublishTools } from "../../src/tools/publish";
 
 const bucket = env.ASSETS_BUCKET;
 const meta = { contentType: "image/webp", cacheControl: "public, max-age=300", custom: { asset_id: "a1" } };
@@ -208,5 +211,48 @@ describe("reading a source for publishing", () => {
     const bytes = await readAtMost(new Response(body), 5000, "/view", 1000);
     expect(bytes?.length).toBe(5000);
     expect(bytes?.[4999]).toBe(5);
+  });
+});
+
+describe("the publish tools", () => {
+  type Handler = (args: Record<string, unknown>) => Promise<CallToolResult>;
+  /** The tools as registered, called directly with a caller of the given principal and scopes. */
+  const toolsFor = (principal: string, scopes: string[]) => {
+    const handlers = new Map<string, Handler>();
+    const server = {
+      registerTool: (name: string, _definition: unknown, handler: Handler) => handlers.set(name, handler),
+    };
+    const context = { env, config: { publicUrl: "https://gw.example" }, principal, scopes: new Set(scopes) };
+    registerPublishTools(server as unknown as McpServer, context as unknown as ToolContext);
+    return (name: string, args: Record<string, unknown> = {}) => handlers.get(name)!(args);
+  };
+  const text = (result: CallToolResult) => (result.content[0] as { text: string }).text;
+
+  it("list_published and get_publish_info need the 'generate' scope", async () => {
+    const call = toolsFor("owner", ["publish", "admin"]);
+    for (const name of ["list_published", "get_publish_info"]) {
+      const result = await call(name);
+      expect(result.isError).toBe(true);
+      expect(text(result)).toMatch(/^This connection was not granted the 'generate' scope\. Reconnect the app/);
+    }
+    expect((await toolsFor("owner", ["generate"])("list_published")).isError).toBeFalsy();
+  });
+
+  it("unpublish refuses every manifest key, the owner's included, and deletes nothing", async () => {
+    await bucket.put("gen/manifest.json", "{}");
+    await bucket.put("gen/users/bob/manifest.json", "{}", { customMetadata: { principal: "bob" } });
+    for (const [principal, filename] of [
+      ["owner", "manifest.json"],
+      ["owner", "gen/users/bob/manifest.json"],
+      ["bob", "manifest.json"],
+      ["bob", "gen/manifest.json"],
+    ] as const) {
+      const result = await toolsFor(principal, ["publish"])("unpublish", { filename });
+      expect(result.isError).toBe(true);
+      expect(text(result)).toMatch(/ is a manifest; unpublish never deletes one\./);
+      expect(text(result)).toMatch(/"error_code": "MANIFEST_PROTECTED"/);
+    }
+    expect(await bucket.head("gen/manifest.json")).not.toBeNull();
+    expect(await bucket.head("gen/users/bob/manifest.json")).not.toBeNull();
   });
 });
