@@ -20,6 +20,25 @@ it("the fake ComfyUI passes its self-check against the recorded ComfyUI 0.3.64 s
   expect(stdout).toMatch(/selfcheck: all checks passed/);
 });
 
+it("the fake's CLI on a busy port says so in one line and exits 1, without a stack trace", async () => {
+  const holder = await startFakeComfy({ port: 0 });
+  try {
+    const port = new URL(holder.url).port;
+    const failed = await promisify(execFile)(process.execPath, ["test/fake-comfyui/cli.mjs", "--port", port], {
+      timeout: 20_000,
+    }).then(
+      () => undefined,
+      (error) => error,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1);
+    expect(failed.stderr).toMatch(new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--port`));
+    expect(failed.stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    await holder.close();
+  }
+});
+
 /** The SD1.5 txt2img graph (node 3 KSampler, 8 VAEDecode, 9 SaveImage), small and fast. */
 const smallGraph = ({ seed = 1, steps = 2 } = {}) =>
   sdGraph({ seed, steps, width: 64, height: 64, prefix: "t/fake", text: `a cat ${seed}` });

@@ -56,7 +56,7 @@ for (const spec of values["node-ms"] ?? []) {
   nodeDelayMsByClass[spec.slice(0, eqAt).trim()] = ms;
 }
 
-const fake = await startFakeComfy({
+const options = {
   port: Number(values.port),
   host: values.host,
   ...(values["step-delay-ms"] !== undefined && { stepDelayMs: Number(values["step-delay-ms"]) }),
@@ -64,7 +64,22 @@ const fake = await startFakeComfy({
   ...(values.checkpoints !== undefined && { checkpoints: list(values.checkpoints) }),
   models,
   nodeDelayMsByClass,
-});
+};
+let fake;
+try {
+  fake = await startFakeComfy(options);
+} catch (error) {
+  // A newcomer's most likely mistake (a real ComfyUI, or a fake from earlier, holds the port):
+  // one line that says what to do, not a stack trace.
+  if (error?.code === "EADDRINUSE") {
+    console.error(
+      `fake ComfyUI: port ${options.port} on ${options.host} is already in use (a real ComfyUI, or a fake started earlier?). ` +
+        "Stop it, or pick another port with --port and point the gateway at it (COMFYUI_URL in .dev.vars).",
+    );
+    process.exit(1);
+  }
+  throw error;
+}
 console.log(`fake ComfyUI listening on ${fake.url}`);
 
 let stopping = false;
