@@ -237,6 +237,13 @@ function isOwnFile(c: PublishConfig, own: Namespace, object: R2Object): boolean 
 async function unpublish(bucket: R2Bucket, c: PublishConfig, own: Namespace, filename: string) {
   // Published names never contain a slash: a name with one is a full key, any other is the caller's file.
   const key = filename.includes("/") ? filename : `${own.prefix}${filename}`;
+  const segments = key.split("/");
+  const name = segments.at(-1) ?? "";
+  if (!/^[a-z0-9][a-z0-9._-]{0,99}$/.test(name) || segments.some((s) => s === "" || s === "." || s === ".."))
+    return coded(
+      "INVALID_TARGET_FILENAME",
+      `'${filename}' is not a published file name; list_published shows yours (e.g. hero.webp).`,
+    );
   if (isManifestKey(c, key))
     return coded(
       "MANIFEST_PROTECTED",
@@ -246,12 +253,6 @@ async function unpublish(bucket: R2Bucket, c: PublishConfig, own: Namespace, fil
     return coded(
       "NOT_YOUR_FILE",
       `'${filename}' is not under your publish prefix ${own.prefix}; you can unpublish only your own files (list_published shows them).`,
-    );
-  const name = key.slice(own.prefix.length);
-  if (!/^[a-z0-9][a-z0-9._-]{0,99}$/.test(name))
-    return coded(
-      "INVALID_TARGET_FILENAME",
-      `'${filename}' is not a published file name; list_published shows yours (e.g. hero.webp).`,
     );
   const existing = await bucket.head(key);
   assertOwnedBy(existing, own.principal, key);

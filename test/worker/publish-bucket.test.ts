@@ -255,4 +255,13 @@ describe("the publish tools", () => {
     expect(await bucket.head("gen/manifest.json")).not.toBeNull();
     expect(await bucket.head("gen/users/bob/manifest.json")).not.toBeNull();
   });
+
+  it("unpublish refuses traversal-shaped names as invalid, before looking at the bucket", async () => {
+    for (const filename of ["../../etc/passwd", "gen/../../etc/passwd", "/etc/passwd", "gen//hero.png", "Hero.PNG"]) {
+      const result = await toolsFor("owner", ["publish"])("unpublish", { filename });
+      expect(result.isError).toBe(true);
+      expect(text(result)).toMatch(/is not a published file name; list_published shows yours/);
+      expect(text(result)).toMatch(/"error_code": "INVALID_TARGET_FILENAME"/);
+    }
+  });
 });
