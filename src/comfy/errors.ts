@@ -135,27 +135,46 @@ function describeNodeError(err: ComfyErrorDetail): string {
   }
 }
 
-/** A node failed at run time. The traceback stays out: it holds server paths (comfyui-api.md §8.4). */
+/**
+ * A node failed at run time: the failing node (id and class) and the first line of ComfyUI's
+ * exception, with server paths cut to the file's own name. ComfyUI's exception text can run to
+ * many lines (tips, nested errors) and its traceback lists server paths (comfyui-api.md §8.4):
+ * neither reaches a client, in the message or in the job error's fields.
+ */
 export function executionError(payload: Partial<ExecutionErrorPayload>): ComfyError {
-  const text = (payload.exception_message ?? "unknown error").trim();
+  const text = (payload.exception_message ?? "").trim();
+  const summary = withoutPaths(firstLine(text)).slice(0, MAX_EXCEPTION_CHARS) || "unknown error";
   const node = payload.node_id ? `node ${payload.node_id} (${payload.node_type ?? "?"})` : "a node";
   const hint = /out of memory/i.test(text)
     ? " Try a smaller width/height or batch, or free VRAM (close other GPU apps) and retry."
     : "";
   return new ComfyError(
     "execution",
-    `ComfyUI failed while running ${node}: [${payload.exception_type ?? "Error"}] ${firstLine(text)}${hint}`,
+    `ComfyUI failed while running ${node}: [${payload.exception_type ?? "Error"}] ${summary}${hint}`,
     {
       node_id: payload.node_id,
       node_type: payload.node_type,
       exception_type: payload.exception_type,
-      exception_message: text,
+      exception_message: summary,
     },
   );
 }
 
+const MAX_EXCEPTION_CHARS = 300;
+
 function firstLine(text: string): string {
-  return text.split("\n")[0] ?? text;
+  return (text.split("\n").find((line) => line.trim() !== "") ?? "").trim();
+}
+
+/**
+ * `/opt/ComfyUI/models/x.safetensors` → `…/x.safetensors` (and `C:\ComfyUI\x.ckpt` → `…/x.ckpt`):
+ * the name is what a user can act on; the directories are the server's business. URLs are left
+ * alone (their slashes follow `:` or `/`).
+ */
+function withoutPaths(text: string): string {
+  return text
+    .replace(/(?<![\w.~\-/:])\/(?:[^\s'"`/\\:,;()[\]{}<>]+\/)+([^\s'"`/\\:,;()[\]{}<>]*)/g, "…/$1")
+    .replace(/\b[A-Za-z]:[\\/](?:[^\s'"`\\/:,;()[\]{}<>]+[\\/])*([^\s'"`\\/:,;()[\]{}<>]*)/g, "…/$1");
 }
 
 function safeHost(location: string): string {

@@ -25,6 +25,8 @@ export interface MediaContext {
   source(asset: AssetView): ComfyClient;
   getAsset(id: string): Promise<AssetView | undefined>;
   signal?: AbortSignal;
+  /** Every configured backend's URL (COMFYUI_URL or the pool): never fetched as a media URL. */
+  backendUrls?: readonly string[];
 }
 
 interface LoadedMedia {
@@ -101,7 +103,7 @@ function imageExtension(bytes: Uint8Array): string {
 async function download(context: MediaContext, spec: ParamSpec, url: string): Promise<LoadedMedia> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    checkPublicUrl(spec, current);
+    checkPublicUrl(spec, current, context.backendUrls ?? [context.comfy.connection.baseUrl]);
     let response: Response;
     try {
       const timeout = AbortSignal.timeout(FETCH_TIMEOUT_MS);

@@ -5,12 +5,15 @@ import { executionError, validationError } from "../../src/comfy/errors";
 import { parseBinaryFrame } from "../../src/comfy/frames";
 import { probeDimensions } from "../../src/comfy/media";
 import { collectOutputs, mimeTypeOf } from "../../src/comfy/outputs";
-import type { ComfyGraph, HistoryEntry } from "../../src/comfy/types";
+import type { ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../../src/comfy/types";
+import { checkPublicUrl } from "../../src/net/public-url";
+import { toJobError } from "../../src/studio/jobs";
 import { resolveDefaults } from "../../src/tools/defaults";
 import { coerce, discoverParams, parsePlaceholder, randomSeed, renderGraph } from "../../src/workflows/params";
 import generateImage from "../../workflows/generate_image.json";
 import executionErrorSample from "../fixtures/execution_error.json";
 import historyBasic from "../fixtures/history/history.json";
+import historyExecutionError from "../fixtures/history/history__execution_error.json";
 import historyAudio from "../fixtures/history/history__audio_flac.json";
 import historyPreview from "../fixtures/history/history__preview_image.json";
 import historyText from "../fixtures/history/history__text_preview_any.json";
@@ -180,6 +183,38 @@ describe("ComfyUI errors read like instructions", () => {
     );
     expect(error.message).not.toContain("/opt/ComfyUI");
   });
+  // The payload of shared/comfyui-samples/GET_history_prompt_id__execution_error.json (the same run
+  // as WS_ws__execution_error.json), with ComfyUI's exception text made as long as real ones get:
+  // a multi-line message (OOM tips, nested errors) and a server path in its first line.
+  const historyPayload = (entryOf(historyExecutionError).status?.messages?.find(
+    ([name]) => name === "execution_error",
+  )?.[1] ?? {}) as Partial<ExecutionErrorPayload>;
+  it("reads the failing node and first line from the history sample (…__execution_error.json)", () => {
+    const job = toJobError(executionError(historyPayload));
+    expect(job).toEqual({
+      kind: "execution",
+      message:
+        "ComfyUI failed while running node 2 (ImageToMask): [IndexError] index 3 is out of bounds for dimension 3 with size 3",
+      node_id: "2",
+      node_type: "ImageToMask",
+      exception_type: "IndexError",
+      exception_message: "index 3 is out of bounds for dimension 3 with size 3",
+    });
+  });
+  it("gives a job error only the first line of the exception, without server paths or tracebacks", () => {
+    const job = toJobError(
+      executionError({
+        ...historyPayload,
+        exception_message:
+          "Error while loading '/opt/ComfyUI/models/checkpoints/sd/v1-5.ckpt' and C:\\ComfyUI\\custom_nodes\\x.py (see https://docs.comfy.org/a/b)\n" +
+          'Traceback (most recent call last):\n  File "/opt/ComfyUI/execution.py", line 496, in execute\n',
+      }),
+    );
+    const expected = "Error while loading '…/v1-5.ckpt' and …/x.py (see https://docs.comfy.org/a/b)";
+    expect(job.exception_message).toBe(expected);
+    expect(job.message).toBe(`ComfyUI failed while running node 2 (ImageToMask): [IndexError] ${expected}`);
+    expect(JSON.stringify(job)).not.toMatch(/\\n|Traceback|\/opt\/|custom_nodes/);
+  });
 });
 
 describe("defaults", () => {
@@ -257,10 +292,12 @@ describe("public-URL check for input media (SSRF)", async () => {
       "https://2130706433/",
       "https://0x7f.1/",
       "https://017700000001/",
+      "https://127.1/",
       "https://localhost./",
       "https://LOCALHOST/",
       "https://a.localhost/",
       "https://[::1]/",
+      "https://[0:0:0:0:0:0:0:1]/",
       "https://[::ffff:127.0.0.1]/",
       "https://[64:ff9b::7f00:1]/",
       "https://[fd00::1]/",
@@ -276,13 +313,84 @@ describe("public-URL check for input media (SSRF)", async () => {
       expect(isPrivateHost(host(url)), url).toBe(true);
     }
   });
-  it("accepts public names and addresses", () => {
+  // Each notation of a private or special address the URL parser accepts, as a host fetch() would use.
+  it("refuses IPv6 transition forms of private addresses, in hex and dotted notation", () => {
+    for (const url of [
+      "https://[::ffff:7f00:1]/", // IPv4-mapped 127.0.0.1, hex
+      "https://[0:0:0:0:0:ffff:10.0.0.1]/", // IPv4-mapped, dotted, uncompressed
+      "https://[::ffff:a9fe:a9fe]/", // IPv4-mapped metadata address 169.254.169.254
+      "https://[::ffff:8.8.8.8]/", // IPv4-mapped: refused whatever it embeds
+      "https://[::127.0.0.1]/", // IPv4-compatible ::/96, dotted
+      "https://[::a00:1]/", // IPv4-compatible, hex
+      "https://[::]/", // unspecified
+      "https://[64:ff9b::10.0.0.1]/", // NAT64 well-known prefix, dotted
+      "https://[64:ff9b:1::a00:1]/", // NAT64 local-use 64:ff9b:1::/48
+      "https://[2002:7f00:1::]/", // 6to4 of 127.0.0.1
+      "https://[2002:a00:1::1]/", // 6to4 of 10.0.0.1
+      "https://[2002:c0a8:101::]/", // 6to4 of 192.168.1.1
+      "https://[2002:a9fe:a9fe::]/", // 6to4 of the metadata address
+      "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", // Teredo 2001::/32
+      "https://[2001:2::1]/", // benchmarking 2001:2::/48
+      "https://[2001:10::1]/", // ORCHID
+      "https://[2001:20::1]/", // ORCHIDv2
+      "https://[2001:db8::1]/", // documentation
+      "https://[3fff::1]/", // documentation (RFC 9637)
+      "https://[100::1]/", // discard-only
+      "https://[fc00::1]/", // unique local
+      "https://[fec0::1]/", // site-local (deprecated)
+      "https://[ff02::1]/", // multicast
+      "https://[FE80::1]/", // link-local, upper case
+    ])
+      expect(isPrivateHost(host(url)), url).toBe(true);
+  });
+  it("refuses special IPv4 ranges: documentation, benchmarking, protocol assignments, multicast, reserved", () => {
+    for (const address of [
+      "192.0.0.8",
+      "192.0.2.1",
+      "192.88.99.1",
+      "198.18.0.1",
+      "198.19.255.254",
+      "198.51.100.7",
+      "203.0.113.9",
+      "224.0.0.1",
+      "239.255.255.250",
+      "240.0.0.1",
+      "255.255.255.255",
+      "172.31.255.255",
+      "100.127.255.255",
+    ])
+      expect(isPrivateHost(address), address).toBe(true);
+  });
+  it("refuses names that are local by convention and malformed numeric hosts", () => {
+    for (const name of ["nas.lan", "router.home", "db.internal", "x.intranet", "a.corp", "b.private", "c.home.arpa"])
+      expect(isPrivateHost(name), name).toBe(true);
+    for (const raw of ["1.2.3.4.5", "999.1.1.1", "::ffff:zz", "1::2::3", ""])
+      expect(isPrivateHost(raw), raw).toBe(true);
+  });
+  it("takes raw (unparsed) spellings too: the check does its own canonicalisation", () => {
+    for (const raw of ["127.1", "0x7f000001", "[::1]", "0:0:0:0:0:ffff:7f00:1", "::ffff:127.0.0.1", "2002:0a00:0001::"])
+      expect(isPrivateHost(raw), raw).toBe(true);
+  });
+  it("accepts public names and addresses, including public 6to4", () => {
     for (const url of [
       "https://example.com/",
       "https://cdn.example.org./",
       "https://8.8.8.8/",
+      "https://198.20.0.1/",
+      "https://192.0.3.1/",
       "https://[2606:4700::1111]/",
+      "https://[2001:4860:4860::8888]/",
+      "https://[2002:808:808::]/",
     ])
       expect(isPrivateHost(host(url)), url).toBe(false);
+  });
+  it("refuses the gateway's own ComfyUI backends as media URLs, by hostname", () => {
+    const spec = { name: "image" } as Parameters<typeof checkPublicUrl>[0];
+    const backends = ["https://comfy.example.com", "https://gpu2.example.net:8443"];
+    for (const url of ["https://comfy.example.com/view?filename=x.png", "https://GPU2.example.net./x.png"])
+      expect(() => checkPublicUrl(spec, url, backends), url).toThrow(
+        /'image': [\w.]+ is one of this gateway's ComfyUI backends, which is never fetched as a media URL; pass an asset_id/,
+      );
+    expect(() => checkPublicUrl(spec, "https://cdn.example.com/x.png", backends)).not.toThrow();
   });
 });
