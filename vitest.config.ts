@@ -18,6 +18,8 @@ function workerProject(name: string, files: { include: string[]; exclude?: strin
             COMFYUI_URL: `http://127.0.0.1:${inject("comfyPort")}`,
             COMFY_MCP_RECONCILE_SECONDS: reconcileSeconds,
             COMFY_MCP_WAIT_SECONDS: "20",
+            // Loopback mode, as `npm start` runs it (it is not in wrangler.toml's [vars]).
+            ALLOW_UNAUTHENTICATED_LOCAL: "true",
           },
         },
       })),

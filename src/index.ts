@@ -2,8 +2,8 @@
  * Worker entry. With OWNER_PASSWORD set, the OAuth provider fronts everything: /mcp needs an
  * OAuth token (hosted agents: claude.ai, ChatGPT…), and the owner signs in and consents at
  * /authorize. /mcp-key takes static tokens from MCP_TOKENS (CLIs, IDEs) and never advertises
- * OAuth. Without any of that, MCP is served only to an explicitly allowed loopback gateway
- * (`npm start`); everything else fails closed.
+ * OAuth. Without any of that, MCP is served only in loopback mode (`npm start`, this machine,
+ * no proxy: src/net/loopback.ts); everything else fails closed.
  */
 import OAuthProvider from "@cloudflare/workers-oauth-provider";
 import { Hono } from "hono";
@@ -11,9 +11,11 @@ import { streamAsset, verifyDownload } from "./assets/downloads";
 import { OWNER } from "./auth/owner";
 import { SCOPES, registerOwnerRoutes } from "./auth/routes";
 import { tokenIdentity } from "./auth/tokens";
-import { VERSION, readConfig } from "./config";
-import { LOOPBACK, serveMcp } from "./mcp/serve";
+import { readConfig } from "./config";
+import { serveMcp } from "./mcp/serve";
+import { loopbackMode } from "./net/loopback";
 import { Backends } from "./pool/backends";
+import { healthz } from "./pool/healthz";
 import { publishConfig } from "./publish/bucket";
 
 export { Studio } from "./studio/studio";
@@ -24,31 +26,8 @@ const ALL_SCOPES: ReadonlySet<string> = new Set(SCOPES);
 
 const app = new Hono<{ Bindings: Env }>();
 
-/** The gateway is up; says which backends answer (`comfyui` is the first, as before the pool). */
-app.get("/healthz", async (c) => {
-  const config = readConfig(c.env);
-  if (config.backendError) return c.json({ ok: false, version: VERSION, error: config.backendError }, 503);
-  const backends = new Backends(config, c.env);
-  const checks = await Promise.all(
-    backends.all().map(async (comfy) => {
-      try {
-        const stats = await comfy.systemStats({ timeoutMs: 3_000 });
-        const system = (stats.system ?? {}) as Record<string, unknown>;
-        return { name: comfy.connection.name, reachable: true, version: system.comfyui_version ?? null };
-      } catch (error) {
-        return {
-          name: comfy.connection.name,
-          reachable: false,
-          error: error instanceof Error ? error.message : String(error),
-        };
-      }
-    }),
-  );
-  // Socket and completion counts (a socket that keeps dying shows here); never fails the check.
-  const lastHour = await backends.coordinator.lastHour().catch(() => undefined);
-  const withActivity = checks.map((check) => ({ ...check, last_hour: lastHour?.[check.name] ?? null }));
-  return c.json({ ok: true, version: VERSION, comfyui: withActivity[0], backends: withActivity });
-});
+/** Public: ok or degraded; details for token holders and loopback mode (src/pool/healthz.ts). */
+app.get("/healthz", (c) => healthz(c.req.raw, c.env));
 
 /** Full-size downloads behind signed, expiring URLs (tool results carry them). */
 app.on(["GET", "HEAD"], "/assets/:id", async (c) => {
@@ -101,11 +80,11 @@ let warned = false;
 
 /** Reached only without OAuth: local development, or a misconfigured deployment (fail closed). */
 app.all("/mcp", async (c) => {
-  const config = readConfig(c.env);
-  if (config.allowUnauthenticatedLocal && LOOPBACK.has(new URL(c.req.url).hostname)) {
+  const local = loopbackMode(c.req.raw, c.env);
+  if (local.local) {
     if (!warned) {
       console.warn(
-        "WARNING: serving MCP WITHOUT AUTHENTICATION on a loopback address (ALLOW_UNAUTHENTICATED_LOCAL=true). Never deploy like this.",
+        "WARNING: serving MCP WITHOUT AUTHENTICATION to this machine (ALLOW_UNAUTHENTICATED_LOCAL=true, loopback mode). Never deploy like this.",
       );
       warned = true;
     }
@@ -115,9 +94,10 @@ app.all("/mcp", async (c) => {
     {
       error: "authentication_not_configured",
       message:
-        "This gateway has no authentication configured, so it refuses to serve MCP. Set the OWNER_PASSWORD secret for OAuth " +
-        "(claude.ai, ChatGPT, Cursor…) and/or MCP_TOKENS for static tokens on /mcp-key (Claude Code, CLIs); see README, 'Deploying safely'. " +
-        "For local development, `npm start` serves 127.0.0.1 without auth.",
+        `This gateway has no authentication configured, so it refuses to serve MCP: unauthenticated local mode does not apply (${local.reason}). ` +
+        "Set the OWNER_PASSWORD secret for OAuth (claude.ai, ChatGPT, Cursor…) and/or MCP_TOKENS for static tokens on /mcp-key " +
+        "(Claude Code, CLIs); see README, 'Deploying safely'. For local development, `npm start` serves " +
+        "http://127.0.0.1:8787/mcp without auth to this machine only, never through a proxy.",
     },
     503,
   );

@@ -1,15 +1,16 @@
 /**
  * Serves one MCP request for an authenticated identity: builds the tool context for the caller's
- * own studio and hands the request to the stateless SDK v2 handler, with Host/Origin limited to
- * our own hostnames (DNS-rebinding protection).
+ * own studio and hands the request to the stateless SDK v2 handler. Browser origins must match
+ * exactly (src/net/origin.ts) before the SDK sees the request; Host is limited to PUBLIC_URL's
+ * hostname, plus the loopback names in loopback mode (DNS-rebinding protection).
  */
 import { createMcpHandler } from "agents/mcp/server";
 import { readConfig } from "../config";
+import { LOOPBACK_HOSTNAMES, loopbackMode } from "../net/loopback";
+import { allowedOrigins, foreignOrigin } from "../net/origin";
 import { Backends } from "../pool/backends";
 import type { ToolContext } from "../tools/context";
 import { buildMcpServer } from "./server";
-
-export const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
 export interface Identity {
   /** Keys the studio: one Durable Object per principal. */
@@ -24,7 +25,8 @@ export async function serveMcp(
   ctx: ExecutionContext,
   identity: Identity,
 ): Promise<Response> {
-  const refused = await invalidParams(request);
+  const origins = allowedOrigins(request, env);
+  const refused = foreignOrigin(request, origins) ?? (await invalidParams(request));
   if (refused) return refused;
   const config = readConfig(env);
   // Fail closed: a pool half-understood would send jobs to machines the owner did not mean.
@@ -39,11 +41,12 @@ export async function serveMcp(
     scopes: identity.scopes,
     session: sessionTag(request.headers),
   };
-  const hostnames = [new URL(config.publicUrl).hostname, ...LOOPBACK];
+  const local = loopbackMode(request, env).local;
   const handler = createMcpHandler(() => buildMcpServer(tools), {
     route: new URL(request.url).pathname,
-    allowedHostnames: hostnames,
-    allowedOriginHostnames: hostnames,
+    allowedHostnames: [new URL(config.publicUrl).hostname, ...(local ? LOOPBACK_HOSTNAMES : [])],
+    // The SDK compares hostnames only; the exact origin check above is the one that decides.
+    allowedOriginHostnames: [...origins].map((origin) => new URL(origin).hostname),
   });
   return handler(request, env, ctx);
 }

@@ -21,7 +21,9 @@ export async function freePort() {
 }
 
 /**
- * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string>, readyTimeoutMs?: number, readyStatus?: number }} options
+ * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string | undefined>, readyTimeoutMs?: number, readyStatus?: number }} options
+ *   `vars`: extra `--var`s; loopback mode (ALLOW_UNAUTHENTICATED_LOCAL=true, as `npm start`) is on unless
+ *   overridden, or left out with `ALLOW_UNAUTHENTICATED_LOCAL: undefined` (then only wrangler.toml speaks).
  *   `readyStatus`: the /healthz status that means "up" (503 for a gateway expected to refuse its configuration).
  * @returns {Promise<{ url: string, mcpUrl: string, port: number, persistDir: string, stop: () => Promise<void>, logs: () => string }>}
  */
@@ -34,6 +36,8 @@ export async function startGateway(options) {
     COMFYUI_URL: options.comfyUrl,
     PUBLIC_URL: `http://127.0.0.1:${port}`,
     COMFY_MCP_RECONCILE_SECONDS: "1",
+    // Loopback mode, as `npm start` passes it (never in wrangler.toml's [vars]); options.vars may override it.
+    ALLOW_UNAUTHENTICATED_LOCAL: "true",
     ...options.vars,
   };
   const args = [
@@ -50,7 +54,10 @@ export async function startGateway(options) {
     "--show-interactive-dev-session=false",
     "--log-level",
     "warn",
-    ...Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]),
+    // A var given as undefined is left out (e.g. ALLOW_UNAUTHENTICATED_LOCAL, to run as deployed).
+    ...Object.entries(vars)
+      .filter(([, value]) => value !== undefined)
+      .flatMap(([key, value]) => ["--var", `${key}:${value}`]),
   ];
   const child = spawn("npx", args, {
     cwd: root,

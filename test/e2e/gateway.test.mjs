@@ -183,8 +183,9 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     const down = await client.call("generate_image", { prompt: "x", width: 64, height: 64 });
     expect(down.isError).toBe(true);
     expect(text(down)).toMatch(/not reachable at http:\/\/127\.0\.0\.1:\d+.*COMFYUI_URL/s);
+    // Loopback mode sees the details, checked afresh; `ok` is false while no backend answers.
     const health = await (await fetch(`${gateway.url}/healthz`)).json();
-    expect(health.comfyui.reachable).toBe(false);
+    expect(health).toMatchObject({ ok: false, status: "degraded", comfyui: { reachable: false } });
     fake = await startFakeComfy({ port, stepDelayMs: 10, nodeDelayMs: 2 });
     const back = await client.call("generate_image", { prompt: "x", width: 64, height: 64, steps: 4 });
     expect(back.structuredContent?.status).toBe("completed");

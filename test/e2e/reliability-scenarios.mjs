@@ -283,7 +283,8 @@ async function healthz(harness, boundMs = 10_000) {
   const started = Date.now();
   const response = await fetch(`${harness.gateway.url}/healthz`, { signal: AbortSignal.timeout(boundMs) });
   const body = await response.json();
-  return { ok: response.ok && body.ok === true, body, ms: Date.now() - started };
+  // "Answers" = HTTP 200 with a status; under a fault that status is "degraded" (ok: false).
+  return { ok: response.ok && ["ok", "degraded"].includes(body.status), body, ms: Date.now() - started };
 }
 
 /** Waits until the fake's prompt is running (or anything terminal). */
@@ -500,7 +501,7 @@ export async function comfyFaults(harness, { kinds = Object.keys(FAULTS), callBo
           }));
           if (!health.ok || health.ms > 10_000)
             issues.push(`/healthz under ${kind}: ${JSON.stringify(health.body)} in ${health.ms} ms`);
-          else if (health.body.comfyui?.reachable !== false && kind !== "slow")
+          else if ((health.body.comfyui?.reachable !== false || health.body.ok !== false) && kind !== "slow")
             issues.push(`/healthz says ComfyUI is reachable under ${kind}`);
           if (kind !== "unreachable") {
             const fired = firedBetween(before, await faultCounters(harness.fake), FIRED_KEY[kind]);

@@ -6,6 +6,8 @@ import { parseBinaryFrame } from "../../src/comfy/frames";
 import { probeDimensions } from "../../src/comfy/media";
 import { collectOutputs, mimeTypeOf } from "../../src/comfy/outputs";
 import type { ComfyGraph, ExecutionErrorPayload, HistoryEntry } from "../../src/comfy/types";
+import { loopbackMode } from "../../src/net/loopback";
+import { allowedOrigins, foreignOrigin } from "../../src/net/origin";
 import { checkPublicUrl } from "../../src/net/public-url";
 import { toJobError } from "../../src/studio/jobs";
 import { resolveDefaults } from "../../src/tools/defaults";
@@ -392,5 +394,85 @@ describe("public-URL check for input media (SSRF)", async () => {
         /'image': [\w.]+ is one of this gateway's ComfyUI backends, which is never fetched as a media URL; pass an asset_id/,
       );
     expect(() => checkPublicUrl(spec, "https://cdn.example.com/x.png", backends)).not.toThrow();
+  });
+});
+
+describe("browser Origins and loopback mode (issue #13, findings 5 and 6)", () => {
+  const deployedEnv = { PUBLIC_URL: "https://gw.example.com" } as Env;
+  const localEnv = { PUBLIC_URL: "http://127.0.0.1:8787", ALLOW_UNAUTHENTICATED_LOCAL: "true" } as Env;
+  const request = (url: string, headers: Record<string, string> = {}) => new Request(url, { headers });
+  const verdict = (env: Env, url: string, origin: string) => {
+    const req = request(url, { Origin: origin });
+    return foreignOrigin(req, allowedOrigins(req, env))?.status ?? 200;
+  };
+  it("matches PUBLIC_URL's origin exactly: scheme, host and port", () => {
+    const url = "https://gw.example.com/mcp";
+    expect(verdict(deployedEnv, url, "https://gw.example.com")).toBe(200);
+    expect(verdict(deployedEnv, url, "https://gw.example.com:443")).toBe(200); // the same origin, spelled out
+    for (const origin of [
+      "http://gw.example.com",
+      "https://gw.example.com:8443",
+      "https://evil.gw.example.com",
+      "http://localhost:8787",
+      "http://127.0.0.1:8787",
+      "null",
+      "garbage",
+    ])
+      expect(verdict(deployedEnv, url, origin), origin).toBe(403);
+  });
+  it("allows this gateway's own loopback origins only in loopback mode, on its port", () => {
+    const url = "http://127.0.0.1:8787/mcp";
+    for (const origin of ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787"])
+      expect(verdict(localEnv, url, origin), origin).toBe(200);
+    for (const origin of [
+      "https://127.0.0.1:8787",
+      "http://localhost:3000",
+      "http://127.0.0.1",
+      "http://127.0.0.2:8787",
+    ])
+      expect(verdict(localEnv, url, origin), origin).toBe(403);
+    // Not loopback mode (through a proxy): the loopback origins other than PUBLIC_URL's are refused.
+    const proxied = request(url, { Origin: "http://localhost:8787", "X-Forwarded-For": "203.0.113.7" });
+    expect(foreignOrigin(proxied, allowedOrigins(proxied, localEnv))?.status).toBe(403);
+  });
+  it("lets requests without an Origin through (CLIs, SDKs, server-side agents)", () => {
+    const req = request("https://gw.example.com/mcp");
+    expect(foreignOrigin(req, allowedOrigins(req, deployedEnv))).toBeUndefined();
+  });
+  it("turns loopback mode on only with the flag, a loopback PUBLIC_URL, its exact host and port, and no proxy headers", () => {
+    const local = (url: string, env = localEnv, headers: Record<string, string> = {}) =>
+      loopbackMode(request(url, headers), env);
+    expect(local("http://127.0.0.1:8787/mcp").local).toBe(true);
+    expect(local("http://[::1]:8787/mcp").local).toBe(true);
+    expect(local("http://localhost:8787/mcp", { ...localEnv, ALLOW_UNAUTHENTICATED_LOCAL: "false" })).toEqual({
+      local: false,
+      reason: "ALLOW_UNAUTHENTICATED_LOCAL is not set (only `npm start` sets it)",
+    });
+    expect(local("http://127.0.0.1:8787/mcp", { ...localEnv, PUBLIC_URL: "https://gw.example.com" })).toEqual({
+      local: false,
+      reason: "PUBLIC_URL is not a loopback URL (this looks like a deployment)",
+    });
+    for (const url of [
+      "http://localhost/mcp",
+      "http://127.0.0.1:8788/mcp",
+      "http://localhost.:8787/mcp",
+      "http://[::ffff:7f00:1]:8787/mcp",
+    ])
+      expect(local(url), url).toMatchObject({
+        local: false,
+        reason: expect.stringMatching(
+          /^the request's host .* is not 127\.0\.0\.1:8787 or localhost:8787 or \[::1\]:8787$/,
+        ),
+      });
+    for (const header of ["X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host"])
+      expect(local("http://127.0.0.1:8787/mcp", localEnv, { [header]: "203.0.113.7" }), header).toEqual({
+        local: false,
+        reason: `the request came through a proxy (it carries ${header.toLowerCase()})`,
+      });
+    expect(local("http://127.0.0.1:8787/mcp", localEnv, { "CF-Connecting-IP": "127.0.0.1" }).local).toBe(true); // wrangler dev's own
+    expect(local("http://127.0.0.1:8787/mcp", localEnv, { "CF-Connecting-IP": "2001:4860::1" })).toEqual({
+      local: false,
+      reason: "the request came from another machine (CF-Connecting-IP)",
+    });
   });
 });
