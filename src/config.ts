@@ -13,6 +13,7 @@ declare global {
   }
 }
 
+import { OWNER } from "./auth/owner";
 import { readBackends, type BackendConfig } from "./pool/config";
 
 export const VERSION = "0.1.0";
@@ -35,7 +36,48 @@ export interface GatewayConfig {
   healthMs: number;
   /** How long a backend may stay unreachable before its open jobs are declared lost (or moved). */
   backendGraceMs: number;
+  /** What one principal may ask of the GPU: the owner's limits and every other user's. */
+  limits: { owner: UserLimits; users: UserLimits };
 }
+
+/** One limit and the variable that sets it, so a refusal can say what raises it. null = unlimited. */
+export interface Limit {
+  value: number | null;
+  variable: string;
+}
+
+export interface UserLimits {
+  /** Jobs submitted and not yet ended (submitting, queued or running) at once. */
+  openJobs: Limit;
+  /** Jobs submitted in the last 60 seconds. */
+  jobsPerMinute: Limit;
+  /** width × height × batch_size of one image latent, in megapixels. */
+  megapixels: Limit;
+  /** width × height × frames × batch_size of one video latent, in megapixel-frames. */
+  videoMegapixelFrames: Limit;
+  /** Sampling steps of any sampler or scheduler in the graph. */
+  steps: Limit;
+  /** Longest side, in pixels, of an input image (img2img and any PARAM_IMAGE_*). */
+  inputImageSide: Limit;
+  /** Values that could not be read (the default applies instead), for get_queue_status. */
+  warnings: string[];
+}
+
+/**
+ * Defaults for token users other than the owner: enough for ordinary use (a couple of jobs queued,
+ * a 2048² image, a few seconds of 720p video), far from monopolising one GPU. The owner has none
+ * unless COMFY_MCP_OWNER_* says so: it is the owner's GPU, and a user's limit raised for friends
+ * must not quietly throttle the owner too.
+ */
+const USER_DEFAULTS = {
+  OPEN_JOBS: 2,
+  JOBS_PER_MINUTE: 10,
+  MEGAPIXELS: 4,
+  VIDEO_MEGAPIXEL_FRAMES: 250,
+  STEPS: 150,
+  INPUT_IMAGE_SIDE: 4096,
+} as const;
+type LimitName = keyof typeof USER_DEFAULTS;
 
 /** A client-side cap of about 60 s is common; never block longer than this. */
 export const MAX_WAIT_SECONDS = 55;
@@ -53,6 +95,42 @@ export function readConfig(env: Env): GatewayConfig {
     downloadTtlSeconds: clampSeconds(env.DOWNLOAD_URL_TTL_SECONDS, 3600, 60, 7 * 24 * 3600),
     healthMs: clampSeconds(env.COMFY_MCP_HEALTH_SECONDS, 10, 0.5, 300) * 1000,
     backendGraceMs: clampSeconds(env.COMFY_MCP_BACKEND_GRACE_SECONDS, 30, 1, 3600) * 1000,
+    limits: { owner: readLimits(env, "OWNER"), users: readLimits(env, "USER") },
+  };
+}
+
+/** The limits that apply to this principal: the owner's, or those of every other user. */
+export function limitsFor(config: GatewayConfig, principal: string): UserLimits {
+  return principal === OWNER ? config.limits.owner : config.limits.users;
+}
+
+/**
+ * COMFY_MCP_<WHO>_MAX_<NAME>: a number ≥ 0 (0 forbids it), or "unlimited". Unset or unreadable
+ * means the default: USER_DEFAULTS for users, unlimited for the owner.
+ */
+function readLimits(env: Env, who: "OWNER" | "USER"): UserLimits {
+  const warnings: string[] = [];
+  const read = (name: LimitName): Limit => {
+    const variable = `COMFY_MCP_${who}_MAX_${name}`;
+    const fallback = who === "USER" ? USER_DEFAULTS[name] : null;
+    const raw = ((env as unknown as Record<string, unknown>)[variable] ?? "").toString().trim();
+    if (raw === "") return { value: fallback, variable };
+    if (/^(unlimited|none|off)$/i.test(raw)) return { value: null, variable };
+    const value = Number(raw);
+    if (Number.isFinite(value) && value >= 0) return { value, variable };
+    warnings.push(
+      `${variable}=${JSON.stringify(raw)} is not a number ≥ 0 or "unlimited"; using ${fallback ?? "unlimited"}.`,
+    );
+    return { value: fallback, variable };
+  };
+  return {
+    openJobs: read("OPEN_JOBS"),
+    jobsPerMinute: read("JOBS_PER_MINUTE"),
+    megapixels: read("MEGAPIXELS"),
+    videoMegapixelFrames: read("VIDEO_MEGAPIXEL_FRAMES"),
+    steps: read("STEPS"),
+    inputImageSide: read("INPUT_IMAGE_SIDE"),
+    warnings,
   };
 }
 

@@ -60,6 +60,16 @@ export class JobStore {
       .one().n;
   }
 
+  /** Jobs submitted at or after `since` (ms), and when the first of them was. */
+  submittedSince(since: number): { count: number; first: number | null } {
+    return this.sql
+      .exec<{ count: number; first: number | null }>(
+        "SELECT COUNT(*) AS count, MIN(created_at) AS first FROM jobs WHERE created_at >= ?",
+        since,
+      )
+      .one();
+  }
+
   open(): JobRow[] {
     return this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE status IN ${OPEN_STATUSES} ORDER BY created_at`).toArray();
   }

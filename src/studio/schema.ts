@@ -75,6 +75,8 @@ const MIGRATIONS: string[] = [
      backend TEXT PRIMARY KEY,
      client_id TEXT NOT NULL
    );`,
+  // 5: jobs per minute are counted at every submission (per-user limits).
+  `CREATE INDEX jobs_by_time ON jobs(created_at);`,
 ];
 
 /** Applies every migration not applied yet (up to `target`, for tests of an upgrade). */

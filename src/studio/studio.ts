@@ -23,10 +23,10 @@ import { LiveJobs } from "./live";
 import { Reconciler } from "./reconcile";
 import { type AssetView, type JobStatus, type JobView, type Scalar, type SubmitRequest, TERMINAL } from "./records";
 import { adoptLegacyRecords, migrate } from "./schema";
-import { type StudioResult, Submission } from "./submission";
+import { type Quota, type StudioResult, Submission, type Usage } from "./submission";
 
 export type { WatchEvent } from "./live";
-export type { StudioResult } from "./submission";
+export type { Quota, StudioResult, Usage } from "./submission";
 
 const CANCEL_CONFIRM_MS = 10_000;
 
@@ -87,9 +87,17 @@ export class Studio extends DurableObject<Env> {
 
   // --- RPC surface ----------------------------------------------------------------------------
 
-  /** Records the job, then submits it with the socket's clientId so its events come to us. */
-  submit(request: SubmitRequest): Promise<StudioResult> {
-    return this.submission.submit(request);
+  /**
+   * Records the job, then submits it with the socket's clientId so its events come to us; refused
+   * first when it would exceed the quota (counted here, atomically, never by the Worker).
+   */
+  submit(request: SubmitRequest, quota?: Quota): Promise<StudioResult> {
+    return this.submission.submit(request, quota);
+  }
+
+  /** This user's jobs open now and submitted in the last minute (get_queue_status). */
+  usage(): Usage {
+    return this.submission.usage();
   }
 
   /**

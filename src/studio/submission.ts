@@ -1,9 +1,11 @@
 /**
- * Sending jobs to ComfyUI: recording the job, then `POST /prompt` under the socket's clientId so
- * its events come back to this studio; and sending a job again elsewhere (under the same id) when
- * its backend cannot be reached at submission or goes away while it runs.
+ * Sending jobs to ComfyUI: checking the user's quota (open jobs, jobs per minute), recording the
+ * job, then `POST /prompt` under the socket's clientId so its events come back to this studio; and
+ * sending a job again elsewhere (under the same id) when its backend cannot be reached at
+ * submission or goes away while it runs.
  */
 import { validationError } from "../comfy/errors";
+import type { Limit } from "../config";
 import type { ComfyGraph } from "../comfy/types";
 import { coordinator } from "../pool/backends";
 import type { RouteRequest } from "../pool/routing";
@@ -16,6 +18,19 @@ export type StudioResult = { ok: true; job: JobView } | { ok: false; error: JobE
 
 /** A job is moved to another backend at most this many times. */
 export const MAX_ATTEMPTS = 3;
+
+/** The limits counted per studio at submission (the Worker decides which apply to the caller). */
+export interface Quota {
+  openJobs: Limit;
+  jobsPerMinute: Limit;
+}
+
+export interface Usage {
+  open_jobs: number;
+  jobs_last_minute: number;
+}
+
+const MINUTE_MS = 60_000;
 
 export class Submission {
   /** Submissions in flight: the socket they are about to use must not be closed as idle. */
@@ -31,7 +46,7 @@ export class Submission {
     private readonly afterwards: () => Promise<void>,
   ) {}
 
-  async submit(request: SubmitRequest): Promise<StudioResult> {
+  async submit(request: SubmitRequest, quota?: Quota): Promise<StudioResult> {
     this.inFlight++;
     try {
       const endpoint = this.endpoints.get(request.backend);
@@ -41,12 +56,55 @@ export class Submission {
           error: { kind: "unknown_backend", message: `There is no backend named '${request.backend}'.` },
         };
       const clientId = await this.endpoints.clientIdFor(endpoint);
-      this.jobs.insert(request, clientId, Date.now());
+      // Counted and recorded with no await in between: the object runs one event at a time, so
+      // parallel submissions cannot all see the same count (a read-then-write from the Worker could).
+      const now = Date.now();
+      const refusal = quota && this.overQuota(quota, now);
+      if (refusal) return { ok: false, error: refusal };
+      this.jobs.insert(request, clientId, now);
       this.live.track(request.prompt_id, request.graph, request.backend);
       return await this.send(endpoint, request.prompt_id, request.graph, clientId);
     } finally {
       this.inFlight--;
     }
+  }
+
+  usage(now = Date.now()): Usage {
+    return { open_jobs: this.jobs.openCount(), jobs_last_minute: this.jobs.submittedSince(now - MINUTE_MS).count };
+  }
+
+  /** Why one more job would exceed the caller's quota, or undefined when it fits. */
+  private overQuota(quota: Quota, now: number): JobError | undefined {
+    const { openJobs, jobsPerMinute } = quota;
+    if (openJobs.value !== null) {
+      const open = this.jobs.openCount();
+      if (open >= openJobs.value)
+        return {
+          kind: "limit_open_jobs",
+          limit: openJobs.value,
+          variable: openJobs.variable,
+          message:
+            `Limit reached: you have ${open} open job(s) and may have at most ${openJobs.value} at once. ` +
+            `Wait for one to finish (get_job) or cancel one (cancel_job), then retry. ` +
+            `The gateway's operator can raise this limit with ${openJobs.variable}.`,
+        };
+    }
+    if (jobsPerMinute.value !== null) {
+      const recent = this.jobs.submittedSince(now - MINUTE_MS);
+      if (recent.count >= jobsPerMinute.value) {
+        const retry = recent.first === null ? 60 : Math.max(1, Math.ceil((recent.first + MINUTE_MS - now) / 1000));
+        return {
+          kind: "limit_jobs_per_minute",
+          limit: jobsPerMinute.value,
+          variable: jobsPerMinute.variable,
+          retry_after_seconds: retry,
+          message:
+            `Limit reached: you submitted ${recent.count} job(s) in the last minute, the most allowed is ${jobsPerMinute.value}. ` +
+            `Retry in ${retry} s. The gateway's operator can raise this limit with ${jobsPerMinute.variable}.`,
+        };
+      }
+    }
+    return undefined;
   }
 
   /** Asks the coordinator for another backend, never one the job already left; or says why there is none. */

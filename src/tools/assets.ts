@@ -4,12 +4,18 @@
  * resources every `resource_link` points at. Bytes always come from ComfyUI through the gateway.
  */
 import { readBytes } from "../comfy/client";
-import { ResourceNotFoundError, ResourceTemplate, type McpServer } from "@modelcontextprotocol/server";
+import {
+  ProtocolError,
+  ProtocolErrorCode,
+  ResourceNotFoundError,
+  ResourceTemplate,
+  type McpServer,
+} from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import { ThumbnailError, makeThumbnail } from "../assets/thumbnail";
 import { failure, success, ToolFailure } from "../mcp/results";
 import type { AssetView } from "../studio/records";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetUri, downloadLinks } from "./schemas";
 
@@ -68,6 +74,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     },
     ({ limit, cursor, workflow_id, media_type, session_id }) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         let session = session_id;
         if (session === "current") {
           if (!tools.session)
@@ -116,6 +123,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     },
     ({ asset_id }) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const found = await tools.studio.assetProvenance(asset_id);
         if (!found) return notFound(asset_id);
         const links = await downloadLinks(tools, [found.asset]);
@@ -170,6 +178,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     },
     ({ asset_id, mode, max_dim, max_b64_chars }, ctx) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const asset: AssetView | undefined = await tools.studio.getAsset(asset_id);
         if (!asset) return notFound(asset_id);
         const url = (await downloadLinks(tools, [asset]))[asset.asset_id]!;
@@ -231,6 +240,9 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
     "asset",
     new ResourceTemplate("comfy://assets/{asset_id}", {
       list: async () => {
+        // Clients list resources on their own when they connect: without the scope the list is
+        // empty rather than an error that could break the connection; reading one is refused.
+        if (!tools.scopes.has("generate")) return { resources: [] };
         const page = await tools.studio.listAssets({ limit: LISTED_ASSETS });
         return {
           resources: (page?.assets ?? []).map((asset) => ({
@@ -248,6 +260,12 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
         "A file your ComfyUI produced through this gateway: images inline (up to about 700 KB), other files as metadata with a download URL.",
     },
     async (uri, variables, ctx) => {
+      if (!tools.scopes.has("generate"))
+        throw new ProtocolError(
+          ProtocolErrorCode.InvalidRequest,
+          "This connection was not granted the 'generate' scope, which reading assets needs. Reconnect the app and allow 'generate' on the consent page.",
+          { missing_scope: "generate", uri: uri.href },
+        );
       const id = String(variables.asset_id ?? "");
       const asset: AssetView | undefined = await tools.studio.getAsset(id);
       if (!asset)

@@ -2,7 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { LastHour } from "../pool/activity";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 
 export function registerBackendTools(server: McpServer, tools: ToolContext): void {
@@ -56,6 +56,7 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
     },
     () =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const backends = await tools.backends.coordinator.status();
         const up = backends.filter((b) => b.state === "up");
         const down = backends.filter((b) => b.state !== "up").map((b) => b.name);

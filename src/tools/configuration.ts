@@ -61,6 +61,7 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     },
     () =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const layers = await tools.studio.defaultsLayers();
         const all = Object.fromEntries(NAMESPACES.map((ns) => [ns, effectiveDefaults(tools.env, layers, ns)]));
         return {

@@ -1,11 +1,13 @@
 /**
  * Job tools: get_job (waits, registers results, reports failures as failures), get_queue_status
- * (ComfyUI's queue with only the caller's own prompts identified) and cancel_job (deletes a
- * pending prompt or interrupts the running one, and handles ComfyUI's empty-body 200s).
+ * (ComfyUI's queue with only the caller's own prompts identified, and the caller's own usage
+ * against its limits) and cancel_job (deletes a pending prompt or interrupts the running one, and
+ * handles ComfyUI's empty-body 200s).
  */
 import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { QueueItem } from "../comfy/types";
+import { type Limit, limitsFor, type UserLimits } from "../config";
 import type { JobView } from "../studio/records";
 import { failure, success } from "../mcp/results";
 import { askAll } from "../pool/ask";
@@ -33,6 +35,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     },
     ({ prompt_id, wait_seconds }, ctx) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         let job: JobView | undefined = await tools.studio.getJob(prompt_id);
         if (!job) return notFound(prompt_id);
         if (wait_seconds && ["submitting", "queued", "running"].includes(job.status)) {
@@ -75,7 +78,8 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       title: "Show ComfyUI's queue",
       description:
         "How busy ComfyUI is: on every backend, the running prompt and the pending ones in order, with your own jobs identified by prompt_id " +
-        "(other users' prompts are counted, not shown). A backend that cannot be reached is listed with its error.",
+        "(other users' prompts are counted, not shown). A backend that cannot be reached is listed with its error. " +
+        "your_usage shows your open jobs and jobs in the last minute against your limits.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         status: z.literal("success"),
@@ -92,14 +96,19 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
             error: z.string().nullable(),
           }),
         ),
+        your_usage: usageSchema(),
         message: z.string(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     (_args, ctx) =>
       runTool(async () => {
-        const _clients = tools.backends.all();
-        const answers = await askAll(tools.backends.all(), (comfy) => comfy.queue({ signal: ctx.mcpReq.signal }));
+        requireScope(tools, "generate");
+        const [answers, usage] = await Promise.all([
+          askAll(tools.backends.all(), (comfy) => comfy.queue({ signal: ctx.mcpReq.signal })),
+          tools.studio.usage(),
+        ]);
+        const limits = limitsFor(tools.config, tools.principal);
         const queues = answers.map((answer) => (answer.ok ? answer.value : { queue_running: [], queue_pending: [] }));
         const ids = queues.flatMap((queue) => [...queue.queue_running, ...queue.queue_pending].map((item) => item[1]));
         const owned = new Set(await tools.studio.ownedJobs(ids));
@@ -145,10 +154,49 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
           queue_running: running,
           queue_pending: waiting,
           backends,
-          message,
+          your_usage: { ...usage, limits: describeLimits(limits), warnings: limits.warnings },
+          message: `${message} ${describeUsage(usage, limits)}`,
         };
       }),
   );
+}
+
+/** Each limit as the caller sees it: the value (null = unlimited) and the variable that sets it. */
+function describeLimits(limits: UserLimits) {
+  const entry = (limit: Limit) => ({ value: limit.value, variable: limit.variable });
+  return {
+    open_jobs: entry(limits.openJobs),
+    jobs_per_minute: entry(limits.jobsPerMinute),
+    megapixels_per_image: entry(limits.megapixels),
+    video_megapixel_frames: entry(limits.videoMegapixelFrames),
+    steps: entry(limits.steps),
+    input_image_side: entry(limits.inputImageSide),
+  };
+}
+
+function describeUsage(usage: { open_jobs: number; jobs_last_minute: number }, limits: UserLimits): string {
+  const of = (limit: Limit) => (limit.value === null ? "" : ` of ${limit.value}`);
+  return `You have ${usage.open_jobs}${of(limits.openJobs)} open job(s) and submitted ${usage.jobs_last_minute}${of(limits.jobsPerMinute)} in the last minute.`;
+}
+
+function usageSchema() {
+  const limit = z.object({
+    value: z.number().nullable().describe("null = unlimited"),
+    variable: z.string().describe("The gateway variable that sets it."),
+  });
+  return z.object({
+    open_jobs: z.number().int().describe("Your jobs submitted and not yet ended."),
+    jobs_last_minute: z.number().int().describe("Your jobs submitted in the last 60 seconds."),
+    limits: z.object({
+      open_jobs: limit,
+      jobs_per_minute: limit,
+      megapixels_per_image: limit.describe("width × height × batch of one image, in megapixels."),
+      video_megapixel_frames: limit.describe("width × height × frames × batch of one video, in megapixel-frames."),
+      steps: limit,
+      input_image_side: limit.describe("Longest side of an input image, in pixels."),
+    }),
+    warnings: z.array(z.string()).describe("Limit variables that could not be read (their default applies)."),
+  });
 }
 
 interface QueueEntry {

@@ -4,7 +4,7 @@ import * as z from "zod/v4";
 import type { ComfyClient } from "../comfy/client";
 import { askAll } from "../pool/ask";
 import { effectiveDefaults } from "./configuration";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 
 export const MODEL_FOLDERS = [
@@ -68,6 +68,7 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
     },
     ({ kind, backend }, ctx) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const folder = kind ?? "checkpoints";
         const signal = ctx.mcpReq.signal;
         const clients = backend === undefined ? tools.backends.all() : [tools.backends.client(backend)];

@@ -1,13 +1,16 @@
 /**
  * Running a workflow, whichever tool asked: fill every parameter (call > environment default >
- * the workflow's sidecar default > built-in namespace default; a fresh seed), choose the backend
+ * the workflow's sidecar default > built-in namespace default; a fresh seed), check the result
+ * against the caller's limits (pixels, frames, steps; input image sizes), choose the backend
  * (pinned, or routed by the coordinator to one that has the models), upload input media there,
  * check values against its live combo lists, render through the PARAM_* bindings (never a
- * literal placeholder to ComfyUI), submit to the studio, wait with progress, answer.
+ * literal placeholder to ComfyUI), submit to the studio (which counts the caller's open jobs and
+ * jobs per minute), wait with progress, answer.
  */
 import type { CallToolResult, ServerContext } from "@modelcontextprotocol/server";
 import type { ComfyClient } from "../comfy/client";
 import type { ComfyGraph } from "../comfy/types";
+import { type Limit, limitsFor } from "../config";
 import { graphRequirements, type RouteDecision, type RouteRequest } from "../pool/routing";
 import { failure, success, ToolFailure } from "../mcp/results";
 import type { AssetView, Scalar } from "../studio/records";
@@ -17,6 +20,7 @@ import { ASSET_ID, resolveMedia } from "../workflows/media";
 import { randomSeed, RenderError, renderGraph } from "../workflows/params.ts";
 import { requireScope, type ToolContext } from "./context";
 import { effectiveDefaults } from "./configuration";
+import { checkGraphLimits } from "./limits";
 import { assetLinks, describeJob, jobResult } from "./schemas";
 import { waitForJob } from "./wait";
 
@@ -54,10 +58,14 @@ export async function runWorkflow(
   const { workflow } = request;
   const promptId = crypto.randomUUID();
   const signal = ctx.mcpReq.signal;
+  const limits = limitsFor(tools.config, tools.principal);
   const { values, sources } = await fillParameters(tools, request);
-  // With one backend there is nothing to choose: no second render, no coordinator round trip.
+  // Before anything is uploaded or routed: the graph as it will run, defaults and overrides applied.
+  const planned = renderWithoutMedia(workflow, values);
+  checkGraphLimits(planned, workflow.params, limits);
+  // With one backend there is nothing to choose: no coordinator round trip.
   const routing = tools.backends.multiple
-    ? routeRequest(workflow, values, sources)
+    ? routeRequest(workflow, planned, sources)
     : { requirements: [], tags: workflow.backendTags };
   const decision = await chooseBackend(
     tools,
@@ -67,7 +75,7 @@ export async function runWorkflow(
   );
   if (!decision.ok) throw new ToolFailure(decision.message, { kind: decision.kind });
   const comfy = tools.backends.client(decision.backend);
-  const notes = await prepareValues(tools, comfy, workflow, values, sources, signal);
+  const notes = await prepareValues(tools, comfy, workflow, values, sources, limits.inputImageSide, signal);
   const graph = render(workflow, values);
   // A unique prefix keeps this job's files together in ComfyUI's output/ and easy to prune
   // (unless the workflow lets the caller choose it through a parameter).
@@ -85,19 +93,25 @@ export async function runWorkflow(
   const hasMedia = workflow.params.some((param) => MEDIA_TYPES.has(param.type));
   if (request.resubmit && hasMedia)
     notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
-  const submitted = await tools.studio.submit({
-    prompt_id: promptId,
-    workflow_id: workflow.id,
-    tool: request.tool,
-    graph,
-    params,
-    session: tools.session,
-    backend: decision.backend,
-    routing,
-    resubmit: Boolean(request.resubmit) && !hasMedia,
-    movable: request.backend === undefined && !hasMedia,
-  });
-  if (!submitted.ok) return failure(submitted.error.message, { kind: submitted.error.kind });
+  const submitted = await tools.studio.submit(
+    {
+      prompt_id: promptId,
+      workflow_id: workflow.id,
+      tool: request.tool,
+      graph,
+      params,
+      session: tools.session,
+      backend: decision.backend,
+      routing,
+      resubmit: Boolean(request.resubmit) && !hasMedia,
+      movable: request.backend === undefined && !hasMedia,
+    },
+    { openJobs: limits.openJobs, jobsPerMinute: limits.jobsPerMinute },
+  );
+  if (!submitted.ok) {
+    const { message, ...details } = submitted.error;
+    return failure(message, details);
+  }
 
   const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
   const { job } = await waitForJob(tools, ctx, promptId, waitMs, Date.parse(submitted.job.created_at));
@@ -127,21 +141,24 @@ function render(workflow: WorkflowDefinition, values: Record<string, unknown>): 
   }
 }
 
+/** The graph as it would be rendered, with media inputs left empty (not uploaded yet). */
+function renderWithoutMedia(workflow: WorkflowDefinition, values: Record<string, unknown>): ComfyGraph {
+  const media = workflow.params.filter((param) => MEDIA_TYPES.has(param.type));
+  return render(workflow, { ...values, ...Object.fromEntries(media.map((param) => [param.name, ""])) });
+}
+
 /**
- * What the graph needs from a backend, from the graph as it would be rendered: media inputs are
- * left out (they are uploaded to whichever backend runs it) and defaults the gateway may swap are
- * soft.
+ * What the graph needs from a backend: media inputs are left out (they are uploaded to whichever
+ * backend runs it) and defaults the gateway may swap are soft.
  */
 function routeRequest(
   workflow: WorkflowDefinition,
-  values: Record<string, unknown>,
+  graph: ComfyGraph,
   sources: Record<string, ValueSource>,
 ): RouteRequest {
   const keys = (params: ParamSpec[]) =>
     new Set(params.flatMap((param) => param.bindings.map((b) => `${b.node_id}.${b.input}`)));
   const media = workflow.params.filter((param) => MEDIA_TYPES.has(param.type));
-  const placeholders = Object.fromEntries(media.map((param) => [param.name, ""]));
-  const graph = render(workflow, { ...values, ...placeholders });
   const soft = keys(workflow.params.filter((param) => SWAPPABLE_SOURCES.has(sources[param.name]!)));
   return { requirements: graphRequirements(graph, keys(media), soft), tags: workflow.backendTags };
 }
@@ -246,6 +263,7 @@ async function prepareValues(
   workflow: WorkflowDefinition,
   values: Record<string, unknown>,
   sources: Record<string, ValueSource>,
+  maxImageSide: Limit,
   signal: AbortSignal,
 ): Promise<string[]> {
   const notes: string[] = [];
@@ -267,6 +285,7 @@ async function prepareValues(
         source: (asset: AssetView) => tools.backends.client(asset.backend),
         getAsset: (id: string) => tools.studio.getAsset(id),
         signal,
+        maxImageSide,
       };
       values[param.name] = await resolveMedia(media, param, String(value), classes);
       continue;

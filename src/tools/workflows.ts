@@ -12,7 +12,7 @@ import type { ParamSpec } from "../workflows/definition.ts";
 import { randomSeed } from "../workflows/params.ts";
 import type { RegisteredWorkflow, WorkflowCatalogue } from "../workflows/registry";
 import { describeParam, paramField } from "../workflows/schema";
-import type { ToolContext } from "./context";
+import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { runWorkflow } from "./run-workflow";
 import { backendArg, jobResultSchema, resubmitArg, waitSecondsArg } from "./schemas";
@@ -89,20 +89,23 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
-      runTool(async () => ({
-        workflows: catalogue.workflows.map((workflow) => ({
-          id: workflow.id,
-          tool: workflow.tool,
-          title: workflow.title,
-          description: workflow.description,
-          output: workflow.output,
-          namespace: workflow.namespace,
-          source: workflow.source,
-          inputs: workflow.params.map(describeInput),
-        })),
-        count: catalogue.workflows.length,
-        rejected: catalogue.rejected,
-      })),
+      runTool(async () => {
+        requireScope(tools, "generate");
+        return {
+          workflows: catalogue.workflows.map((workflow) => ({
+            id: workflow.id,
+            tool: workflow.tool,
+            title: workflow.title,
+            description: workflow.description,
+            output: workflow.output,
+            namespace: workflow.namespace,
+            source: workflow.source,
+            inputs: workflow.params.map(describeInput),
+          })),
+          count: catalogue.workflows.length,
+          rejected: catalogue.rejected,
+        };
+      }),
   );
 
   server.registerTool(
@@ -135,6 +138,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     },
     ({ workflow_id, overrides, options, wait_seconds, backend, resubmit_if_backend_lost }, ctx) =>
       runTool(async () => {
+        requireScope(tools, "generate");
         const workflow = findWorkflow(catalogue, workflow_id);
         const { values, ignored } = checkOverrides(workflow, overrides ?? {});
         if (options && Object.keys(options).length > 0) ignored.options = "run_workflow has no options yet; ignored";
@@ -254,6 +258,7 @@ async function regenerate(
   },
   ctx: ServerContext,
 ) {
+  requireScope(tools, "generate");
   const asset: AssetView | undefined = await tools.studio.getAsset(args.asset_id.trim());
   if (!asset)
     return failure(

@@ -4,6 +4,7 @@
  * under a content-hash name; the parameter gets the name ComfyUI will load.
  */
 import type { ComfyClient } from "../comfy/client";
+import type { Limit } from "../config";
 import { sha256Hex } from "../auth/secrets";
 import { probeDimensions, sniffImageFormat } from "../comfy/media";
 import { ToolFailure } from "../mcp/results";
@@ -27,6 +28,8 @@ export interface MediaContext {
   signal?: AbortSignal;
   /** Every configured backend's URL (COMFYUI_URL or the pool): never fetched as a media URL. */
   backendUrls?: readonly string[];
+  /** The caller's limit on an input image's longest side (COMFY_MCP_*_MAX_INPUT_IMAGE_SIDE). */
+  maxImageSide?: Limit;
 }
 
 interface LoadedMedia {
@@ -52,6 +55,8 @@ export async function resolveMedia(
       throw new ToolFailure(
         `'${spec.name}' needs ${article(spec.type)} ${spec.type}, but asset ${value} is ${article(asset.kind)} ${asset.kind}.`,
       );
+    if (spec.type === "image" && asset.width !== null && asset.height !== null)
+      checkImageSide(context, spec, { width: asset.width, height: asset.height });
     // LoadImage reads annotated paths from ComfyUI's output/temp folders directly: no copy needed
     // when the asset is on the backend that runs the job.
     const home = context.source(asset);
@@ -73,18 +78,20 @@ export async function resolveMedia(
 }
 
 async function upload(context: MediaContext, spec: ParamSpec, media: LoadedMedia): Promise<string> {
-  const extension = checkType(spec, media);
+  const extension = checkType(context, spec, media);
   const hash = (await sha256Hex(media.bytes)).slice(0, 24);
   return context.comfy.uploadInput(media.bytes, `${hash}.${extension}`, media.mime, "mcp", { signal: context.signal });
 }
 
 /** The media must be what the parameter expects; returns the file extension to store it under. */
-function checkType(spec: ParamSpec, media: LoadedMedia): string {
+function checkType(context: MediaContext, spec: ParamSpec, media: LoadedMedia): string {
   if (spec.type === "image") {
-    if (!probeDimensions(media.bytes.subarray(0, 65_536)))
+    const dimensions = probeDimensions(media.bytes.subarray(0, 65_536));
+    if (!dimensions)
       throw new ToolFailure(
         `'${spec.name}' is not a PNG, JPEG, WebP or GIF image (${media.bytes.length} bytes of ${media.mime || "unknown type"}).`,
       );
+    checkImageSide(context, spec, dimensions);
     return imageExtension(media.bytes);
   }
   const [major, minor] = media.mime.split("/");
@@ -93,6 +100,24 @@ function checkType(spec: ParamSpec, media: LoadedMedia): string {
       `'${spec.name}' needs ${article(spec.type)} ${spec.type} file, got ${media.mime || "an unknown type"}.`,
     );
   return (minor ?? "bin").replace(/[^a-z0-9]/gi, "").slice(0, 8) || "bin";
+}
+
+/**
+ * ComfyUI decodes an input image whole: a small file can declare a huge canvas (or a long thin
+ * one), so the sides are checked from its header before it is uploaded.
+ */
+function checkImageSide(
+  context: MediaContext,
+  spec: ParamSpec,
+  { width, height }: { width: number; height: number },
+): void {
+  const limit = context.maxImageSide;
+  if (!limit || limit.value === null || Math.max(width, height) <= limit.value) return;
+  throw new ToolFailure(
+    `Limit exceeded: '${spec.name}' is ${width} × ${height} pixels; an input image may be at most ${limit.value} pixels on its longest side. ` +
+      `Scale it down, then pass it again. The gateway's operator can raise this limit with ${limit.variable}.`,
+    { kind: "limit_exceeded", limit: limit.value, variable: limit.variable },
+  );
 }
 
 function imageExtension(bytes: Uint8Array): string {
