@@ -15,7 +15,7 @@ import * as z from "zod/v4";
 import { ThumbnailError, makeThumbnail } from "../assets/thumbnail";
 import { failure, success, ToolFailure } from "../mcp/results";
 import type { AssetView } from "../studio/records";
-import { requireScope, type ToolContext } from "./context";
+import { missingScope, requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetUri, downloadLinks } from "./schemas";
 
@@ -261,11 +261,10 @@ export function registerAssetResources(server: McpServer, tools: ToolContext): v
     },
     async (uri, variables, ctx) => {
       if (!tools.scopes.has("generate"))
-        throw new ProtocolError(
-          ProtocolErrorCode.InvalidRequest,
-          "This connection was not granted the 'generate' scope, which reading assets needs. Reconnect the app and allow 'generate' on the consent page.",
-          { missing_scope: "generate", uri: uri.href },
-        );
+        throw new ProtocolError(ProtocolErrorCode.InvalidRequest, missingScope("generate", "reading assets"), {
+          missing_scope: "generate",
+          uri: uri.href,
+        });
       const id = String(variables.asset_id ?? "");
       const asset: AssetView | undefined = await tools.studio.getAsset(id);
       if (!asset)

@@ -21,11 +21,21 @@ export interface ToolContext {
   session: string | null;
 }
 
-/** Tools that need a scope the caller was not granted refuse with how to get it. */
-export function requireScope(tools: ToolContext, scope: "generate" | "publish" | "admin"): void {
+export type Scope = "generate" | "publish" | "admin";
+
+/**
+ * Every tool calls this first. Reading (assets, jobs, the queue, models, workflows, defaults,
+ * backends) needs 'generate' like generating does; publishing needs 'publish'; changing defaults
+ * needs 'admin'. A caller without the scope is refused with how to get it.
+ */
+export function requireScope(tools: ToolContext, scope: Scope): void {
   if (tools.scopes.has(scope)) return;
-  throw new ToolFailure(
-    `This connection was not granted the '${scope}' scope. Reconnect the app and allow '${scope}' on the consent page.`,
-    { missing_scope: scope },
+  throw new ToolFailure(missingScope(scope), { missing_scope: scope });
+}
+
+export function missingScope(scope: Scope, what = ""): string {
+  return (
+    `This connection was not granted the '${scope}' scope${what ? `, which ${what} needs` : ""}. ` +
+    `Reconnect the app and allow '${scope}' on the consent page (a token in MCP_TOKENS needs '${scope}' among its scopes).`
   );
 }
