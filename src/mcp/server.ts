@@ -20,7 +20,8 @@ const INSTRUCTIONS =
   "Generates images, audio and video on the user's own ComfyUI. Each workflow is a tool (generate_image, generate_song, generate_video, " +
   "image_to_image, …; list_workflows shows them all with their parameters). A generation waits for its result while reporting progress; " +
   "if it returns a running job instead, call get_job(prompt_id, wait_seconds) until it completes. regenerate(asset_id) replays a result " +
-  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is; cancel_job stops a job. " +
+  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is and your own usage against your limits " +
+  "(a refusal names the limit); cancel_job stops a job. " +
   "With several GPUs, list_backends shows each one; jobs go to the least busy one that has the models, or to the one named in 'backend'.";
 
 /** Names of the fixed tools: a workflow file cannot take them. */

@@ -21,7 +21,15 @@ import { Endpoints } from "./endpoints";
 import { gone, JobStore, toJobError } from "./jobs";
 import { LiveJobs } from "./live";
 import { Reconciler } from "./reconcile";
-import { type AssetView, type JobStatus, type JobView, type Scalar, type SubmitRequest, TERMINAL } from "./records";
+import {
+  type AssetView,
+  type JobError,
+  type JobStatus,
+  type JobView,
+  type Scalar,
+  type SubmitRequest,
+  TERMINAL,
+} from "./records";
 import { adoptLegacyRecords, migrate } from "./schema";
 import { type Quota, type StudioResult, Submission, type Usage } from "./submission";
 
@@ -93,6 +101,14 @@ export class Studio extends DurableObject<Env> {
    */
   submit(request: SubmitRequest, quota?: Quota): Promise<StudioResult> {
     return this.submission.submit(request, quota);
+  }
+
+  /**
+   * Whether one more job would be refused now: an early answer before input media are fetched and
+   * uploaded. Advisory only; `submit` counts again, atomically.
+   */
+  checkQuota(quota: Quota): JobError | undefined {
+    return this.submission.overQuota(quota);
   }
 
   /** This user's jobs open now and submitted in the last minute (get_queue_status). */

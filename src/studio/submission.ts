@@ -74,7 +74,7 @@ export class Submission {
   }
 
   /** Why one more job would exceed the caller's quota, or undefined when it fits. */
-  private overQuota(quota: Quota, now: number): JobError | undefined {
+  overQuota(quota: Quota, now = Date.now()): JobError | undefined {
     const { openJobs, jobsPerMinute } = quota;
     if (openJobs.value !== null) {
       const open = this.jobs.openCount();

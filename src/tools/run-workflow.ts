@@ -13,7 +13,7 @@ import type { ComfyGraph } from "../comfy/types";
 import { type Limit, limitsFor } from "../config";
 import { graphRequirements, type RouteDecision, type RouteRequest } from "../pool/routing";
 import { failure, success, ToolFailure } from "../mcp/results";
-import type { AssetView, Scalar } from "../studio/records";
+import type { AssetView, JobError, Scalar } from "../studio/records";
 import { checkValue, type ParamSpec, type WorkflowDefinition } from "../workflows/definition.ts";
 import { MODEL_FOLDER_OF, comboOptions, forgetCombos } from "../workflows/combos";
 import { ASSET_ID, resolveMedia } from "../workflows/media";
@@ -75,6 +75,12 @@ export async function runWorkflow(
   );
   if (!decision.ok) throw new ToolFailure(decision.message, { kind: decision.kind });
   const comfy = tools.backends.client(decision.backend);
+  const quota = { openJobs: limits.openJobs, jobsPerMinute: limits.jobsPerMinute };
+  // Input media are fetched and uploaded before submission: a caller already at its quota is told
+  // first, not after a download and an upload (the studio still counts atomically at submit).
+  const hasMedia = workflow.params.some((param) => MEDIA_TYPES.has(param.type));
+  const early = hasMedia && hasQuota(quota) ? await tools.studio.checkQuota(quota) : undefined;
+  if (early) return refusedJob(early);
   const notes = await prepareValues(tools, comfy, workflow, values, sources, limits.inputImageSide, signal);
   const graph = render(workflow, values);
   // A unique prefix keeps this job's files together in ComfyUI's output/ and easy to prune
@@ -90,7 +96,6 @@ export async function runWorkflow(
   }
   const params = Object.fromEntries(workflow.params.map((param) => [param.name, values[param.name] as Scalar]));
   // Uploaded inputs live on this backend only: such a job cannot simply be re-sent elsewhere.
-  const hasMedia = workflow.params.some((param) => MEDIA_TYPES.has(param.type));
   if (request.resubmit && hasMedia)
     notes.push("resubmit_if_backend_lost is ignored: this job's input media live on its backend only.");
   const submitted = await tools.studio.submit(
@@ -106,12 +111,9 @@ export async function runWorkflow(
       resubmit: Boolean(request.resubmit) && !hasMedia,
       movable: request.backend === undefined && !hasMedia,
     },
-    { openJobs: limits.openJobs, jobsPerMinute: limits.jobsPerMinute },
+    quota,
   );
-  if (!submitted.ok) {
-    const { message, ...details } = submitted.error;
-    return failure(message, details);
-  }
+  if (!submitted.ok) return refusedJob(submitted.error);
 
   const waitMs = request.waitSeconds !== undefined ? request.waitSeconds * 1000 : tools.config.waitMs;
   const { job } = await waitForJob(tools, ctx, promptId, waitMs, Date.parse(submitted.job.created_at));
@@ -130,6 +132,16 @@ export async function runWorkflow(
     { ...(await jobResult(tools, current, message)), param_sources: sources, ...reason, ...request.extra },
     assetLinks(current),
   );
+}
+
+/** A job the studio refused (quota, unknown backend) or ComfyUI refused at submission: its kind, and a quota's numbers. */
+function refusedJob(error: JobError): CallToolResult {
+  const quota = ["limit", "variable", "retry_after_seconds"].filter((key) => error[key] !== undefined);
+  return failure(error.message, { kind: error.kind, ...Object.fromEntries(quota.map((key) => [key, error[key]])) });
+}
+
+function hasQuota(quota: { openJobs: Limit; jobsPerMinute: Limit }): boolean {
+  return quota.openJobs.value !== null || quota.jobsPerMinute.value !== null;
 }
 
 function render(workflow: WorkflowDefinition, values: Record<string, unknown>): ComfyGraph {

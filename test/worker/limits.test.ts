@@ -5,7 +5,7 @@
 // by its studio at submission. The MCP requests go through serveMcp with a chosen identity, as
 // /mcp and /mcp-key call it once the caller is authenticated.
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { readConfig } from "../../src/config";
 import { serveMcp } from "../../src/mcp/serve";
 import type { JobView } from "../../src/studio/records";
@@ -14,6 +14,7 @@ import { encodePng } from "../fake-comfyui/png.mjs";
 import { imageJob } from "../support/image-job";
 
 const LOCAL = "http://127.0.0.1:8787";
+const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
 
 /** One JSON-RPC call as `principal` with exactly these scopes; the answer's JSON-RPC message. */
 async function rpc(principal: string, scopes: string[], method: string, params: Record<string, unknown> = {}) {
@@ -255,6 +256,32 @@ describe("jobs counted by the studio at submission", () => {
     }
     expect(await stub.usage()).toEqual({ open_jobs: 2, jobs_last_minute: 2 });
     for (const outcome of accepted) if (outcome.ok) await stub.cancel(outcome.job.job_id);
+  });
+
+  it("tells a user at its open-job limit before its input image is uploaded to ComfyUI", async () => {
+    const principal = `at-limit-${crypto.randomUUID()}`;
+    const stub = studio(principal);
+    const open = [await stub.submit(imageJob({ steps: 400 })), await stub.submit(imageJob({ steps: 400 }))];
+    const png = encodePng(40 + Math.floor(Math.random() * 200), 24, {
+      type: "pattern",
+      hash: Date.now(),
+    }) as Uint8Array;
+    const outcome = await call(principal, ["generate"], "image_to_image", {
+      prompt: "x",
+      image: `data:image/png;base64,${Buffer.from(png).toString("base64")}`,
+      wait_seconds: 0,
+    });
+    expect(outcome.isError).toBe(true);
+    expect(text(outcome)).toMatch(/^Limit reached: you have 2 open job\(s\) and may have at most 2 at once\./);
+    expect(text(outcome)).toMatch(/"variable": "COMFY_MCP_USER_MAX_OPEN_JOBS"/);
+    const hash = [...new Uint8Array(await crypto.subtle.digest("SHA-256", png))]
+      .map((byte) => byte.toString(16).padStart(2, "0"))
+      .join("")
+      .slice(0, 24);
+    const uploaded = await fetch(`${fakeUrl}/view?filename=${hash}.png&subfolder=mcp&type=input`);
+    await uploaded.body?.cancel();
+    expect(uploaded.status, "the input image reached ComfyUI").toBe(404);
+    for (const job of open) if (job.ok) await stub.cancel(job.job.job_id);
   });
 
   it("refuses a submission past the jobs-per-minute limit, saying when to retry", async () => {
