@@ -296,6 +296,8 @@ async function prepareValues(
         comfy,
         source: (asset: AssetView) => tools.backends.client(asset.backend),
         getAsset: (id: string) => tools.studio.getAsset(id),
+        // No media URL may point the gateway at one of its own ComfyUI backends (SSRF).
+        backendUrls: tools.config.backends.map((backend) => backend.baseUrl),
         signal,
         maxImageSide,
       };
