@@ -15,6 +15,7 @@ import { registerModelTools } from "../tools/models";
 import { registerPublishTools } from "../tools/publish";
 import { registerCatalogueTools, registerWorkflowTools } from "../tools/workflows";
 import { loadCatalogue } from "../workflows/registry";
+import { portable } from "./json-schema";
 
 const INSTRUCTIONS =
   "Generates images, audio and video on the user's own ComfyUI. Each workflow is a tool (generate_image, generate_song, generate_video, " +
@@ -47,9 +48,11 @@ export const FIXED_TOOLS: ReadonlySet<string> = new Set([
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
-  const server = new McpServer(
-    { name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION },
-    { instructions: INSTRUCTIONS },
+  const server = withPortableSchemas(
+    new McpServer(
+      { name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION },
+      { instructions: INSTRUCTIONS },
+    ),
   );
   registerModelTools(server, tools);
   registerConfigurationTools(server, tools, catalogue);
@@ -61,4 +64,30 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerBackendTools(server, tools);
   registerAssetResources(server, tools);
   return server;
+}
+
+/**
+ * Every tool's schemas go through portable(): one JSON Schema conversion per schema object and
+ * isolate (the SDK converts on every tools/list, and the output schema again after every tool call),
+ * in a spelling strict clients accept. Done here once, so no tool can forget it.
+ */
+function withPortableSchemas(server: McpServer): McpServer {
+  const register = server.registerTool.bind(server) as (name: string, config: ToolConfig, handler: unknown) => unknown;
+  server.registerTool = ((name: string, config: ToolConfig, handler: unknown) =>
+    register(
+      name,
+      {
+        ...config,
+        ...(config.inputSchema && { inputSchema: portable(config.inputSchema) }),
+        ...(config.outputSchema && { outputSchema: portable(config.outputSchema) }),
+      },
+      handler,
+    )) as unknown as McpServer["registerTool"];
+  return server;
+}
+
+interface ToolConfig {
+  inputSchema?: object;
+  outputSchema?: object;
+  [key: string]: unknown;
 }

@@ -27,6 +27,17 @@ import { type CompletedVia, type JobError, type JobStatus, TERMINAL } from "./re
  * job to the alarm.
  */
 const HISTORY_RETRY_DELAYS_MS = [0, 50, 100, 200, 400, 800];
+
+/**
+ * Bookkeeping that follows a settled job (its provenance record, the pool's activity counters)
+ * waits this long, so it does not compete with the result on its way to the client: locally the
+ * studio, the Worker and the pool share one thread, and the result crosses several turns of it.
+ */
+export const AFTER_RESULT_MS = 250;
+
+export function afterResult(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, AFTER_RESULT_MS));
+}
 /** A job that finished this long ago unheard on an open socket means the socket is deaf. */
 const DEAF_AFTER_MS = 2_000;
 /** Events that go into a history entry's status messages (comfyui-api.md §9). */
@@ -137,6 +148,7 @@ export class Completion {
 
   /** The provenance record of a job settled from its events: ComfyUI's own entry, once it has it. */
   private async recordHistoryLater(jobId: string, endpoint: Endpoint): Promise<void> {
+    await afterResult();
     const entry = await readHistory(endpoint, jobId, HISTORY_RETRY_DELAYS_MS);
     if (entry) this.jobs.recordHistory(jobId, JSON.stringify(entry));
   }

@@ -15,7 +15,7 @@ import { readConfig } from "../config";
 import { coordinator } from "../pool/backends";
 import type { ActivityKind } from "../pool/activity";
 import { type AssetPage, type AssetQuery, AssetStore, decodeCursor } from "./assets";
-import { Completion } from "./completion";
+import { Completion, afterResult } from "./completion";
 import { DefaultsStore, type DefaultsLayers } from "./defaults";
 import { Endpoints } from "./endpoints";
 import { gone, JobStore, toJobError } from "./jobs";
@@ -254,9 +254,11 @@ export class Studio extends DurableObject<Env> {
   /** Counts socket and completion activity per backend at the pool (list_backends, /healthz). */
   private report(backend: string, kind: ActivityKind): void {
     this.ctx.waitUntil(
-      coordinator(this.env)
-        .record(backend, kind)
-        .catch(() => undefined),
+      afterResult().then(() =>
+        coordinator(this.env)
+          .record(backend, kind)
+          .catch(() => undefined),
+      ),
     );
   }
 

@@ -5,7 +5,7 @@
 // idle-closed sockets, history that lags the done event, an answer to POST /prompt that comes after
 // the job finished, binary preview frames.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { afterEach, describe, expect, inject, it } from "vitest";
+import { afterEach, describe, expect, inject, it, vi } from "vitest";
 import type { JobView, SubmitRequest } from "../../src/studio/records";
 import type { WatchEvent } from "../../src/studio/studio";
 import { imageJob } from "../support/image-job";
@@ -132,7 +132,10 @@ describe("the event path alone (reconcile every 300 s)", () => {
   it("history that lags the done event by 600 ms still completes by event (the history retries)", async () => {
     await control("faults", { historyLagMs: 600 });
     const { job, notice } = await run();
-    expect(((await control("faults-fired")) as Fired).laggedHistoryReads).toBeGreaterThan(0);
+    // The provenance read follows the result by AFTER_RESULT_MS, inside the lag: it meets the lag.
+    await vi.waitFor(async () =>
+      expect(((await control("faults-fired")) as Fired).laggedHistoryReads).toBeGreaterThan(0),
+    );
     expect(job?.completed_via).toBe("event");
     expect(job?.assets).toHaveLength(1);
     expect(notice).toBeLessThanOrEqual(600 + 2 * NOTICE_MS);

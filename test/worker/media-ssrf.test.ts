@@ -36,7 +36,7 @@ it("image_to_image refuses an https media URL on another backend of the pool, na
         },
       }),
     }),
-    { ...env, COMFYUI_BACKENDS: pool },
+    { ...env, COMFYUI_BACKENDS: pool } as Env,
     ctx,
     { principal: "owner", scopes: new Set(["generate"]) },
   );
