@@ -10,6 +10,8 @@ declare global {
     COMFYUI_ACCESS_CLIENT_SECRET?: string;
     /** Bearer token for an authenticating proxy in front of ComfyUI (secret). */
     COMFYUI_BEARER_TOKEN?: string;
+    /** Which workflows get a tool of their own: all (default), none, or a list (see GatewayConfig). */
+    COMFY_MCP_WORKFLOW_TOOLS?: string;
   }
 }
 
@@ -36,6 +38,11 @@ export interface GatewayConfig {
   healthMs: number;
   /** How long a backend may stay unreachable before its open jobs are declared lost (or moved). */
   backendGraceMs: number;
+  /**
+   * Which workflows are also tools of their own (COMFY_MCP_WORKFLOW_TOOLS): all (default), none,
+   * or a list of workflow ids / tool names. Every workflow stays reachable through run_workflow.
+   */
+  workflowTools: "all" | "none" | ReadonlySet<string>;
   /** What one principal may ask of the GPU: the owner's limits and every other user's. */
   limits: { owner: UserLimits; users: UserLimits };
 }
@@ -95,6 +102,7 @@ export function readConfig(env: Env): GatewayConfig {
     downloadTtlSeconds: clampSeconds(env.DOWNLOAD_URL_TTL_SECONDS, 3600, 60, 7 * 24 * 3600),
     healthMs: clampSeconds(env.COMFY_MCP_HEALTH_SECONDS, 10, 0.5, 300) * 1000,
     backendGraceMs: clampSeconds(env.COMFY_MCP_BACKEND_GRACE_SECONDS, 30, 1, 3600) * 1000,
+    workflowTools: workflowToolsChoice(env.COMFY_MCP_WORKFLOW_TOOLS),
     limits: { owner: readLimits(env, "OWNER"), users: readLimits(env, "USER") },
   };
 }
@@ -145,6 +153,14 @@ function clampSeconds(raw: string | undefined, fallback: number, min: number, ma
   const value = raw === undefined || raw === "" ? fallback : Number(raw);
   if (!Number.isFinite(value)) return fallback;
   return Math.min(max, Math.max(min, value));
+}
+
+/** `all` (or unset), `none`, or names separated by commas or spaces. */
+function workflowToolsChoice(raw: string | undefined): GatewayConfig["workflowTools"] {
+  const value = (raw ?? "").trim();
+  if (value === "" || value.toLowerCase() === "all") return "all";
+  if (value.toLowerCase() === "none") return "none";
+  return new Set(value.split(/[\s,]+/).filter(Boolean));
 }
 
 function trimSlash(url: string): string {

@@ -13,8 +13,9 @@
  * validators) reject or misread. Nullable types become `anyOf` branches with one type each, and a
  * free-form object's `additionalProperties: {}` becomes `true`. What says nothing is dropped, since
  * its bytes would go into every agent's context on every turn: the `$schema` line (2020-12 is
- * MCP's default), zod's safe-integer bounds on every integer, `propertyNames: {type: "string"}`
- * (JSON keys are strings).
+ * MCP's default), zod's safe-integer bounds on every integer, `multipleOf: 1` on an integer, a
+ * `maxLength` of 10,000 or more (a guard the server enforces, not guidance),
+ * `propertyNames: {type: "string"}` (JSON keys are strings), empty `properties`.
  */
 
 type Json = Record<string, unknown>;
@@ -27,11 +28,17 @@ interface StandardJsonSchema {
 const ANNOTATIONS = new Set(["title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"]);
 
 const converted = new WeakSet<object>();
+const LARGE_LENGTH = 10_000;
 
-export function portable<T extends object>(schema: T): T {
+/**
+ * `advertised`: the schema whose JSON Schema clients see, when it differs from the one that
+ * validates (a tool may accept more than it advertises, to report unknown arguments instead of
+ * silently dropping them).
+ */
+export function portable<T extends object>(schema: T, advertised: object = schema): T {
   if (converted.has(schema)) return schema;
   const standard = (schema as unknown as StandardJsonSchema)["~standard"];
-  const convert = standard.jsonSchema;
+  const convert = (advertised as unknown as StandardJsonSchema)["~standard"].jsonSchema;
   if (!convert) throw new Error("portable() needs a schema that implements StandardJSONSchemaV1 (zod >= 4.2)");
   const memo = new Map<string, Json>();
   const once =
@@ -40,7 +47,7 @@ export function portable<T extends object>(schema: T): T {
       const key = `${io}|${JSON.stringify(options ?? null)}`;
       let json = memo.get(key);
       if (!json) {
-        json = toPortable(convert[io](options));
+        json = toPortable(convert[io](options), io);
         memo.set(key, json);
       }
       return json;
@@ -54,23 +61,30 @@ export function portable<T extends object>(schema: T): T {
   return schema;
 }
 
-/** Rewrites a converted schema (a fresh object from the converter) into the portable spelling. */
-export function toPortable(schema: Json): Json {
+/**
+ * Rewrites a converted schema (a fresh object from the converter) into the portable spelling. An
+ * output schema also loses `additionalProperties`: a result may carry more than its schema names
+ * (`ignored_arguments`, fields added later), and a client has no use for being told it may not.
+ */
+export function toPortable(schema: Json, io: "input" | "output" = "input"): Json {
   const { $schema: _ignored, ...rest } = schema;
-  return rewrite(rest) as Json;
+  return rewrite(rest, io) as Json;
 }
 
-function rewrite(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(rewrite);
+function rewrite(node: unknown, io: "input" | "output"): unknown {
+  if (Array.isArray(node)) return node.map((item) => rewrite(item, io));
   if (typeof node !== "object" || node === null) return node;
   const out: Json = {};
   for (const [key, value] of Object.entries(node as Json)) {
-    if (saysNothing(key, value)) continue;
+    if (saysNothing(key, value) || (io === "output" && key === "additionalProperties")) continue;
     if (key === "additionalProperties" && isEmptySchema(value)) out[key] = true;
     else if (key === "properties" || key === "$defs" || key === "patternProperties")
-      out[key] = Object.fromEntries(Object.entries(value as Json).map(([name, sub]) => [name, rewrite(sub)]));
-    else out[key] = rewrite(value);
+      out[key] = Object.fromEntries(Object.entries(value as Json).map(([name, sub]) => [name, rewrite(sub, io)]));
+    else out[key] = rewrite(value, io);
   }
+  if (out.type === "integer" && out.multipleOf === 1) delete out.multipleOf; // the type says it
+  // A length cap this large only guards the server (which still enforces it); it guides no one.
+  if (typeof out.maxLength === "number" && out.maxLength >= LARGE_LENGTH) delete out.maxLength;
   return Array.isArray(out.type) ? splitTypes(out) : out;
 }
 
@@ -93,6 +107,7 @@ function saysNothing(key: string, value: unknown): boolean {
   if (key === "minimum") return value === Number.MIN_SAFE_INTEGER;
   if (key === "maximum") return value === Number.MAX_SAFE_INTEGER;
   if (key === "propertyNames") return JSON.stringify(value) === '{"type":"string"}';
+  if (key === "properties") return isEmptySchema(value);
   return false;
 }
 

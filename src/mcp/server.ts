@@ -15,15 +15,23 @@ import { registerModelTools } from "../tools/models";
 import { registerPublishTools } from "../tools/publish";
 import { registerCatalogueTools, registerWorkflowTools } from "../tools/workflows";
 import { loadCatalogue } from "../workflows/registry";
-import { portable } from "./json-schema";
+import { withToolConventions } from "./conventions";
 
-const INSTRUCTIONS =
-  "Generates images, audio and video on the user's own ComfyUI. Each workflow is a tool (generate_image, generate_song, generate_video, " +
-  "image_to_image, …; list_workflows shows them all with their parameters). A generation waits for its result while reporting progress; " +
-  "if it returns a running job instead, call get_job(prompt_id, wait_seconds) until it completes. regenerate(asset_id) replays a result " +
-  "with changes. list_models shows installed models; get_queue_status shows how busy the GPU is and your own usage against your limits " +
-  "(a refusal names the limit); cancel_job stops a job. " +
-  "With several GPUs, list_backends shows each one; jobs go to the least busy one that has the models, or to the one named in 'backend'.";
+/** What an agent reads once per connection: how the tools fit together, and what no schema says. */
+function instructions(workflowTools: ToolContext["config"]["workflowTools"]): string {
+  const perWorkflow =
+    workflowTools === "none"
+      ? "Workflows have no tools of their own here: list_workflows shows each with its parameters, and run_workflow(workflow_id, overrides) runs it. "
+      : "Each workflow is a tool (generate_image, generate_song, generate_video, image_to_image, …); list_workflows shows them all with their parameters, and run_workflow runs any of them by id. ";
+  return (
+    "Generates images, audio and video on the user's own ComfyUI. " +
+    perWorkflow +
+    "A generation waits up to wait_seconds (default 45) while reporting progress; if it returns a running job instead, call get_job(prompt_id, wait_seconds) until it completes. " +
+    "regenerate(asset_id) replays a result with changes. list_models shows installed models; get_queue_status shows how busy the GPU is and your usage against your limits " +
+    "(a refusal names the limit); cancel_job stops a job. With several GPUs, list_backends shows each one; jobs go to the least busy one with the models, or to 'backend'. " +
+    "Arguments a tool does not take are not used: results list them in ignored_arguments."
+  );
+}
 
 /** Names of the fixed tools: a workflow file cannot take them. */
 export const FIXED_TOOLS: ReadonlySet<string> = new Set([
@@ -48,11 +56,14 @@ export const FIXED_TOOLS: ReadonlySet<string> = new Set([
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
-  const server = withPortableSchemas(
+  // A workflow tool's schemas are built from its parameters; a fixed tool's from nothing that changes.
+  const versions = new Map<string, unknown>(catalogue.workflows.map((workflow) => [workflow.tool, workflow.params]));
+  const server = withToolConventions(
     new McpServer(
       { name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION },
-      { instructions: INSTRUCTIONS },
+      { instructions: instructions(tools.config.workflowTools) },
     ),
+    (tool) => versions.get(tool) ?? FIXED_TOOLS,
   );
   registerModelTools(server, tools);
   registerConfigurationTools(server, tools, catalogue);
@@ -64,30 +75,4 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerBackendTools(server, tools);
   registerAssetResources(server, tools);
   return server;
-}
-
-/**
- * Every tool's schemas go through portable(): one JSON Schema conversion per schema object and
- * isolate (the SDK converts on every tools/list, and the output schema again after every tool call),
- * in a spelling strict clients accept. Done here once, so no tool can forget it.
- */
-function withPortableSchemas(server: McpServer): McpServer {
-  const register = server.registerTool.bind(server) as (name: string, config: ToolConfig, handler: unknown) => unknown;
-  server.registerTool = ((name: string, config: ToolConfig, handler: unknown) =>
-    register(
-      name,
-      {
-        ...config,
-        ...(config.inputSchema && { inputSchema: portable(config.inputSchema) }),
-        ...(config.outputSchema && { outputSchema: portable(config.outputSchema) }),
-      },
-      handler,
-    )) as unknown as McpServer["registerTool"];
-  return server;
-}
-
-interface ToolConfig {
-  inputSchema?: object;
-  outputSchema?: object;
-  [key: string]: unknown;
 }

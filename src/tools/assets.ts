@@ -40,8 +40,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     {
       title: "List your assets",
       description:
-        "Your generated files, newest first: the studio's memory across sessions. Filter by workflow, media type or session " +
-        "(session_id='current' = the session this client identifies with X-Session-Tag). Page with next_cursor.",
+        "Your generated files, newest first, across sessions; filter by workflow, media type or session; page with next_cursor.",
       inputSchema: z.object({
         limit: z
           .number()
@@ -62,14 +61,13 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
           .optional()
           .describe("Only assets made in this session tag; 'current' = this client's session."),
       }),
-      outputSchema: z.object({
-        assets: z.array(z.looseObject({ asset_id: z.string(), resource_uri: z.string(), download_url: z.string() })),
-        count: z.number().int(),
-        next_cursor: z.string().nullable(),
-        workflow_id_filter: z.string().nullable(),
-        session_id_filter: z.string().nullable(),
-        media_type_filter: z.string().nullable(),
-      }),
+      outputSchema: z
+        .object({
+          assets: z.array(z.object({ asset_id: z.string(), download_url: z.string() })),
+          count: z.number().int(),
+          next_cursor: z.string().nullable(),
+        })
+        .describe("Also the filters applied (workflow_id_filter, session_id_filter, media_type_filter)."),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ limit, cursor, workflow_id, media_type, session_id }) =>
@@ -112,7 +110,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     {
       title: "Show an asset's provenance",
       description:
-        "Everything about how an asset was made: file, size, duration, workflow and tool, the typed parameters and seed, the exact graph sent to ComfyUI and ComfyUI's history entry, plus a signed download URL.",
+        "How an asset was made: file facts, workflow, parameters and seed, the graph sent to ComfyUI, its history entry, a download URL.",
       inputSchema: z.object({ asset_id: assetIdArg }),
       outputSchema: z.looseObject({
         asset_id: z.string(),
@@ -150,28 +148,21 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     {
       title: "View an image",
       description:
-        "Look at a generated image: returns it inline as a thumbnail (longest side max_dim, default 512, at most 2048) encoded to fit " +
-        "max_b64_chars (default 100000), plus a link to the full file. mode='metadata' returns only its metadata. Animated images show their first frame.",
+        "See a generated image: an inline thumbnail within max_dim and max_b64_chars, and a link to the full file. Animations show their first frame.",
       inputSchema: z.object({
         asset_id: assetIdArg,
         mode: z
           .enum(["thumb", "metadata"])
           .optional()
           .describe("'thumb' (default): the picture; 'metadata': facts only."),
-        max_dim: z
-          .number()
-          .int()
-          .min(16)
-          .max(2048)
-          .optional()
-          .describe("Longest side of the thumbnail in pixels (16-2048). Default 512."),
+        max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side in pixels (default 512)."),
         max_b64_chars: z
           .number()
           .int()
           .min(1_000)
           .max(1_000_000)
           .optional()
-          .describe("Budget for the base64 image data (1000-1000000). Default 100000."),
+          .describe("Budget for the base64 data (default 100000)."),
       }),
       outputSchema: z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

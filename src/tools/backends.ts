@@ -11,45 +11,20 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
     {
       title: "List ComfyUI backends",
       description:
-        "The ComfyUI machines this gateway drives: whether each is up, how many prompts it has queued, its tags and weight, and its models. " +
-        "Jobs go to the least busy backend that has the models they need; pass 'backend' to a generation tool to choose one yourself.",
+        "The ComfyUI machines this gateway drives: up or down, queue, tags, weight, models, socket health. Jobs go to the least busy one with the models; pass 'backend' to a generation tool to choose.",
       inputSchema: z.object({}),
       outputSchema: z.object({
-        backends: z.array(
-          z.object({
-            name: z.string(),
-            state: z
-              .enum(["up", "down", "unknown"])
-              .describe("up: answering; down: not answering (see last_error); unknown: not checked yet."),
-            weight: z.number(),
-            tags: z.array(z.string()),
-            queue_remaining: z
-              .number()
-              .int()
-              .nullable()
-              .describe("Prompts queued or running there (all users); null when down."),
-            last_error: z.string().nullable(),
-            down_since: z.string().nullable(),
-            last_checked_at: z.string().nullable(),
-            node_count: z
-              .number()
-              .int()
-              .nullable()
-              .describe("Node classes it offers (from /object_info); null until read."),
-            models: z
-              .record(z.string(), z.array(z.string()))
-              .describe("Model files by folder (checkpoints, diffusion_models, loras, vae, text_encoders)."),
-            last_hour: z
-              .object({
-                reconnects: z.number().int(),
-                socket_drops: z.number().int(),
-                completions: z.record(z.string(), z.number().int()),
-              })
-              .describe(
-                "Event-socket reconnects and drops, and jobs completed per path (event = normal; reconcile, reconnect, get_job = a safety net found them done) over the last hour.",
-              ),
-          }),
-        ),
+        backends: z
+          .array(
+            z.object({
+              name: z.string(),
+              state: z.enum(["up", "down", "unknown"]),
+              queue_remaining: z.number().int().nullable(),
+            }),
+          )
+          .describe(
+            "Each also has weight, tags, last_error, down_since, last_checked_at, node_count, models (by folder) and last_hour (socket reconnects, drops, completions per path).",
+          ),
         message: z.string(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

@@ -37,6 +37,35 @@ export function effectiveDefaults(env: Env, layers: DefaultsLayers, namespace: N
   return { values, sources, warnings: resolved.invalid };
 }
 
+/**
+ * The defaults as the namespace's workflows will use them (the order of fillParameters): a
+ * built-in value gives way to the workflow's own default, and a built-in key no workflow of the
+ * namespace takes is left out (the original's video `duration`: generate_video takes `length`).
+ * Values someone set (runtime, persisted, env) are always shown. With no workflow in a namespace,
+ * its built-ins are shown as they are.
+ */
+function asWorkflowsUseThem(
+  defaults: ReturnType<typeof effectiveDefaults>,
+  catalogue: WorkflowCatalogue,
+  namespace: Namespace,
+): { values: Record<string, Scalar>; sources: Record<string, string>; warnings: string[] } {
+  const params = catalogue.workflows.filter((w) => w.namespace === namespace).flatMap((w) => w.params);
+  if (params.length === 0) return defaults;
+  const values: Record<string, Scalar> = {};
+  const sources: Record<string, string> = {};
+  for (const [key, value] of Object.entries(defaults.values)) {
+    const source = defaults.sources[key]!;
+    const own = params.find((param) => param.name === key && param.default !== undefined);
+    if (source !== "built-in") [values[key], sources[key]] = [value, source];
+    else if (own) [values[key], sources[key]] = [own.default!, "workflow"];
+    else if (params.some((param) => param.name === key)) [values[key], sources[key]] = [value, source];
+  }
+  for (const param of params)
+    if (param.default !== undefined && !(param.name in values) && !param.required)
+      [values[param.name], sources[param.name]] = [param.default, "workflow"];
+  return { values, sources, warnings: defaults.warnings };
+}
+
 const namespaceValues = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 const namespaceUpdate = z
   .record(z.string().min(1).max(64), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
@@ -48,7 +77,7 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     {
       title: "Show generation defaults",
       description:
-        "The effective defaults for image, audio and video generation (used when an argument is omitted), with the source of each value: runtime, persisted, env or built-in. A workflow's own default applies below env.",
+        "The defaults image, audio and video tools use for an omitted argument, with each value's source (runtime, persisted, env, workflow, built-in).",
       inputSchema: z.object({}),
       outputSchema: z.object({
         image: namespaceValues,
@@ -63,7 +92,9 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
       runTool(async () => {
         requireScope(tools, "generate");
         const layers = await tools.studio.defaultsLayers();
-        const all = Object.fromEntries(NAMESPACES.map((ns) => [ns, effectiveDefaults(tools.env, layers, ns)]));
+        const all = Object.fromEntries(
+          NAMESPACES.map((ns) => [ns, asWorkflowsUseThem(effectiveDefaults(tools.env, layers, ns), catalogue, ns)]),
+        );
         return {
           image: all.image!.values,
           audio: all.audio!.values,
@@ -79,17 +110,12 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     {
       title: "Set generation defaults",
       description:
-        'Change the defaults generation tools use when an argument is omitted, per namespace, e.g. image={"steps": 30, "model": "x.safetensors"}. ' +
-        "persist=true keeps them in your studio until changed; otherwise they last until the studio restarts. A null value removes a default. " +
-        "Keys and values are checked (types, ranges, installed models); a namespace with an error is not changed.",
+        'Set defaults for omitted arguments per namespace, e.g. image={"steps": 30}; null removes one. Checked against the workflows and installed models; a namespace with an error is left unchanged.',
       inputSchema: z.object({
         image: namespaceUpdate.describe("Image defaults to set, by key."),
         audio: namespaceUpdate.describe("Audio defaults to set, by key."),
         video: namespaceUpdate.describe("Video defaults to set, by key."),
-        persist: z
-          .boolean()
-          .optional()
-          .describe("Keep them in your studio (true) or only until it restarts (false, default)."),
+        persist: z.boolean().optional().describe("Keep them (true) or only until the studio restarts (default)."),
       }),
       outputSchema: z.object({
         success: z.boolean(),
@@ -146,7 +172,9 @@ async function checkDefaults(
   const problems: string[] = [];
   for (const [key, value] of Object.entries(values)) {
     if (!known.includes(key)) {
-      problems.push(`'${key}' is not a ${namespace} default (known: ${known.join(", ")}).`);
+      problems.push(
+        `'${key}' is not ${namespace === "image" ? "an" : "a"} ${namespace} default (known: ${known.join(", ")}).`,
+      );
       continue;
     }
     if (value === null) continue;

@@ -39,7 +39,6 @@ export const BUILT_IN_DEFAULTS: Record<Namespace, Record<string, DefaultValue>> 
     scheduler: "normal",
     denoise: 1.0,
     negative_prompt: "text, watermark",
-    duration: 5,
     fps: 16,
   },
 };

@@ -27,8 +27,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     {
       title: "Get a job's status and results",
       description:
-        "Status of a generation job by its prompt_id. Waits up to wait_seconds (default 0: answer now) for an open job, streaming progress. " +
-        "A finished job returns its registered assets; a failed one returns ComfyUI's error.",
+        "A job's status by prompt_id: its assets when finished, ComfyUI's error when failed. wait_seconds (default 0) waits for an open job with progress.",
       inputSchema: z.object({ prompt_id: promptIdArg, wait_seconds: waitSecondsArg }),
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -49,8 +48,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     "cancel_job",
     {
       title: "Cancel a job",
-      description:
-        "Cancel a generation job: a queued job is removed from ComfyUI's queue, a running one is interrupted (ComfyUI stops at its next check). Returns the job's final state.",
+      description: "Cancel a job: removed from the queue if waiting, interrupted if running. Returns its state.",
       inputSchema: z.object({ prompt_id: promptIdArg }),
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
@@ -77,26 +75,20 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     {
       title: "Show ComfyUI's queue",
       description:
-        "How busy ComfyUI is: on every backend, the running prompt and the pending ones in order, with your own jobs identified by prompt_id " +
-        "(other users' prompts are counted, not shown). A backend that cannot be reached is listed with its error. " +
-        "your_usage shows your open jobs and jobs in the last minute against your limits.",
+        "How busy each backend is: running and pending prompts in order (yours with prompt_id, others only counted), and your usage against your limits.",
       inputSchema: z.object({}),
       outputSchema: z.object({
         status: z.literal("success"),
         running_count: z.number().int(),
         pending_count: z.number().int(),
-        queue_running: z.array(queueEntrySchema()),
-        queue_pending: z.array(queueEntrySchema()),
-        backends: z.array(
-          z.object({
-            name: z.string(),
-            state: z.enum(["up", "down"]),
-            running_count: z.number().int(),
-            pending_count: z.number().int(),
-            error: z.string().nullable(),
-          }),
-        ),
-        your_usage: usageSchema(),
+        queue_running: queueSchema,
+        queue_pending: queueSchema,
+        backends: z
+          .array(z.object({ name: z.string(), state: z.enum(["up", "down"]) }))
+          .describe("Each also has running_count, pending_count, error."),
+        your_usage: z
+          .object({ open_jobs: z.number().int(), jobs_last_minute: z.number().int() })
+          .describe("Also your limits (each: value, null = unlimited; variable that sets it) and warnings."),
         message: z.string(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -179,26 +171,6 @@ function describeUsage(usage: { open_jobs: number; jobs_last_minute: number }, l
   return `You have ${usage.open_jobs}${of(limits.openJobs)} open job(s) and submitted ${usage.jobs_last_minute}${of(limits.jobsPerMinute)} in the last minute.`;
 }
 
-function usageSchema() {
-  const limit = z.object({
-    value: z.number().nullable().describe("null = unlimited"),
-    variable: z.string().describe("The gateway variable that sets it."),
-  });
-  return z.object({
-    open_jobs: z.number().int().describe("Your jobs submitted and not yet ended."),
-    jobs_last_minute: z.number().int().describe("Your jobs submitted in the last 60 seconds."),
-    limits: z.object({
-      open_jobs: limit,
-      jobs_per_minute: limit,
-      megapixels_per_image: limit.describe("width × height × batch of one image, in megapixels."),
-      video_megapixel_frames: limit.describe("width × height × frames × batch of one video, in megapixel-frames."),
-      steps: limit,
-      input_image_side: limit.describe("Longest side of an input image, in pixels."),
-    }),
-    warnings: z.array(z.string()).describe("Limit variables that could not be read (their default applies)."),
-  });
-}
-
 interface QueueEntry {
   position: number;
   number: number;
@@ -207,12 +179,6 @@ interface QueueEntry {
   backend: string;
 }
 
-function queueEntrySchema() {
-  return z.object({
-    position: z.number().int().describe("1 = next to run (or the running one)."),
-    number: z.number(),
-    mine: z.boolean(),
-    prompt_id: z.string().nullable().describe("Only shown for your own jobs."),
-    backend: z.string().describe("The backend whose queue this is; positions count within it."),
-  });
-}
+const queueSchema = z
+  .array(z.object({}))
+  .describe("Each: position (1 = next on its backend), number, mine, prompt_id (yours only), backend.");

@@ -44,8 +44,7 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
     {
       title: "List installed models",
       description:
-        "List the model files installed in ComfyUI, by folder (default: checkpoints). Use a name from here as the 'model' argument of generate_image. " +
-        "With several backends: every model any reachable backend has, and by_backend says which has which (a job goes to one that has its model).",
+        "Model files installed in ComfyUI, by folder (default checkpoints): names for a tool's 'model' argument. by_backend says which backend has which.",
       inputSchema: z.object({
         kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
         backend: z

@@ -57,19 +57,16 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Show publishing setup",
       description:
-        "Whether publishing to the web works and where your files go: the R2 bucket, the public base URL, your key prefix, your manifest key, the default byte budget, and what is missing with how to set it. Call this before publish_asset.",
+        "Whether publishing works and where your files go (bucket, public URL, your prefix and manifest, byte budget), and what is missing. Call before publish_asset.",
       inputSchema: z.object({}),
-      outputSchema: z.object({
-        status: z.enum(["ready", "needs_configuration"]),
-        message: z.string(),
-        bucket_bound: z.boolean(),
-        public_base_url: z.string(),
-        public_base_url_configured: z.boolean(),
-        prefix: z.string(),
-        manifest_key: z.string(),
-        default_max_bytes: z.number().int(),
-        missing: z.array(z.string()),
-      }),
+      outputSchema: z
+        .object({
+          status: z.enum(["ready", "needs_configuration"]),
+          message: z.string(),
+          prefix: z.string(),
+          missing: z.array(z.string()),
+        })
+        .describe("Also bucket_bound, public_base_url(_configured), manifest_key, default_max_bytes."),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
@@ -105,38 +102,25 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Publish an asset to the web",
       description:
-        "Copy an asset to the R2 bucket, under your own prefix (get_publish_info), so a site can serve it, within max_bytes. Demo mode: give target_filename (e.g. hero.webp; the " +
-        "extension decides the format: webp, png or jpg). Library mode: omit it and give manifest_key; the file gets a content-hashed " +
-        "name and an entry in the manifest. web_optimize=true always re-encodes (WebP in library mode). Error codes: " +
-        "ASSET_NOT_FOUND_OR_EXPIRED, INVALID_TARGET_FILENAME, INVALID_MANIFEST_KEY, MANIFEST_KEY_REQUIRED, TARGET_EXISTS, BUDGET_UNREACHABLE, " +
-        "UNSUPPORTED_ASSET, NOT_YOUR_FILE, MANIFEST_CORRUPT, MANIFEST_CONFLICT, PUBLISH_CONFLICT, PUBLISH_NOT_CONFIGURED, PUBLISH_FAILED.",
+        "Copy an asset to the R2 bucket under your prefix, within max_bytes. Demo mode: target_filename (its extension picks webp, png or jpg). " +
+        "Library mode: omit it, give manifest_key; the file gets a content-hashed name and a manifest entry. Errors carry a code (e.g. TARGET_EXISTS, BUDGET_UNREACHABLE).",
       inputSchema: z.object({
         asset_id: z.string().trim().min(1).max(200).describe("The asset to publish."),
         target_filename: z
           .string()
           .max(100)
           .optional()
-          .describe("Demo mode: the file name to publish as, lower case, ending in .webp, .png, .jpg or .jpeg."),
-        manifest_key: z
-          .string()
-          .max(100)
-          .optional()
-          .describe("Library mode (and optional in demo mode): the manifest entry to write, [a-z0-9._-], max 64."),
-        web_optimize: z
-          .boolean()
-          .optional()
-          .describe("Re-encode even when the file already fits (WebP in library mode). Default false."),
+          .describe("Demo mode: lower-case file name ending .webp, .png, .jpg or .jpeg."),
+        manifest_key: z.string().max(100).optional().describe("Library mode: the manifest entry, [a-z0-9._-], max 64."),
+        web_optimize: z.boolean().optional().describe("Re-encode even if it fits (default false)."),
         max_bytes: z
           .number()
           .int()
           .min(1_000)
           .max(MAX_PUBLISH_BYTES)
           .optional()
-          .describe("Byte budget of the published file. Default PUBLISH_MAX_BYTES (600000)."),
-        overwrite: z
-          .boolean()
-          .optional()
-          .describe("Replace an existing file of that name. Default true; false refuses to replace."),
+          .describe("Byte budget (default PUBLISH_MAX_BYTES, 600000)."),
+        overwrite: z.boolean().optional().describe("Replace an existing file (default true)."),
       }),
       outputSchema: z.looseObject({
         dest_url: z.string(),
@@ -157,8 +141,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     "list_published",
     {
       title: "List published files",
-      description:
-        "Your published files (under your prefix, or a sub-prefix of it), with their public URL, size, type and provenance. Other users' files and the manifests are not listed.",
+      description: "Your published files (not manifests) with public URL, size, type and provenance.",
       inputSchema: z.object({
         prefix: z.string().max(200).optional().describe("Only your files whose names start with this."),
         cursor: z.string().max(1000).optional().describe("next_cursor of the previous page."),

@@ -31,14 +31,14 @@ export function workflowInputSchema(workflow: RegisteredWorkflow) {
   return z.object(shape);
 }
 
-/** One tool per workflow, named after its file. */
+/** One tool per workflow, named after its file (unless COMFY_MCP_WORKFLOW_TOOLS leaves it to run_workflow). */
 export function registerWorkflowTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
-  for (const workflow of catalogue.workflows) {
+  for (const workflow of catalogue.workflows.filter((w) => hasOwnTool(w, tools.config.workflowTools))) {
     server.registerTool(
       workflow.tool,
       {
         title: workflow.title,
-        description: `${workflow.description} Waits up to wait_seconds (streaming progress) and returns the ${workflow.output === "unknown" ? "output" : workflow.output} asset(s), or a job_id to pass to get_job if still running.`,
+        description: workflow.description,
         inputSchema: workflowInputSchema(workflow),
         outputSchema: jobResultSchema,
         annotations: WRITE,
@@ -60,29 +60,26 @@ export function registerWorkflowTools(server: McpServer, tools: ToolContext, cat
   }
 }
 
+export function hasOwnTool(workflow: RegisteredWorkflow, choice: ToolContext["config"]["workflowTools"]): boolean {
+  if (choice === "all") return true;
+  if (choice === "none") return false;
+  return choice.has(workflow.id) || choice.has(workflow.tool);
+}
+
 export function registerCatalogueTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
   server.registerTool(
     "list_workflows",
     {
       title: "List workflows",
       description:
-        "The workflows this gateway can run (bundled files and any in the R2 bucket under workflows/), each with its tool name, what it outputs and its parameters (type, required, default, constraints). Also lists files that were rejected and why.",
+        "Every workflow this gateway can run (bundled or in R2): its tool (null: run it with run_workflow), output and parameters; also rejected files and why.",
       inputSchema: z.object({}),
       outputSchema: z.object({
-        workflows: z.array(
-          z.object({
-            id: z.string(),
-            tool: z.string(),
-            title: z.string(),
-            description: z.string(),
-            output: z.string().describe("image, audio, video, mixed or unknown"),
-            namespace: z.string(),
-            source: z.enum(["bundled", "r2"]),
-            inputs: z.array(
-              z.looseObject({ name: z.string(), type: z.string(), required: z.boolean(), description: z.string() }),
-            ),
-          }),
-        ),
+        workflows: z
+          .array(z.object({ id: z.string(), tool: z.string().nullable(), output: z.string() }))
+          .describe(
+            "Each also has title, description, namespace, source and inputs (name, type, required, default, range).",
+          ),
         count: z.number().int(),
         rejected: z.array(z.object({ file: z.string(), problem: z.string() })),
       }),
@@ -94,7 +91,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         return {
           workflows: catalogue.workflows.map((workflow) => ({
             id: workflow.id,
-            tool: workflow.tool,
+            tool: hasOwnTool(workflow, tools.config.workflowTools) ? workflow.tool : null,
             title: workflow.title,
             description: workflow.description,
             output: workflow.output,
@@ -113,8 +110,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     {
       title: "Run a workflow by id",
       description:
-        "Run any workflow from list_workflows with parameter overrides (by parameter name, typed and checked like the workflow's own tool). " +
-        "Missing required parameters are an error; overrides the workflow has no parameter for are reported back, not silently dropped.",
+        "Run any workflow from list_workflows with overrides by parameter name, checked like its own tool's arguments; unknown ones are reported back.",
       inputSchema: z.object({
         workflow_id: z
           .string()

@@ -15,13 +15,16 @@ export function paramField(spec: ParamSpec): z.ZodType {
   return spec.required ? field : field.optional();
 }
 
+/**
+ * The parameter's description, plus its default unless the text already gives one. Range and step
+ * are not repeated here: the JSON Schema says them (minimum, maximum, multipleOf), and every word
+ * goes into every agent's context on every turn. A long default (a negative prompt) is pointed at.
+ */
 export function describeParam(spec: ParamSpec): string {
-  const notes: string[] = [spec.description.trim()];
-  if (spec.default !== undefined) notes.push(`Default: ${JSON.stringify(spec.default)}.`);
-  if (spec.min !== undefined || spec.max !== undefined)
-    notes.push(`Range: ${spec.min ?? "-inf"} to ${spec.max ?? "inf"}.`);
-  if (spec.step !== undefined) notes.push(`Step: ${spec.step}.`);
-  return notes.filter(Boolean).join(" ");
+  const text = spec.description.trim();
+  if (spec.default === undefined || /\bdefault\b/i.test(text)) return text;
+  const shown = JSON.stringify(spec.default);
+  return `${text} Default: ${shown.length <= 60 ? shown : "long; see get_defaults"}.`.trim();
 }
 
 function baseField(spec: ParamSpec): z.ZodType {

@@ -171,7 +171,8 @@ describe("defaults", () => {
     expect(await steps()).toEqual([25, "env"]);
     let defaults = (await client.call("get_defaults")).structuredContent;
     expect([defaults.image.steps, defaults.sources.image.steps]).toEqual([25, "env"]);
-    expect([defaults.image.cfg, defaults.sources.image.cfg]).toEqual([8, "built-in"]);
+    // unset, cfg is what the image workflows use themselves (get_defaults follows fillParameters)
+    expect([defaults.image.cfg, defaults.sources.image.cfg]).toEqual([8, "workflow"]);
     // persisted beats env
     expect((await client.call("set_defaults", { image: { steps: 30 }, persist: true })).structuredContent.success).toBe(
       true,
@@ -203,7 +204,7 @@ describe("defaults", () => {
     expect(text(bad)).toMatch(/image: 'steps' must be a number/);
     expect(text(bad)).toMatch(/Applied: video/);
     expect(text(await client.call("set_defaults", { image: { flavour: 1 } }))).toMatch(
-      /'flavour' is not a image default \(known: .*steps/,
+      /'flavour' is not an image default \(known: .*steps/,
     );
     const model = await client.call("set_defaults", { image: { model: "missing.safetensors" } });
     expect(text(model)).toMatch(
@@ -229,7 +230,7 @@ describe("the studio survives a gateway restart", () => {
     expect((await fetch(meta.download_url)).status).toBe(200);
     const defaults = (await client.call("get_defaults")).structuredContent;
     expect([defaults.image.cfg, defaults.sources.image.cfg]).toEqual([6.5, "persisted"]);
-    expect(defaults.sources.image.sampler_name).toBe("built-in");
+    expect(defaults.sources.image.sampler_name).toBe("workflow");
   });
 });
 

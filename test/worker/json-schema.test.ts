@@ -12,13 +12,12 @@ const convert = (schema: object, io: "input" | "output" = "output") =>
 describe("portable JSON Schema", () => {
   it("splits a nullable type array into anyOf branches, keeping annotations outside and constraints inside", () => {
     const schema = portable(z.object({ name: z.string().max(5).nullable().describe("A name.") }));
-    expect(convert(schema)).toEqual({
+    expect(convert(schema, "input")).toEqual({
       type: "object",
       properties: {
         name: { description: "A name.", anyOf: [{ type: "string", maxLength: 5 }, { type: "null" }] },
       },
       required: ["name"],
-      additionalProperties: false,
     });
   });
 
@@ -27,12 +26,27 @@ describe("portable JSON Schema", () => {
       portable(
         z.object({ params: z.record(z.string(), z.unknown()), extra: z.looseObject({}), count: z.number().int() }),
       ),
+      "input",
     );
     expect(json).not.toHaveProperty("$schema");
     expect(json.properties).toEqual({
       params: { type: "object", additionalProperties: true },
-      extra: { type: "object", properties: {}, additionalProperties: true },
+      extra: { type: "object", additionalProperties: true },
       count: { type: "integer" },
+    });
+  });
+
+  it("an output schema names what a result holds without forbidding more (no additionalProperties)", () => {
+    const json = convert(
+      portable(z.object({ job: z.object({ id: z.string() }), extra: z.record(z.string(), z.unknown()) })),
+    );
+    expect(json).toEqual({
+      type: "object",
+      properties: {
+        job: { type: "object", properties: { id: { type: "string" } }, required: ["id"] },
+        extra: { type: "object" },
+      },
+      required: ["job", "extra"],
     });
   });
 
@@ -48,6 +62,13 @@ describe("portable JSON Schema", () => {
       steps: { type: "integer", minimum: 1, maximum: 200 },
       tags: { type: "array", items: { anyOf: [{ type: "string" }, { type: "null" }] } },
     });
+  });
+
+  it("advertises one schema and validates with another (a tool that accepts unknown arguments to report them)", () => {
+    const strict = z.object({ steps: z.number() });
+    const tolerant = portable(strict.loose(), strict);
+    expect(convert(tolerant, "input")).toEqual(convert(portable(z.object({ steps: z.number() })), "input"));
+    expect(tolerant.safeParse({ steps: 3, stepz: 4 }).data).toEqual({ steps: 3, stepz: 4 });
   });
 
   it("converts once per schema object and still validates with zod", () => {

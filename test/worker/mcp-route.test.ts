@@ -125,6 +125,32 @@ describe("tool surface", () => {
     expect(json.result.content[0].text).toMatch(/width/);
   });
 
+  it("reports an argument a tool does not take instead of dropping it, with the nearest real one (issue #14)", async () => {
+    const { json } = await modern("tools/call", {
+      name: "generate_image",
+      arguments: { prompt: "a fox", width: 64, height: 64, stepz: 3, wait_seconds: 20 },
+    });
+    expect(json.result.isError).toBeFalsy();
+    const result = json.result.structuredContent;
+    expect(result.ignored_arguments).toEqual({ stepz: "not an argument of generate_image; did you mean 'steps'?" });
+    expect(result.params.steps).not.toBe(3);
+    expect(JSON.parse(json.result.content[0].text)).toEqual(result);
+    // A failing call says it too.
+    const missing = await modern("tools/call", { name: "get_job", arguments: { prompt_id: "nope", wait: 5 } });
+    expect(missing.json.result.isError).toBe(true);
+    expect(missing.json.result.content[0].text).toMatch(/Ignored arguments: 'wait' \(not an argument of get_job\)/);
+  });
+
+  it("get_defaults shows what the workflows will use: generate_video's length and size, no 'duration' (issue #14)", async () => {
+    const { json } = await modern("tools/call", { name: "get_defaults", arguments: {} });
+    const defaults = json.result.structuredContent;
+    expect(defaults.video).not.toHaveProperty("duration");
+    expect(defaults.video).toMatchObject({ length: 33, width: 832, height: 480 });
+    expect(defaults.sources.video).toMatchObject({ length: "workflow", width: "workflow" });
+    const wrong = await modern("tools/call", { name: "set_defaults", arguments: { image: { stepz: 3 } } });
+    expect(JSON.stringify(wrong.json.result)).toMatch(/'stepz' is not an image default/);
+  });
+
   it("answers an unknown job id with a not-found error and a hint", async () => {
     const { json } = await modern("tools/call", { name: "get_job", arguments: { prompt_id: "nope" } });
     expect(json.result.isError).toBe(true);
