@@ -68,19 +68,21 @@ export function portable<T extends object>(schema: T, advertised: object = schem
  */
 export function toPortable(schema: Json, io: "input" | "output" = "input"): Json {
   const { $schema: _ignored, ...rest } = schema;
-  return rewrite(rest, io) as Json;
+  return rewrite(rest, io, 0) as Json;
 }
 
-function rewrite(node: unknown, io: "input" | "output"): unknown {
-  if (Array.isArray(node)) return node.map((item) => rewrite(item, io));
+function rewrite(node: unknown, io: "input" | "output", depth: number): unknown {
+  if (Array.isArray(node)) return node.map((item) => rewrite(item, io, depth));
   if (typeof node !== "object" || node === null) return node;
   const out: Json = {};
   for (const [key, value] of Object.entries(node as Json)) {
-    if (saysNothing(key, value) || (io === "output" && key === "additionalProperties")) continue;
+    if (saysNothing(key, value) || (io === "output" && droppedFromResults(key, depth))) continue;
     if (key === "additionalProperties" && isEmptySchema(value)) out[key] = true;
     else if (key === "properties" || key === "$defs" || key === "patternProperties")
-      out[key] = Object.fromEntries(Object.entries(value as Json).map(([name, sub]) => [name, rewrite(sub, io)]));
-    else out[key] = rewrite(value, io);
+      out[key] = Object.fromEntries(
+        Object.entries(value as Json).map(([name, sub]) => [name, rewrite(sub, io, depth + 1)]),
+      );
+    else out[key] = rewrite(value, io, depth);
   }
   if (out.type === "integer" && out.multipleOf === 1) delete out.multipleOf; // the type says it
   // A length cap this large only guards the server (which still enforces it); it guides no one.
@@ -101,6 +103,15 @@ function splitTypes(node: Json): Json {
   }
   const branches = types.map((type) => (type === "null" ? { type } : { type, ...constraints }));
   return { ...outer, anyOf: branches };
+}
+
+/**
+ * In an output schema: `additionalProperties` everywhere (see toPortable), and `required` below the
+ * top level: the top level says which fields a result always has; inside them, which nested
+ * fields are present is detail the descriptions carry more cheaply.
+ */
+function droppedFromResults(key: string, depth: number): boolean {
+  return key === "additionalProperties" || (key === "required" && depth > 0);
 }
 
 function saysNothing(key: string, value: unknown): boolean {

@@ -82,13 +82,11 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
         running_count: z.number().int(),
         pending_count: z.number().int(),
         queue_running: queueSchema,
-        queue_pending: queueSchema,
-        backends: z
-          .array(z.object({ name: z.string(), state: z.enum(["up", "down"]) }))
-          .describe("Each also has running_count, pending_count, error."),
+        queue_pending: z.array(z.object({})).describe("Like queue_running."),
+        backends: z.array(z.object({})).describe("Each: name, state (up/down), running_count, pending_count, error."),
         your_usage: z
           .object({ open_jobs: z.number().int(), jobs_last_minute: z.number().int() })
-          .describe("Also your limits (each: value, null = unlimited; variable that sets it) and warnings."),
+          .describe("Also limits (value, null = none; variable) and warnings."),
         message: z.string(),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

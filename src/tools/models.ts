@@ -47,21 +47,15 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
         "Model files installed in ComfyUI, by folder (default checkpoints): names for a tool's 'model' argument. by_backend says which backend has which.",
       inputSchema: z.object({
         kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
-        backend: z
-          .string()
-          .trim()
-          .min(1)
-          .max(32)
-          .optional()
-          .describe("Only this backend's models (a name from list_backends)."),
+        backend: z.string().trim().min(1).max(32).optional().describe("Only this backend's models (list_backends)."),
       }),
       outputSchema: z.object({
         kind: z.string(),
         models: z.array(z.string()),
         count: z.number().int(),
-        default: z.string().nullable().describe("The model generate_image uses when none is given (checkpoints only)."),
-        by_backend: z.record(z.string(), z.array(z.string())).describe("The models of each backend that answered."),
-        unreachable: z.record(z.string(), z.string()).describe("Backends that could not be asked, with the error."),
+        default: z.string().nullable().describe("generate_image's model when none is given."),
+        by_backend: z.record(z.string(), z.array(z.string())),
+        unreachable: z.record(z.string(), z.string()).describe("Backends not asked, with the error."),
       }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },

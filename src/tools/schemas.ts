@@ -12,14 +12,9 @@ export const promptIdArg = z
   .max(200)
   .describe("The job_id (= prompt_id) a generation tool returned.");
 
-export const waitSecondsArg = z
-  .number()
-  .min(0)
-  .max(55)
-  .optional()
-  .describe("Max seconds to wait; then the job handle returns.");
+export const waitSecondsArg = z.number().min(0).max(55).optional().describe("Max seconds to wait; then a job handle.");
 
-export const backendArg = z.string().trim().min(1).max(32).optional().describe("Backend to use (list_backends).");
+export const backendArg = z.string().trim().min(1).max(32).optional().describe("Backend (list_backends).");
 
 export const resubmitArg = z.boolean().optional().describe("Move the job if its backend dies.");
 
@@ -32,11 +27,11 @@ export const resubmitArg = z.boolean().optional().describe("Move the job if its 
  */
 export const jobResultSchema = z.object({
   status: z.enum(["submitting", "queued", "running", "completed", "failed", "cancelled", "lost"]),
-  job_id: z.string().describe("= prompt_id, for get_job"),
+  job_id: z.string().describe("= prompt_id"),
   message: z.string(),
   assets: z
     .array(z.object({ asset_id: z.string(), download_url: z.string() }))
-    .describe("Also kind, mime_type, size, resource_uri; the job: asset_url, error, params, completed_via"),
+    .describe("Also kind, mime_type, size; the job also has params, error, completed_via"),
 });
 
 export function assetUri(asset: Pick<AssetView, "asset_id">): string {
