@@ -1,27 +1,29 @@
 /**
  * The interactive half of OAuth: /authorize (sign in, then consent), /login and
- * /authorize/consent. The protocol half (metadata, registration, tokens) is the OAuth provider's.
+ * /authorize/consent; the signed-in owner's pages (/grants, /logout) are in session-routes.ts.
+ * The protocol half (metadata, registration, tokens) is the OAuth provider's.
  * Consent handles are bound to the browser by the provider (its cookie), so a forged or replayed
- * form fails; the login form carries a double-submit CSRF token.
+ * form fails; the login form carries a double-submit CSRF token. Every password attempt is
+ * counted by the Guard before it is compared (src/auth/throttle.ts).
  */
 import type { AuthRequest, OAuthHelpers } from "@cloudflare/workers-oauth-provider";
 import type { Context, Hono } from "hono";
+import { SCOPES } from "./credentials";
+import { timingSafeEqual } from "./crypto";
+import { type SignInVerdict, guardOf } from "./guard";
 import {
   CSRF_COOKIE,
-  MAX_FAILED_LOGINS,
   OWNER,
   clientAddress,
   csrfCookie,
-  failedLogins,
-  hasSession,
   newCsrfToken,
-  passwordMatches,
+  ownerSession,
   readCookie,
-  recordFailedLogin,
   sessionCookie,
 } from "./owner";
-import { SECURITY_HEADERS, consentPage, loginPage, messagePage } from "./pages";
-import { timingSafeEqual } from "./secrets";
+import { consentPage, html, loginPage, messagePage, signInPage } from "./pages";
+import { registerSessionRoutes } from "./session-routes";
+import { throttleLimits } from "./throttle";
 
 declare global {
   interface Env {
@@ -30,17 +32,13 @@ declare global {
   }
 }
 
-export const SCOPES = ["generate", "publish", "admin"] as const;
+export { SCOPES };
 
 type AppContext = Context<{ Bindings: Env }>;
 
-function html(body: string, status = 200, extra?: HeadersInit): Response {
-  const headers = new Headers({ ...SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8" });
-  // The provider's consent headers repeat some of ours: one value each, but every cookie.
-  const more = new Headers(extra);
-  for (const cookie of more.getSetCookie()) headers.append("Set-Cookie", cookie);
-  for (const [name, value] of more) if (name.toLowerCase() !== "set-cookie") headers.set(name, value);
-  return new Response(body, { status, headers });
+/** Where a successful sign-in may lead: our own pages only, never an open redirect. */
+export function signInTarget(next: string): string {
+  return next.startsWith("/authorize?") || next === "/grants" ? next : "/";
 }
 
 export function registerOwnerRoutes(app: Hono<{ Bindings: Env }>): void {
@@ -64,11 +62,7 @@ export function registerOwnerRoutes(app: Hono<{ Bindings: Env }>): void {
         400,
       );
     }
-    if (!(await hasSession(c.env, c.req.raw))) {
-      const csrf = newCsrfToken();
-      const next = `/authorize${new URL(c.req.url).search}`;
-      return html(loginPage({ csrf, next }), 200, { "Set-Cookie": csrfCookie(csrf) });
-    }
+    if (!(await ownerSession(c.env, c.req.raw))) return signInPage(`/authorize${new URL(c.req.url).search}`);
     const described = await oauth.describeConsent(request);
     const requested = request.scope.filter((scope) => (SCOPES as readonly string[]).includes(scope));
     const scopes = requested.length > 0 ? requested : ["generate"];
@@ -87,11 +81,12 @@ export function registerOwnerRoutes(app: Hono<{ Bindings: Env }>): void {
   });
 
   app.post("/login", async (c) => login(c));
+  registerSessionRoutes(app);
 
   app.post("/authorize/consent", async (c) => {
     const oauth = c.env.OAUTH_PROVIDER;
     if (!oauth) return html(messagePage("Sign-in is off", "OAuth is not configured."), 404);
-    if (!(await hasSession(c.env, c.req.raw)))
+    if (!(await ownerSession(c.env, c.req.raw)))
       return html(messagePage("Not signed in", "Sign in again from the application that sent you here."), 403);
     const form = await c.req.formData();
     const handle = String(form.get("handle") ?? "");
@@ -104,6 +99,15 @@ export function registerOwnerRoutes(app: Hono<{ Bindings: Env }>): void {
         .getAll("scope")
         .map(String)
         .filter((scope) => (SCOPES as readonly string[]).includes(scope));
+      // A grant of nothing would look like access to the application and work for nothing.
+      if (scopes.length === 0)
+        return html(
+          messagePage(
+            "Nothing was allowed",
+            "No permission was ticked, so nothing was granted. Go back, tick at least one permission and press Allow, or press Deny.",
+          ),
+          400,
+        );
       const approved = await oauth.approveConsent(c.req.raw, handle, { scope: scopes });
       const { redirectTo } = await oauth.completeAuthorization({
         request: approved.request,
@@ -131,26 +135,38 @@ async function login(c: AppContext): Promise<Response> {
   const form = await c.req.formData();
   const csrf = String(form.get("csrf") ?? "");
   const cookie = readCookie(c.req.raw, CSRF_COOKIE) ?? "";
-  const next = String(form.get("next") ?? "");
   if (!csrf || !timingSafeEqual(csrf, cookie))
     return html(messagePage("Form expired", "Reload the sign-in page and try again."), 403);
-  // Only back to our own authorization endpoint: never an open redirect.
-  const target = next.startsWith("/authorize?") ? next : "/";
-  const address = clientAddress(c.req.raw);
-  if ((await failedLogins(c.env, address)) >= MAX_FAILED_LOGINS) {
-    return html(messagePage("Too many attempts", "Too many attempts: wait 15 minutes before trying again."), 429, {
-      "Retry-After": "900",
-    });
+  const target = signInTarget(String(form.get("next") ?? ""));
+  const password = String(form.get("password") ?? "");
+  let verdict: SignInVerdict;
+  try {
+    verdict = await guardOf(c.env).signIn(clientAddress(c.req.raw), password);
+  } catch {
+    return html(
+      messagePage("Try again", "The gateway could not check the password just now; retry in a few seconds."),
+      503,
+    );
   }
-  if (!(await passwordMatches(c.env, String(form.get("password") ?? "")))) {
-    const failures = await recordFailedLogin(c.env, address);
+  const window = duration(throttleLimits(c.env).windowMs / 1000);
+  if (verdict.status === "throttled") {
+    const from = { address: "your address", network: "your network", everyone: "everywhere" }[verdict.who];
+    return html(
+      messagePage(
+        "Too many attempts",
+        `Too many attempts: too many wrong passwords from ${from}. No password is checked for ${duration(verdict.retryAfterSeconds)}; try again after that.`,
+      ),
+      429,
+      { "Retry-After": String(verdict.retryAfterSeconds) },
+    );
+  }
+  if (verdict.status === "wrong") {
     const fresh = newCsrfToken();
-    const left = Math.max(0, MAX_FAILED_LOGINS - failures);
     return html(
       loginPage({
         csrf: fresh,
         next: target,
-        error: `Wrong password. ${left} attempt${left === 1 ? "" : "s"} left before a 15-minute pause.`,
+        error: `Wrong password. ${verdict.left} attempt${verdict.left === 1 ? "" : "s"} left before a ${window} pause.`,
       }),
       401,
       { "Set-Cookie": csrfCookie(fresh) },
@@ -159,4 +175,9 @@ async function login(c: AppContext): Promise<Response> {
   const headers = new Headers({ Location: target });
   headers.append("Set-Cookie", await sessionCookie(c.env));
   return new Response(null, { status: 303, headers });
+}
+
+function duration(seconds: number): string {
+  if (seconds < 120) return `${Math.ceil(seconds)} seconds`;
+  return `${Math.ceil(seconds / 60)} minutes`;
 }
