@@ -5,7 +5,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { parseTokens } from "../../src/auth/credentials";
-import { Guard } from "../../src/auth/guard";
+import type { Guard } from "../../src/auth/guard";
 import { hmacHex, hmacKey } from "../../src/auth/secrets";
 import { AttemptLedger, type ThrottleLimits, ipv6Network } from "../../src/auth/throttle";
 
@@ -63,7 +63,11 @@ describe("attempt ledger", () => {
     await withLedger((ledger) => {
       const t0 = 9_000_000;
       for (let i = 0; i < 30; i++) expect(ledger.reserve("token", `198.51.100.${i}`, t0 + i).ok).toBe(true);
-      expect(ledger.reserve("token", "192.0.2.1", t0 + 100)).toEqual({ ok: false, who: "everyone", retryAfterSeconds: 60 });
+      expect(ledger.reserve("token", "192.0.2.1", t0 + 100)).toEqual({
+        ok: false,
+        who: "everyone",
+        retryAfterSeconds: 60,
+      });
       expect(ledger.reserve("token", "192.0.2.2", t0 + 30_000)).toMatchObject({ ok: false, who: "everyone" });
       expect(ledger.reserve("login", "192.0.2.2", t0 + 30_000).ok).toBe(true); // sign-in has its own ceiling
       const resumed = t0 + 60_100;
