@@ -68,7 +68,8 @@ function asWorkflowsUseThem(
 
 const namespaceValues = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 const namespaceUpdate = z
-  .record(z.string().min(1).max(64), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
+  // Keys are checked against the namespace's workflows (checkDefaults), so any string will do here.
+  .record(z.string(), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
   .optional();
 
 export function registerConfigurationTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
@@ -112,9 +113,9 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
       description:
         'Set defaults for omitted arguments per namespace, e.g. image={"steps": 30}; null removes one. Checked against the workflows and installed models; a namespace with an error is left unchanged.',
       inputSchema: z.object({
-        image: namespaceUpdate.describe("Image defaults to set, by key."),
-        audio: namespaceUpdate.describe("Audio defaults to set, by key."),
-        video: namespaceUpdate.describe("Video defaults to set, by key."),
+        image: namespaceUpdate.describe("By key."),
+        audio: namespaceUpdate.describe("By key."),
+        video: namespaceUpdate.describe("By key."),
         persist: z.boolean().optional().describe("Keep them (true) or only until the studio restarts (default)."),
       }),
       outputSchema: z.object({

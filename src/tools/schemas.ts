@@ -30,8 +30,8 @@ export const jobResultSchema = z.object({
   job_id: z.string().describe("= prompt_id"),
   message: z.string(),
   assets: z
-    .array(z.object({ asset_id: z.string(), download_url: z.string() }))
-    .describe("Also kind, mime_type, size; the job also has params, error, completed_via"),
+    .array(z.object({}))
+    .describe("Each: asset_id, download_url, kind, mime_type, size. Also params, error, completed_via"),
 });
 
 export function assetUri(asset: Pick<AssetView, "asset_id">): string {
