@@ -27,12 +27,7 @@ const MAX_SOURCE_BYTES = 60 * 1024 * 1024;
 const DEFAULT_MAX_DIM = 512;
 const DEFAULT_MAX_B64 = 100_000;
 
-const assetIdArg = z
-  .string()
-  .trim()
-  .min(1, "asset_id is empty")
-  .max(200)
-  .describe("An asset_id from a generation result or list_assets.");
+const assetIdArg = z.string().trim().min(1, "asset_id is empty").max(200).describe("From a result or list_assets.");
 
 export function registerAssetTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
@@ -48,18 +43,11 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
           .min(1, "limit must be at least 1")
           .max(100, "limit is at most 100; page with cursor")
           .optional()
-          .describe("How many (1-100). Default 10."),
-        cursor: z.string().max(500).optional().describe("next_cursor from the previous page."),
-        workflow_id: z.string().max(200).optional().describe("Only assets of this workflow (e.g. generate_image)."),
-        media_type: z
-          .enum(["image", "video", "audio", "latent", "other"])
-          .optional()
-          .describe("Only this kind of file."),
-        session_id: z
-          .string()
-          .max(128)
-          .optional()
-          .describe("Only assets made in this session tag; 'current' = this client's session."),
+          .describe("Default 10."),
+        cursor: z.string().max(500).optional().describe("The previous next_cursor."),
+        workflow_id: z.string().max(200).optional().describe("Only this workflow's."),
+        media_type: z.enum(["image", "video", "audio", "latent", "other"]).optional().describe("Only this kind."),
+        session_id: z.string().max(128).optional().describe("Only this session tag's; 'current' = this client's."),
       }),
       outputSchema: z
         .object({
@@ -151,10 +139,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
         "See a generated image: an inline thumbnail within max_dim and max_b64_chars, and a link to the full file. Animations show their first frame.",
       inputSchema: z.object({
         asset_id: assetIdArg,
-        mode: z
-          .enum(["thumb", "metadata"])
-          .optional()
-          .describe("'thumb' (default): the picture; 'metadata': facts only."),
+        mode: z.enum(["thumb", "metadata"]).optional().describe("thumb (default) or metadata only."),
         max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side in pixels (default 512)."),
         max_b64_chars: z
           .number()
@@ -162,7 +147,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
           .min(1_000)
           .max(1_000_000)
           .optional()
-          .describe("Budget for the base64 data (default 100000)."),
+          .describe("Base64 budget (default 100000)."),
       }),
       outputSchema: z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() }),
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

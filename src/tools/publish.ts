@@ -195,9 +195,9 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Unpublish a file",
       description:
-        "Delete one of your published files from the bucket (by filename, or its key under your prefix) and remove the entries of your manifest that point to it. Manifests themselves are never deleted. Error codes: INVALID_TARGET_FILENAME, NOT_YOUR_FILE, MANIFEST_PROTECTED, MANIFEST_CORRUPT, MANIFEST_CONFLICT, PUBLISH_NOT_CONFIGURED.",
+        "Delete one of your published files and its entries in your manifest (never a manifest itself). Errors carry a code.",
       inputSchema: z.object({
-        filename: z.string().min(1).max(200).describe("The published file name (e.g. hero.webp) or its key."),
+        filename: z.string().min(1).max(200).describe("File name (hero.webp) or key."),
       }),
       outputSchema: z.object({ key: z.string(), deleted: z.boolean(), manifest_entries_removed: z.array(z.string()) }),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },

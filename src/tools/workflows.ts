@@ -112,19 +112,15 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       description:
         "Run any workflow from list_workflows with overrides by parameter name, checked like its own tool's arguments; unknown ones are reported back.",
       inputSchema: z.object({
-        workflow_id: z
-          .string()
-          .min(1)
-          .max(200)
-          .describe("Workflow id (file stem) or its tool name, from list_workflows."),
+        workflow_id: z.string().min(1).max(200).describe("Id or tool name (list_workflows)."),
         overrides: z
           .record(z.string(), z.unknown())
           .optional()
-          .describe('Parameter values by name, e.g. {"prompt": "a fox", "steps": 30}.'),
+          .describe('By parameter name, e.g. {"prompt": "a fox"}.'),
         options: z
           .record(z.string(), z.unknown())
           .optional()
-          .describe("Reserved; accepted for compatibility with the original server and ignored (reported back)."),
+          .describe("Accepted for the original server's callers; ignored."),
         wait_seconds: waitSecondsArg,
         backend: backendArg,
         resubmit_if_backend_lost: resubmitArg,
@@ -160,25 +156,22 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     {
       title: "Regenerate an asset with changes",
       description:
-        "Run the workflow that produced an asset again, with the same parameters except the ones you override (through the workflow's own parameters, " +
-        "so a prompt override never touches the negative prompt). seed: omitted = a new random seed, -1 = keep the original, a number = use it.",
+        "Run an asset's workflow again with the same parameters except those you override (by the workflow's parameter names).",
       inputSchema: z.object({
-        asset_id: z.string().min(1).max(200).describe("An asset_id from a previous result."),
+        asset_id: z.string().min(1).max(200).describe("An asset_id to replay."),
         seed: z
           .number()
           .int()
           .min(-1)
           .max(Number.MAX_SAFE_INTEGER)
           .optional()
-          .describe("Omit for a new random seed, -1 to keep the original seed, or a seed to use."),
+          .describe("Omit for a new random seed; -1 keeps the original."),
         param_overrides: z
           .record(z.string(), z.unknown())
           .optional()
-          .describe('Parameters to change by name, e.g. {"steps": 30, "prompt": "…"}; typed and checked.'),
+          .describe('By name, e.g. {"steps": 30}; checked like the tool\'s own.'),
         wait_seconds: waitSecondsArg,
-        backend: backendArg.describe(
-          "Run on this backend (a name from list_backends). Default: where the asset was made if it is up and has the models, else the least busy one that can.",
-        ),
+        backend: backendArg.describe("Backend (list_backends); default: where the asset was made."),
         resubmit_if_backend_lost: resubmitArg,
       }),
       outputSchema: jobResultSchema,
