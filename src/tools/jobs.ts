@@ -13,7 +13,15 @@ import { failure, success } from "../mcp/results";
 import { askAll } from "../pool/ask";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
-import { assetLinks, describeJob, jobResult, jobResultSchema, promptIdArg, waitSecondsArg } from "./schemas";
+import {
+  assetLinks,
+  describeJob,
+  jobHandleSchema,
+  jobResult,
+  jobResultSchema,
+  promptIdArg,
+  waitSecondsArg,
+} from "./schemas";
 import { waitForJob } from "./wait";
 
 const notFound = (id: string) =>
@@ -50,7 +58,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       title: "Cancel a job",
       description: "Cancel a job: removed from the queue if waiting, interrupted if running. Returns its state.",
       inputSchema: z.object({ prompt_id: promptIdArg }),
-      outputSchema: jobResultSchema,
+      outputSchema: jobHandleSchema,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     ({ prompt_id }) =>

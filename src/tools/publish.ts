@@ -128,7 +128,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
         bytes_size: z.number().int(),
         mime_type: z.string(),
       }),
-      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
+      annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
     },
     (args) =>
       runPublishTool(() => {

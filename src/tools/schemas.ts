@@ -14,25 +14,31 @@ export const promptIdArg = z
 
 export const waitSecondsArg = z.number().min(0).max(55).optional().describe("Max seconds to wait; then a job handle.");
 
-export const backendArg = z.string().trim().min(1).max(32).optional().describe("Backend (list_backends).");
+// The name is checked against the configured backends, which says more than a length would.
+export const backendArg = z.string().trim().optional().describe("Backend (list_backends).");
 
 export const resubmitArg = z.boolean().optional().describe("Move the job if its backend dies.");
 
+const JOB_STATUSES = ["submitting", "queued", "running", "completed", "failed", "cancelled", "lost"] as const;
+
 /**
- * A job result, compactly. This schema is sent with every generation tool, run_workflow,
- * regenerate, get_job and cancel_job, so every agent pays for it on every turn: the fields a
- * client acts on are typed, the rest of the record is named in a description (results carry it
- * all, and output schemas do not forbid more). The full record is JobView and AssetView in
- * studio/records.ts.
+ * A job result, described once: get_job's output schema. Results carry the whole record (JobView
+ * and AssetView in studio/records.ts); the schema types the fields a client acts on and names the
+ * rest, since every byte of it goes into every agent's context on every turn.
  */
 export const jobResultSchema = z.object({
-  status: z.enum(["submitting", "queued", "running", "completed", "failed", "cancelled", "lost"]),
+  status: z.enum(JOB_STATUSES),
   job_id: z.string().describe("= prompt_id"),
   message: z.string(),
   assets: z
     .array(z.object({}))
     .describe("Each: asset_id, download_url, kind, mime_type, size. Also params, error, completed_via"),
 });
+
+/** What the tools that start or stop a job return: the same job, pointing at get_job's schema. */
+export const jobHandleSchema = z
+  .object({ status: z.enum(JOB_STATUSES), job_id: z.string(), assets: z.array(z.object({})) })
+  .describe("The job, as get_job returns it.");
 
 export function assetUri(asset: Pick<AssetView, "asset_id">): string {
   return `comfy://assets/${asset.asset_id}`;

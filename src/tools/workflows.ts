@@ -15,9 +15,10 @@ import { describeParam, paramField } from "../workflows/schema";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { runWorkflow } from "./run-workflow";
-import { backendArg, jobResultSchema, resubmitArg, waitSecondsArg } from "./schemas";
+import { backendArg, jobHandleSchema, resubmitArg, waitSecondsArg } from "./schemas";
 
-const WRITE = { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false } as const;
+// idempotentHint is false unless said (the spec's default), so it is left out: bytes in every agent's context.
+const WRITE = { readOnlyHint: false, destructiveHint: false, openWorldHint: false } as const;
 
 /** Input nodes whose seeds regenerate may change when a workflow has no seed parameter. */
 const SEED_INPUTS = ["seed", "noise_seed"];
@@ -40,7 +41,7 @@ export function registerWorkflowTools(server: McpServer, tools: ToolContext, cat
         title: workflow.title,
         description: workflow.description,
         inputSchema: workflowInputSchema(workflow),
-        outputSchema: jobResultSchema,
+        outputSchema: jobHandleSchema,
         annotations: WRITE,
       },
       (args: Record<string, unknown>, ctx) =>
@@ -125,7 +126,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         backend: backendArg,
         resubmit_if_backend_lost: resubmitArg,
       }),
-      outputSchema: jobResultSchema,
+      outputSchema: jobHandleSchema,
       annotations: WRITE,
     },
     ({ workflow_id, overrides, options, wait_seconds, backend, resubmit_if_backend_lost }, ctx) =>
@@ -174,7 +175,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
         backend: backendArg.describe("Backend (list_backends); default: where the asset was made."),
         resubmit_if_backend_lost: resubmitArg,
       }),
-      outputSchema: jobResultSchema,
+      outputSchema: jobHandleSchema,
       annotations: WRITE,
     },
     (args, ctx) => runTool(() => regenerate(tools, catalogue, args, ctx)),
