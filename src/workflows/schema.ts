@@ -18,14 +18,17 @@ export function paramField(spec: ParamSpec): z.ZodType {
 /**
  * The parameter's description, plus its default unless the text already gives one. Range and step
  * are not repeated here: the JSON Schema says them (minimum, maximum, multipleOf), and every word
- * goes into every agent's context on every turn. A long default (a negative prompt) is pointed at.
+ * goes into every agent's context on every turn. A long default (a model file, a negative prompt)
+ * is left to get_defaults and list_models, which show it; the parameter is optional either way.
  */
 export function describeParam(spec: ParamSpec): string {
   const text = spec.description.trim();
   if (spec.default === undefined || /\bdefault\b/i.test(text)) return text;
   const shown = JSON.stringify(spec.default);
-  return `${text} Default: ${shown.length <= 60 ? shown : "long; see get_defaults"}.`.trim();
+  return shown.length <= SHORT_DEFAULT ? `${text} Default: ${shown}.` : text;
 }
+
+const SHORT_DEFAULT = 24;
 
 function baseField(spec: ParamSpec): z.ZodType {
   if (spec.enum) return enumField(spec.enum);
