@@ -12,12 +12,12 @@ export const promptIdArg = z
   .max(200)
   .describe("The job_id (= prompt_id) a generation tool returned.");
 
-export const waitSecondsArg = z.number().min(0).max(55).optional().describe("Max seconds to wait; then a job handle.");
+export const waitSecondsArg = z.number().min(0).max(55).optional().describe("Max wait (s); then a job handle.");
 
 // The name is checked against the configured backends, which says more than a length would.
 export const backendArg = z.string().trim().optional().describe("Backend (list_backends).");
 
-export const resubmitArg = z.boolean().optional().describe("Move the job if its backend dies.");
+export const resubmitArg = z.boolean().optional().describe("Move if its backend dies.");
 
 const JOB_STATUSES = ["submitting", "queued", "running", "completed", "failed", "cancelled", "lost"] as const;
 
