@@ -213,9 +213,23 @@ export class OAuthDriver {
     return url.toString();
   }
 
-  /** Posts the login form of `page` (the HTML of a login page) with `password` and optional overrides. */
-  login(page, password = this.password, overrides = {}) {
-    return this.post("/login", { ...hiddenFields(page, "/login"), password, ...overrides });
+  /**
+   * Posts the login form of `page` (the HTML of a login page) with `password` and optional
+   * overrides; `init` adds request options (e.g. a `CF-Connecting-IP` header: `wrangler dev` takes
+   * the client's, so a test can sign in "from" any address).
+   */
+  login(page, password = this.password, overrides = {}, init = {}) {
+    return this.post("/login", { ...hiddenFields(page, "/login"), password, ...overrides }, init);
+  }
+
+  /** The signed-in owner's /grants page: every grant with its client id and revoke form, and the sign-out CSRF. */
+  async grants() {
+    const page = await this.request("/grants");
+    const grants = [...page.body.matchAll(/<li>([\s\S]*?)<\/li>/g)].map(([, item]) => ({
+      clientId: /client id <code>([^<]*)<\/code>/.exec(item)?.[1],
+      fields: hiddenFields(item, "/grants/revoke"),
+    }));
+    return { ...page, grants, signOut: hiddenFields(page.body, "/logout") };
   }
 
   /** Signs the owner in through an /authorize URL (login page → 303). */
