@@ -119,6 +119,23 @@ describe("tool surface", () => {
     expect(generate.inputSchema.properties.cfg.type).toBe("number");
   });
 
+  it("keeps tools/list within its budget: <= 25,000 B of compact JSON, each workflow tool <= 2,000 B (issue #14)", async () => {
+    // Every byte of tools/list goes into every agent's context on every turn (a size budget, not a timing).
+    for (const era of ["2026-07-28", "2025-11-25"]) {
+      const { json } =
+        era === "2026-07-28"
+          ? await modern("tools/list")
+          : await post({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { "MCP-Protocol-Version": era });
+      const tools = json.result.tools as Array<{ name: string }>;
+      expect(tools.length, era).toBe(21);
+      expect(new TextEncoder().encode(JSON.stringify({ tools })).length, era).toBeLessThanOrEqual(25_000);
+      for (const name of ["generate_image", "generate_song", "generate_video", "image_to_image"]) {
+        const tool = tools.find((t) => t.name === name)!;
+        expect(new TextEncoder().encode(JSON.stringify(tool)).length, `${era} ${name}`).toBeLessThanOrEqual(2_000);
+      }
+    }
+  });
+
   it("returns validation failures as tool errors the model can act on (SEP-1303)", async () => {
     const { json } = await modern("tools/call", { name: "generate_image", arguments: { prompt: "x", width: "wide" } });
     expect(json.result.isError).toBe(true);
