@@ -5,7 +5,8 @@
  * Backend names, versions, errors and the last hour's activity are for authenticated callers only
  * (a valid MCP_TOKENS bearer, or loopback mode under `npm start`), who get a fresh check: raw
  * backend errors can name private infrastructure (an Access team domain, a tunnel hostname).
- * HTTP 200 whenever the gateway runs; 503 only when its backend configuration is refused.
+ * HTTP 200 when every backend answers; 503 when one does not (degraded) or the backend
+ * configuration is refused (misconfigured).
  */
 import { tokenIdentity } from "../auth/tokens";
 import type { ComfyClient } from "../comfy/client";
@@ -46,11 +47,13 @@ export async function healthz(request: Request, env: Env): Promise<Response> {
   // "ok" only when every backend answers; one down is already worth a look.
   const ok = checks.every((check) => check.reachable);
   const status = ok ? "ok" : "degraded";
-  if (!detailed) return Response.json({ ok, status }, { headers });
+  // A monitor that reads only the status code must see a backend down: 503, not 200.
+  const init = { headers, status: ok ? 200 : 503 };
+  if (!detailed) return Response.json({ ok, status }, init);
   // Socket and completion counts (a socket that keeps dying shows here); never fails the check.
   const lastHour = await backends.coordinator.lastHour().catch(() => undefined);
   const withActivity = checks.map((check) => ({ ...check, last_hour: lastHour?.[check.name] ?? null }));
-  return Response.json({ ok, status, version: VERSION, comfyui: withActivity[0], backends: withActivity }, { headers });
+  return Response.json({ ok, status, version: VERSION, comfyui: withActivity[0], backends: withActivity }, init);
 }
 
 /** Details are for whoever may use the gateway: a static token, or this machine in loopback mode. */

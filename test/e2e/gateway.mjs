@@ -86,7 +86,10 @@ export async function startGateway(options) {
     }
     try {
       const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) });
-      if (response.status === (options.readyStatus ?? 200)) break;
+      const expected = options.readyStatus ?? 200;
+      if (response.status === expected) break;
+      // Up, with its ComfyUI down (a test that starts it that way): /healthz says "degraded" with a 503.
+      if (expected === 200 && response.status === 503 && (await response.json()).status === "degraded") break;
     } catch {
       // not listening yet
     }

@@ -184,8 +184,9 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     expect(down.isError).toBe(true);
     expect(text(down)).toMatch(/not reachable at http:\/\/127\.0\.0\.1:\d+.*COMFYUI_URL/s);
     // Loopback mode sees the details, checked afresh; `ok` is false while no backend answers.
-    const health = await (await fetch(`${gateway.url}/healthz`)).json();
-    expect(health).toMatchObject({ ok: false, status: "degraded", comfyui: { reachable: false } });
+    const response = await fetch(`${gateway.url}/healthz`);
+    expect(response.status, "a monitor reading only the status code sees it").toBe(503);
+    expect(await response.json()).toMatchObject({ ok: false, status: "degraded", comfyui: { reachable: false } });
     fake = await startFakeComfy({ port, stepDelayMs: 10, nodeDelayMs: 2 });
     const back = await client.call("generate_image", { prompt: "x", width: 64, height: 64, steps: 4 });
     expect(back.structuredContent?.status).toBe("completed");
