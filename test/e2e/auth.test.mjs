@@ -184,6 +184,23 @@ describe("browser: authorization code + PKCE in headless Chromium", () => {
       expect(tokens).toMatchObject({ access_token: expect.any(String), refresh_token: expect.any(String) });
       expect(tokens.token_type).toMatch(/^bearer$/i);
       expect(tokens.scope.split(" ").sort()).toEqual(["generate", "publish"]);
+
+      // 7b. The owner's /grants page lists this client (same headers as every page); Sign out ends the session.
+      const grants = await page.goto(`${gateway.url}/grants`);
+      expect(grants.status()).toBe(200);
+      expect(grants.headers()["content-security-policy"]).toMatch(/frame-ancestors 'none'/);
+      const row = page.locator("ul.grants li", { hasText: clientId });
+      expect(await row.count()).toBe(1);
+      expect(await row.getByRole("button", { name: "Revoke" }).count()).toBe(1);
+      const [signOut] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/logout"),
+        page.getByRole("button", { name: "Sign out" }).click(),
+      ]);
+      expect(signOut.status()).toBe(200);
+      await page.getByText("You are signed out").waitFor({ timeout: 10_000 });
+      expect((await page.context().cookies()).map((c) => c.name)).not.toContain("__Host-owner-session");
+      await page.goto(`${gateway.url}/grants`);
+      expect(await page.locator('form[action="/login"]').count(), "signed out: /grants asks to sign in").toBe(1);
     } finally {
       await browser.close();
     }
