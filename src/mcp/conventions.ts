@@ -1,12 +1,10 @@
 /**
  * What every tool gets without asking, applied where tools are registered so none can forget it:
  *
- * - Schemas through portable(): one JSON Schema conversion per schema and isolate (the SDK
- *   converts on every tools/list, and the output schema again after every tool call), written so
- *   strict clients accept it. The server is rebuilt for every request, so each registration brings
- *   fresh zod objects: a tool's schemas are kept by name, and reused while `versionOf(name)` (what
- *   they are built from: nothing for a fixed tool, the workflow's parameters for a workflow tool)
- *   is the same object.
+ * - Schemas through portable(): one JSON Schema conversion per schema object and isolate (the
+ *   SDK converts on every tools/list, and the output schema again after every tool call), written
+ *   so strict clients accept it. The server is rebuilt for every request, so tools build their
+ *   schemas once (module constants, or per workflow definition) for this to pay.
  * - Unknown arguments are reported, never silently dropped. The SDK validates with zod, which
  *   strips keys a schema does not name: `stepz: 3` would vanish and the job would run with the
  *   default steps. Each tool advertises its strict schema but validates with a loose copy; the
@@ -31,19 +29,12 @@ interface ObjectSchema {
 }
 
 const tolerant = new WeakMap<object, object>();
-const kept = new Map<string, { version: unknown; input?: object; output?: object }>();
 
-export function withToolConventions(server: McpServer, versionOf: (tool: string) => unknown): McpServer {
+export function withToolConventions(server: McpServer): McpServer {
   const register = server.registerTool.bind(server) as unknown as Register;
   const conventional: Register = (name, config, handler) => {
-    const version = versionOf(name);
-    let schemas = kept.get(name);
-    if (!schemas || schemas.version !== version) {
-      schemas = { version, input: config.inputSchema, output: config.outputSchema };
-      kept.set(name, schemas);
-    }
-    const input = schemas.input;
-    const output = schemas.output && portable(schemas.output);
+    const input = config.inputSchema;
+    const output = config.outputSchema && portable(config.outputSchema);
     if (!input || !isObjectSchema(input)) {
       return register(
         name,

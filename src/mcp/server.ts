@@ -56,14 +56,11 @@ export const FIXED_TOOLS: ReadonlySet<string> = new Set([
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   const catalogue = await loadCatalogue(tools.env, FIXED_TOOLS);
-  // A workflow tool's schemas are built from its parameters; a fixed tool's from nothing that changes.
-  const versions = new Map<string, unknown>(catalogue.workflows.map((workflow) => [workflow.tool, workflow.params]));
   const server = withToolConventions(
     new McpServer(
       { name: "comfyui-mcp-edge", title: "ComfyUI (your GPU)", version: VERSION },
       { instructions: instructions(tools.config.workflowTools) },
     ),
-    (tool) => versions.get(tool) ?? FIXED_TOOLS,
   );
   registerModelTools(server, tools);
   registerConfigurationTools(server, tools, catalogue);

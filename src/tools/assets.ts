@@ -29,6 +29,46 @@ const DEFAULT_MAX_B64 = 100_000;
 
 const assetIdArg = z.string().trim().min(1, "asset_id is empty").max(200).describe("From a result or list_assets.");
 
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const listAssetsInput = z.object({
+  limit: z
+    .number()
+    .int()
+    .min(1, "limit must be at least 1")
+    .max(100, "limit is at most 100; page with cursor")
+    .optional()
+    .describe("Default 10."),
+  cursor: z.string().max(500).optional().describe("The previous next_cursor."),
+  workflow_id: z.string().max(200).optional().describe("Only this workflow's."),
+  media_type: z.enum(["image", "video", "audio", "latent", "other"]).optional().describe("Only this kind."),
+  session_id: z.string().max(128).optional().describe("Only this session tag's; 'current' = this client's."),
+});
+
+const listAssetsOutput = z
+  .object({
+    assets: z.array(z.object({ asset_id: z.string(), download_url: z.string() })),
+    count: z.number().int(),
+    next_cursor: z.string().nullable(),
+  })
+  .describe("Also the filters applied (workflow_id_filter, session_id_filter, media_type_filter).");
+
+const getAssetMetadataInput = z.object({ asset_id: assetIdArg });
+
+const getAssetMetadataOutput = z.looseObject({
+  asset_id: z.string(),
+  download_url: z.string(),
+  params: z.record(z.string(), z.unknown()),
+});
+
+const viewImageInput = z.object({
+  asset_id: assetIdArg,
+  mode: z.enum(["thumb", "metadata"]).optional().describe("thumb (default) or metadata only."),
+  max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side in pixels (default 512)."),
+  max_b64_chars: z.number().int().min(1_000).max(1_000_000).optional().describe("Base64 budget (default 100000)."),
+});
+
+const viewImageOutput = z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() });
+
 export function registerAssetTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
     "list_assets",
@@ -36,26 +76,8 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
       title: "List your assets",
       description:
         "Your generated files, newest first, across sessions; filter by workflow, media type or session; page with next_cursor.",
-      inputSchema: z.object({
-        limit: z
-          .number()
-          .int()
-          .min(1, "limit must be at least 1")
-          .max(100, "limit is at most 100; page with cursor")
-          .optional()
-          .describe("Default 10."),
-        cursor: z.string().max(500).optional().describe("The previous next_cursor."),
-        workflow_id: z.string().max(200).optional().describe("Only this workflow's."),
-        media_type: z.enum(["image", "video", "audio", "latent", "other"]).optional().describe("Only this kind."),
-        session_id: z.string().max(128).optional().describe("Only this session tag's; 'current' = this client's."),
-      }),
-      outputSchema: z
-        .object({
-          assets: z.array(z.object({ asset_id: z.string(), download_url: z.string() })),
-          count: z.number().int(),
-          next_cursor: z.string().nullable(),
-        })
-        .describe("Also the filters applied (workflow_id_filter, session_id_filter, media_type_filter)."),
+      inputSchema: listAssetsInput,
+      outputSchema: listAssetsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ limit, cursor, workflow_id, media_type, session_id }) =>
@@ -99,12 +121,8 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
       title: "Show an asset's provenance",
       description:
         "How an asset was made: file facts, workflow, parameters and seed, the graph sent to ComfyUI, its history entry, a download URL.",
-      inputSchema: z.object({ asset_id: assetIdArg }),
-      outputSchema: z.looseObject({
-        asset_id: z.string(),
-        download_url: z.string(),
-        params: z.record(z.string(), z.unknown()),
-      }),
+      inputSchema: getAssetMetadataInput,
+      outputSchema: getAssetMetadataOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ asset_id }) =>
@@ -137,19 +155,8 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
       title: "View an image",
       description:
         "See a generated image: an inline thumbnail within max_dim and max_b64_chars, and a link to the full file. Animations show their first frame.",
-      inputSchema: z.object({
-        asset_id: assetIdArg,
-        mode: z.enum(["thumb", "metadata"]).optional().describe("thumb (default) or metadata only."),
-        max_dim: z.number().int().min(16).max(2048).optional().describe("Longest side in pixels (default 512)."),
-        max_b64_chars: z
-          .number()
-          .int()
-          .min(1_000)
-          .max(1_000_000)
-          .optional()
-          .describe("Base64 budget (default 100000)."),
-      }),
-      outputSchema: z.looseObject({ asset_id: z.string(), mime_type: z.string(), download_url: z.string() }),
+      inputSchema: viewImageInput,
+      outputSchema: viewImageOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ asset_id, mode, max_dim, max_b64_chars }, ctx) =>

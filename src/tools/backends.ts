@@ -5,6 +5,24 @@ import type { LastHour } from "../pool/activity";
 import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const listBackendsInput = z.object({});
+
+const listBackendsOutput = z.object({
+  backends: z
+    .array(
+      z.object({
+        name: z.string(),
+        state: z.enum(["up", "down", "unknown"]),
+        queue_remaining: z.number().int().nullable(),
+      }),
+    )
+    .describe(
+      "Each also has weight, tags, last_error, down_since, last_checked_at, node_count, models (by folder) and last_hour (socket reconnects, drops, completions per path).",
+    ),
+  message: z.string(),
+});
+
 export function registerBackendTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
     "list_backends",
@@ -12,21 +30,8 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
       title: "List ComfyUI backends",
       description:
         "The ComfyUI machines this gateway drives: up or down, queue, tags, weight, models, socket health. Jobs go to the least busy one with the models; pass 'backend' to a generation tool to choose.",
-      inputSchema: z.object({}),
-      outputSchema: z.object({
-        backends: z
-          .array(
-            z.object({
-              name: z.string(),
-              state: z.enum(["up", "down", "unknown"]),
-              queue_remaining: z.number().int().nullable(),
-            }),
-          )
-          .describe(
-            "Each also has weight, tags, last_error, down_since, last_checked_at, node_count, models (by folder) and last_hour (socket reconnects, drops, completions per path).",
-          ),
-        message: z.string(),
-      }),
+      inputSchema: listBackendsInput,
+      outputSchema: listBackendsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>

@@ -72,6 +72,31 @@ const namespaceUpdate = z
   .record(z.string(), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
   .optional();
 
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const getDefaultsInput = z.object({});
+
+const getDefaultsOutput = z.object({
+  image: namespaceValues,
+  audio: namespaceValues,
+  video: namespaceValues,
+  sources: z.record(z.string(), z.record(z.string(), z.string())),
+  warnings: z.array(z.string()),
+});
+
+const setDefaultsInput = z.object({
+  image: namespaceUpdate.describe("By key."),
+  audio: namespaceUpdate.describe("By key."),
+  video: namespaceUpdate.describe("By key."),
+  persist: z.boolean().optional().describe("Keep them (true) or only until the studio restarts (default)."),
+});
+
+const setDefaultsOutput = z.object({
+  success: z.boolean(),
+  updated: z.record(z.string(), z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))),
+  errors: z.array(z.string()),
+  persisted: z.boolean(),
+});
+
 export function registerConfigurationTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
   server.registerTool(
     "get_defaults",
@@ -79,14 +104,8 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
       title: "Show generation defaults",
       description:
         "The defaults image, audio and video tools use for an omitted argument, with each value's source (runtime, persisted, env, workflow, built-in).",
-      inputSchema: z.object({}),
-      outputSchema: z.object({
-        image: namespaceValues,
-        audio: namespaceValues,
-        video: namespaceValues,
-        sources: z.record(z.string(), z.record(z.string(), z.string())),
-        warnings: z.array(z.string()),
-      }),
+      inputSchema: getDefaultsInput,
+      outputSchema: getDefaultsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
@@ -112,18 +131,8 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
       title: "Set generation defaults",
       description:
         'Set defaults for omitted arguments per namespace, e.g. image={"steps": 30}; null removes one. Checked against the workflows and installed models; a namespace with an error is left unchanged.',
-      inputSchema: z.object({
-        image: namespaceUpdate.describe("By key."),
-        audio: namespaceUpdate.describe("By key."),
-        video: namespaceUpdate.describe("By key."),
-        persist: z.boolean().optional().describe("Keep them (true) or only until the studio restarts (default)."),
-      }),
-      outputSchema: z.object({
-        success: z.boolean(),
-        updated: z.record(z.string(), z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))),
-        errors: z.array(z.string()),
-        persisted: z.boolean(),
-      }),
+      inputSchema: setDefaultsInput,
+      outputSchema: setDefaultsOutput,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (args, ctx) =>

@@ -29,6 +29,30 @@ const notFound = (id: string) =>
     `No job '${id}' in your studio. Pass the job_id (= prompt_id) returned by a generation tool; jobs submitted to ComfyUI by other means are not visible here.`,
   );
 
+const queueSchema = z
+  .array(z.object({}))
+  .describe("Each: position (1 = next on its backend), number, mine, prompt_id (yours only), backend.");
+
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const getJobInput = z.object({ prompt_id: promptIdArg, wait_seconds: waitSecondsArg });
+
+const cancelJobInput = z.object({ prompt_id: promptIdArg });
+
+const getQueueStatusInput = z.object({});
+
+const getQueueStatusOutput = z.object({
+  status: z.literal("success"),
+  running_count: z.number().int(),
+  pending_count: z.number().int(),
+  queue_running: queueSchema,
+  queue_pending: z.array(z.object({})).describe("Like queue_running."),
+  backends: z.array(z.object({})).describe("Each: name, state (up/down), running_count, pending_count, error."),
+  your_usage: z
+    .object({ open_jobs: z.number().int(), jobs_last_minute: z.number().int() })
+    .describe("Also limits (value, null = none; variable) and warnings."),
+  message: z.string(),
+});
+
 export function registerJobTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
     "get_job",
@@ -36,7 +60,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       title: "Get a job's status and results",
       description:
         "A job's status by prompt_id: its assets when finished, ComfyUI's error when failed. wait_seconds (default 0) waits for an open job with progress.",
-      inputSchema: z.object({ prompt_id: promptIdArg, wait_seconds: waitSecondsArg }),
+      inputSchema: getJobInput,
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
@@ -57,7 +81,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     {
       title: "Cancel a job",
       description: "Cancel a job: removed from the queue if waiting, interrupted if running. Returns its state.",
-      inputSchema: z.object({ prompt_id: promptIdArg }),
+      inputSchema: cancelJobInput,
       outputSchema: jobHandleSchema,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
@@ -84,19 +108,8 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       title: "Show ComfyUI's queue",
       description:
         "How busy each backend is: running and pending prompts in order (yours with prompt_id, others only counted), and your usage against your limits.",
-      inputSchema: z.object({}),
-      outputSchema: z.object({
-        status: z.literal("success"),
-        running_count: z.number().int(),
-        pending_count: z.number().int(),
-        queue_running: queueSchema,
-        queue_pending: z.array(z.object({})).describe("Like queue_running."),
-        backends: z.array(z.object({})).describe("Each: name, state (up/down), running_count, pending_count, error."),
-        your_usage: z
-          .object({ open_jobs: z.number().int(), jobs_last_minute: z.number().int() })
-          .describe("Also limits (value, null = none; variable) and warnings."),
-        message: z.string(),
-      }),
+      inputSchema: getQueueStatusInput,
+      outputSchema: getQueueStatusOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     (_args, ctx) =>
@@ -184,7 +197,3 @@ interface QueueEntry {
   prompt_id: string | null;
   backend: string;
 }
-
-const queueSchema = z
-  .array(z.object({}))
-  .describe("Each: position (1 = next on its backend), number, mine, prompt_id (yours only), backend.");

@@ -38,6 +38,21 @@ async function defaultCheckpoint(tools: ToolContext, installed: string[]): Promi
   return installed.includes(preferred) ? preferred : (installed[0] ?? null);
 }
 
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const listModelsInput = z.object({
+  kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
+  backend: z.string().trim().min(1).max(32).optional().describe("Only this backend's models (list_backends)."),
+});
+
+const listModelsOutput = z.object({
+  kind: z.string(),
+  models: z.array(z.string()),
+  count: z.number().int(),
+  default: z.string().nullable().describe("generate_image's model when none is given."),
+  by_backend: z.record(z.string(), z.array(z.string())),
+  unreachable: z.record(z.string(), z.string()).describe("Backends not asked, with the error."),
+});
+
 export function registerModelTools(server: McpServer, tools: ToolContext): void {
   server.registerTool(
     "list_models",
@@ -45,18 +60,8 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
       title: "List installed models",
       description:
         "Model files installed in ComfyUI, by folder (default checkpoints): names for a tool's 'model' argument. by_backend says which backend has which.",
-      inputSchema: z.object({
-        kind: z.enum(MODEL_FOLDERS).optional().describe("Model folder to list. Default: checkpoints."),
-        backend: z.string().trim().min(1).max(32).optional().describe("Only this backend's models (list_backends)."),
-      }),
-      outputSchema: z.object({
-        kind: z.string(),
-        models: z.array(z.string()),
-        count: z.number().int(),
-        default: z.string().nullable().describe("generate_image's model when none is given."),
-        by_backend: z.record(z.string(), z.array(z.string())),
-        unreachable: z.record(z.string(), z.string()).describe("Backends not asked, with the error."),
-      }),
+      inputSchema: listModelsInput,
+      outputSchema: listModelsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ kind, backend }, ctx) =>

@@ -49,6 +49,67 @@ const LIST_LIMIT = 100;
 const MAX_IMAGE_SOURCE_BYTES = 36_000_000;
 const VIEW_TIMEOUT_MS = 60_000;
 
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const getPublishInfoInput = z.object({});
+
+const getPublishInfoOutput = z
+  .object({
+    status: z.enum(["ready", "needs_configuration"]),
+    message: z.string(),
+    prefix: z.string(),
+    missing: z.array(z.string()),
+  })
+  .describe("Also bucket_bound, public_base_url(_configured), manifest_key, default_max_bytes.");
+
+const publishAssetInput = z.object({
+  asset_id: z.string().trim().min(1).max(200).describe("The asset to publish."),
+  target_filename: z
+    .string()
+    .max(100)
+    .optional()
+    .describe("Demo mode: lower-case file name ending .webp, .png, .jpg or .jpeg."),
+  manifest_key: z.string().max(100).optional().describe("Library mode: the manifest entry, [a-z0-9._-], max 64."),
+  web_optimize: z.boolean().optional().describe("Re-encode even if it fits (default false)."),
+  max_bytes: z
+    .number()
+    .int()
+    .min(1_000)
+    .max(MAX_PUBLISH_BYTES)
+    .optional()
+    .describe("Byte budget (default PUBLISH_MAX_BYTES, 600000)."),
+  overwrite: z.boolean().optional().describe("Replace an existing file (default true)."),
+});
+
+const publishAssetOutput = z.looseObject({
+  dest_url: z.string(),
+  key: z.string(),
+  bytes_size: z.number().int(),
+  mime_type: z.string(),
+});
+
+const listPublishedInput = z.object({
+  prefix: z.string().max(200).optional().describe("Only your files whose names start with this."),
+  cursor: z.string().max(1000).optional().describe("next_cursor of the previous page."),
+});
+
+const listPublishedOutput = z.object({
+  files: z.array(z.looseObject({ key: z.string(), url: z.string() })),
+  count: z.number().int(),
+  prefix: z.string(),
+  manifest_key: z.string(),
+  next_cursor: z.string().nullable(),
+});
+
+const unpublishInput = z.object({
+  filename: z.string().min(1).max(200).describe("File name (hero.webp) or key."),
+});
+
+const unpublishOutput = z.object({
+  key: z.string(),
+  deleted: z.boolean(),
+  manifest_entries_removed: z.array(z.string()),
+});
+
 export function registerPublishTools(server: McpServer, tools: ToolContext): void {
   const config = (): PublishConfig => publishConfig(tools.env, tools.config.publicUrl);
 
@@ -58,15 +119,8 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       title: "Show publishing setup",
       description:
         "Whether publishing works and where your files go (bucket, public URL, your prefix and manifest, byte budget), and what is missing. Call before publish_asset.",
-      inputSchema: z.object({}),
-      outputSchema: z
-        .object({
-          status: z.enum(["ready", "needs_configuration"]),
-          message: z.string(),
-          prefix: z.string(),
-          missing: z.array(z.string()),
-        })
-        .describe("Also bucket_bound, public_base_url(_configured), manifest_key, default_max_bytes."),
+      inputSchema: getPublishInfoInput,
+      outputSchema: getPublishInfoOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
@@ -104,30 +158,8 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       description:
         "Copy an asset to the R2 bucket under your prefix, within max_bytes. Demo mode: target_filename (its extension picks webp, png or jpg). " +
         "Library mode: omit it, give manifest_key; the file gets a content-hashed name and a manifest entry. Errors carry a code (e.g. TARGET_EXISTS, BUDGET_UNREACHABLE).",
-      inputSchema: z.object({
-        asset_id: z.string().trim().min(1).max(200).describe("The asset to publish."),
-        target_filename: z
-          .string()
-          .max(100)
-          .optional()
-          .describe("Demo mode: lower-case file name ending .webp, .png, .jpg or .jpeg."),
-        manifest_key: z.string().max(100).optional().describe("Library mode: the manifest entry, [a-z0-9._-], max 64."),
-        web_optimize: z.boolean().optional().describe("Re-encode even if it fits (default false)."),
-        max_bytes: z
-          .number()
-          .int()
-          .min(1_000)
-          .max(MAX_PUBLISH_BYTES)
-          .optional()
-          .describe("Byte budget (default PUBLISH_MAX_BYTES, 600000)."),
-        overwrite: z.boolean().optional().describe("Replace an existing file (default true)."),
-      }),
-      outputSchema: z.looseObject({
-        dest_url: z.string(),
-        key: z.string(),
-        bytes_size: z.number().int(),
-        mime_type: z.string(),
-      }),
+      inputSchema: publishAssetInput,
+      outputSchema: publishAssetOutput,
       annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
     },
     (args) =>
@@ -142,17 +174,8 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "List published files",
       description: "Your published files (not manifests) with public URL, size, type and provenance.",
-      inputSchema: z.object({
-        prefix: z.string().max(200).optional().describe("Only your files whose names start with this."),
-        cursor: z.string().max(1000).optional().describe("next_cursor of the previous page."),
-      }),
-      outputSchema: z.object({
-        files: z.array(z.looseObject({ key: z.string(), url: z.string() })),
-        count: z.number().int(),
-        prefix: z.string(),
-        manifest_key: z.string(),
-        next_cursor: z.string().nullable(),
-      }),
+      inputSchema: listPublishedInput,
+      outputSchema: listPublishedOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     ({ prefix, cursor }) =>
@@ -196,10 +219,8 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
       title: "Unpublish a file",
       description:
         "Delete one of your published files and its entries in your manifest (never a manifest itself). Errors carry a code.",
-      inputSchema: z.object({
-        filename: z.string().min(1).max(200).describe("File name (hero.webp) or key."),
-      }),
-      outputSchema: z.object({ key: z.string(), deleted: z.boolean(), manifest_entries_removed: z.array(z.string()) }),
+      inputSchema: unpublishInput,
+      outputSchema: unpublishOutput,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     ({ filename }) =>

@@ -23,14 +23,63 @@ const WRITE = { readOnlyHint: false, destructiveHint: false, openWorldHint: fals
 /** Input nodes whose seeds regenerate may change when a workflow has no seed parameter. */
 const SEED_INPUTS = ["seed", "noise_seed"];
 
-export function workflowInputSchema(workflow: RegisteredWorkflow) {
-  const shape: Record<string, z.ZodType> = {};
-  for (const param of workflow.params) shape[param.name] = paramField(param);
-  shape.wait_seconds = waitSecondsArg;
-  shape.backend = backendArg;
-  shape.resubmit_if_backend_lost = resubmitArg;
-  return z.object(shape);
+/** Built once per workflow definition (its parameters array), not once per request. */
+const inputSchemas = new WeakMap<readonly ParamSpec[], z.ZodObject>();
+
+export function workflowInputSchema(workflow: RegisteredWorkflow): z.ZodObject {
+  let schema = inputSchemas.get(workflow.params);
+  if (!schema) {
+    const shape: Record<string, z.ZodType> = {};
+    for (const param of workflow.params) shape[param.name] = paramField(param);
+    shape.wait_seconds = waitSecondsArg;
+    shape.backend = backendArg;
+    shape.resubmit_if_backend_lost = resubmitArg;
+    schema = z.object(shape);
+    inputSchemas.set(workflow.params, schema);
+  }
+  return schema;
 }
+
+// Schemas are built once per isolate: building them for every request was a third of a tools/list.
+const listWorkflowsInput = z.object({});
+
+const listWorkflowsOutput = z.object({
+  workflows: z
+    .array(z.object({ id: z.string(), tool: z.string().nullable(), output: z.string() }))
+    .describe("Each also has title, description, namespace, source and inputs (name, type, required, default, range)."),
+  count: z.number().int(),
+  rejected: z.array(z.object({ file: z.string(), problem: z.string() })),
+});
+
+const runWorkflowInput = z.object({
+  workflow_id: z.string().min(1).max(200).describe("Id or tool name (list_workflows)."),
+  overrides: z.record(z.string(), z.unknown()).optional().describe('By parameter name, e.g. {"prompt": "a fox"}.'),
+  options: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe("Accepted for the original server's callers; ignored."),
+  wait_seconds: waitSecondsArg,
+  backend: backendArg,
+  resubmit_if_backend_lost: resubmitArg,
+});
+
+const regenerateInput = z.object({
+  asset_id: z.string().min(1).max(200).describe("An asset_id to replay."),
+  seed: z
+    .number()
+    .int()
+    .min(-1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe("Omit for a new random seed; -1 keeps the original."),
+  param_overrides: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('By name, e.g. {"steps": 30}; checked like the tool\'s own.'),
+  wait_seconds: waitSecondsArg,
+  backend: backendArg.describe("Backend (list_backends); default: where the asset was made."),
+  resubmit_if_backend_lost: resubmitArg,
+});
 
 /** One tool per workflow, named after its file (unless COMFY_MCP_WORKFLOW_TOOLS leaves it to run_workflow). */
 export function registerWorkflowTools(server: McpServer, tools: ToolContext, catalogue: WorkflowCatalogue): void {
@@ -74,16 +123,8 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       title: "List workflows",
       description:
         "Every workflow this gateway can run (bundled or in R2): its tool (null: run it with run_workflow), output and parameters; also rejected files and why.",
-      inputSchema: z.object({}),
-      outputSchema: z.object({
-        workflows: z
-          .array(z.object({ id: z.string(), tool: z.string().nullable(), output: z.string() }))
-          .describe(
-            "Each also has title, description, namespace, source and inputs (name, type, required, default, range).",
-          ),
-        count: z.number().int(),
-        rejected: z.array(z.object({ file: z.string(), problem: z.string() })),
-      }),
+      inputSchema: listWorkflowsInput,
+      outputSchema: listWorkflowsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
     },
     () =>
@@ -112,20 +153,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       title: "Run a workflow by id",
       description:
         "Run any workflow from list_workflows with overrides by parameter name, checked like its own tool's arguments; unknown ones are reported back.",
-      inputSchema: z.object({
-        workflow_id: z.string().min(1).max(200).describe("Id or tool name (list_workflows)."),
-        overrides: z
-          .record(z.string(), z.unknown())
-          .optional()
-          .describe('By parameter name, e.g. {"prompt": "a fox"}.'),
-        options: z
-          .record(z.string(), z.unknown())
-          .optional()
-          .describe("Accepted for the original server's callers; ignored."),
-        wait_seconds: waitSecondsArg,
-        backend: backendArg,
-        resubmit_if_backend_lost: resubmitArg,
-      }),
+      inputSchema: runWorkflowInput,
       outputSchema: jobHandleSchema,
       annotations: WRITE,
     },
@@ -158,23 +186,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       title: "Regenerate an asset with changes",
       description:
         "Run an asset's workflow again with the same parameters except those you override (by the workflow's parameter names).",
-      inputSchema: z.object({
-        asset_id: z.string().min(1).max(200).describe("An asset_id to replay."),
-        seed: z
-          .number()
-          .int()
-          .min(-1)
-          .max(Number.MAX_SAFE_INTEGER)
-          .optional()
-          .describe("Omit for a new random seed; -1 keeps the original."),
-        param_overrides: z
-          .record(z.string(), z.unknown())
-          .optional()
-          .describe('By name, e.g. {"steps": 30}; checked like the tool\'s own.'),
-        wait_seconds: waitSecondsArg,
-        backend: backendArg.describe("Backend (list_backends); default: where the asset was made."),
-        resubmit_if_backend_lost: resubmitArg,
-      }),
+      inputSchema: regenerateInput,
       outputSchema: jobHandleSchema,
       annotations: WRITE,
     },
