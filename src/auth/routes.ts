@@ -37,7 +37,7 @@ export { SCOPES };
 type AppContext = Context<{ Bindings: Env }>;
 
 /** Where a successful sign-in may lead: our own pages only, never an open redirect. */
-export function signInTarget(next: string): string {
+function signInTarget(next: string): string {
   return next.startsWith("/authorize?") || next === "/grants" ? next : "/";
 }
 
@@ -150,11 +150,15 @@ async function login(c: AppContext): Promise<Response> {
   }
   const window = duration(throttleLimits(c.env).windowMs / 1000);
   if (verdict.status === "throttled") {
-    const from = { address: "your address", network: "your network", everyone: "everywhere" }[verdict.who];
+    const cause = {
+      address: "too many wrong passwords from your address",
+      network: "too many wrong passwords from your network",
+      everyone: "too many wrong passwords on this gateway lately, from everywhere",
+    }[verdict.who];
     return html(
       messagePage(
         "Too many attempts",
-        `Too many attempts: too many wrong passwords from ${from}. No password is checked for ${duration(verdict.retryAfterSeconds)}; try again after that.`,
+        `Too many attempts: ${cause}. No password is checked for ${duration(verdict.retryAfterSeconds)}; try again after that.`,
       ),
       429,
       { "Retry-After": String(verdict.retryAfterSeconds) },
@@ -166,7 +170,7 @@ async function login(c: AppContext): Promise<Response> {
       loginPage({
         csrf: fresh,
         next: target,
-        error: `Wrong password. ${verdict.left} attempt${verdict.left === 1 ? "" : "s"} left before a ${window} pause.`,
+        error: `Wrong password. ${verdict.left} attempt${verdict.left === 1 ? "" : "s"} left before sign-in pauses for ${window}.`,
       }),
       401,
       { "Set-Cookie": csrfCookie(fresh) },

@@ -1,7 +1,11 @@
 // Safe on the open internet, end to end over wrangler dev: OAuth discovery, the authorization-code
 // + PKCE flow driven in a real headless Chromium (login, consent, code, tokens, SDK v1 and v2
-// clients, refresh rotation, revocation), static tokens for CLIs on /mcp-key, and a security suite
-// that tries each attack, prints the table of outcomes and requires every row to be refused.
+// clients, refresh rotation, revocation, the owner's /grants page and sign-out), static tokens for
+// CLIs on /mcp-key (with per-token scopes), and a security suite that tries each attack, prints
+// the table of outcomes and requires every row to be refused with the exact status and error it
+// names: token and PKCE abuse, open redirects, CSRF, framing, XSS, cross-user access, traversal,
+// SSRF, sign-in and token throttling (each attack "from" its own CF-Connecting-IP, which
+// `wrangler dev` passes through), grant revocation, sign-out and a password change.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
