@@ -9,40 +9,16 @@
  * Targets: `tools/list` <= 2x the floor's, `get_defaults` <= 1.5x the floor's constant tool. Exit
  * code 1 when a target is missed or the run crashes; 2 for a bad option.
  */
-import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { freePort, startGateway } from "../test/e2e/gateway.mjs";
+import { startGateway } from "../test/e2e/gateway.mjs";
 import { startFakeComfy } from "../test/fake-comfyui/server.mjs";
 import { benchmark, integerOption, percentile, progress, progressDone, reportChecks } from "./cli.mjs";
 
 const TARGET_LIST_RATIO = 2;
 const TARGET_DEFAULTS_RATIO = 1.5;
-/** The fixed tools (src/mcp/server.ts FIXED_TOOLS); every other tool is a workflow's. */
-const FIXED_TOOLS = new Set([
-  "list_models",
-  "get_defaults",
-  "set_defaults",
-  "list_workflows",
-  "run_workflow",
-  "view_image",
-  "regenerate",
-  "get_queue_status",
-  "get_job",
-  "list_assets",
-  "get_asset_metadata",
-  "cancel_job",
-  "get_publish_info",
-  "publish_asset",
-  "list_published",
-  "unpublish",
-  "list_backends",
-]);
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
   options: {
     samples: { type: "string", default: "30" },
@@ -69,7 +45,9 @@ await bench.run(async () => {
   const base = await connect(floor.mcpUrl);
 
   const tools = (await ours.listTools()).tools;
-  const surface = measureSurface(tools);
+  // Which tools are a workflow's own: list_workflows says (tool = null when it has none).
+  const listed = (await ours.callTool({ name: "list_workflows", arguments: {} })).structuredContent;
+  const surface = measureSurface(tools, new Set(listed.workflows.map((workflow) => workflow.tool)));
 
   // Alternate ours and the floor call by call, so a noisy moment hits both alike.
   const timings = { list: [], floorList: [], defaults: [], floorCall: [] };
@@ -119,11 +97,11 @@ await bench.run(async () => {
 });
 
 /** Bytes of compact JSON, as a client holds the list (and roughly 4 bytes per token). */
-function measureSurface(tools) {
+function measureSurface(tools, workflowNames) {
   const bytes = (value) => Buffer.byteLength(JSON.stringify(value));
   const perTool = tools.map((tool) => ({
     name: tool.name,
-    workflow: !FIXED_TOOLS.has(tool.name),
+    workflow: workflowNames.has(tool.name),
     bytes: bytes(tool),
     input_schema_bytes: bytes(tool.inputSchema ?? {}),
     output_schema_bytes: bytes(tool.outputSchema ?? {}),
@@ -167,58 +145,7 @@ async function connect(mcpUrl) {
   return client;
 }
 
-/** The floor Worker under its own `wrangler dev`, started like the gateway. */
-async function startFloor() {
-  const [port, inspectorPort] = [await freePort(), await freePort()];
-  const child = spawn(
-    "npx",
-    [
-      "wrangler",
-      "dev",
-      "-c",
-      "bench/floor/wrangler.toml",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--show-interactive-dev-session=false",
-      "--log-level",
-      "warn",
-    ],
-    {
-      cwd: root,
-      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true" },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
-    },
-  );
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-  };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the floor Worker's wrangler dev exited:\n${output}`);
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`the floor Worker was not ready after 60 s:\n${output}`);
-    }
-    try {
-      const response = await fetch(`${url}/mcp`, { method: "GET", signal: AbortSignal.timeout(2_000) });
-      await response.body?.cancel();
-      break;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-  return { mcpUrl: `${url}/mcp`, stop };
+/** The floor Worker under its own `wrangler dev`, started like the gateway (its ComfyUI URL unused). */
+function startFloor() {
+  return startGateway({ comfyUrl: "http://127.0.0.1:9", config: "bench/floor/wrangler.toml" });
 }

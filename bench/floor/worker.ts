@@ -26,6 +26,8 @@ function buildServer(): McpServer {
 
 export default {
   fetch(request: Request, env: unknown, ctx: ExecutionContext): Promise<Response> {
+    // The benchmark starts it with the gateway's launcher, which waits for /healthz.
+    if (new URL(request.url).pathname === "/healthz") return Promise.resolve(Response.json({ ok: true }));
     return createMcpHandler(buildServer, { route: "/mcp" })(request, env, ctx);
   },
 };

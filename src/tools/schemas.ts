@@ -38,7 +38,7 @@ export const jobResultSchema = z.object({
 /** What the tools that start or stop a job return: the same job, pointing at get_job's schema. */
 export const jobHandleSchema = z
   .object({ status: z.enum(JOB_STATUSES), job_id: z.string(), assets: z.array(z.object({})) })
-  .describe("The job, as get_job returns it.");
+  .describe("As get_job returns it.");
 
 export function assetUri(asset: Pick<AssetView, "asset_id">): string {
   return `comfy://assets/${asset.asset_id}`;

@@ -21,7 +21,8 @@ export async function freePort() {
 }
 
 /**
- * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string | undefined>, readyTimeoutMs?: number, readyStatus?: number }} options
+ * @param {{ comfyUrl: string, port?: number, persistDir?: string, vars?: Record<string, string | undefined>, readyTimeoutMs?: number, readyStatus?: number, config?: string }} options
+ *   `config`: another wrangler configuration (bench/floor/wrangler.toml) instead of the gateway's.
  *   `vars`: extra `--var`s; loopback mode (ALLOW_UNAUTHENTICATED_LOCAL=true, as `npm start`) is on unless
  *   overridden, or left out with `ALLOW_UNAUTHENTICATED_LOCAL: undefined` (then only wrangler.toml speaks).
  *   `readyStatus`: the /healthz status that means "up" (503 for a gateway expected to refuse its configuration).
@@ -43,6 +44,7 @@ export async function startGateway(options) {
   const args = [
     "wrangler",
     "dev",
+    ...(options.config ? ["-c", options.config] : []),
     "--ip",
     "127.0.0.1",
     "--port",

@@ -102,9 +102,12 @@ export async function startHarness({
     COMFY_MCP_WAIT_SECONDS: String(waitSeconds),
     MCP_TOKENS: users.map((u) => `${u}:${tokenFor(u)}`).join(","),
     DOWNLOAD_SIGNING_KEY: "reliability-signing-key",
-    // The users here are load, not guests: the per-user job limits (issue #13) would refuse it.
-    COMFY_MCP_USER_MAX_OPEN_JOBS: "unlimited",
-    COMFY_MCP_USER_MAX_JOBS_PER_MINUTE: "unlimited",
+    // The users here are load, not guests: the per-user limits (issue #13) would refuse it.
+    ...Object.fromEntries(
+      ["OPEN_JOBS", "JOBS_PER_MINUTE", "MEGAPIXELS", "VIDEO_MEGAPIXEL_FRAMES", "STEPS", "INPUT_IMAGE_SIDE"].map(
+        (limit) => [`COMFY_MCP_USER_MAX_${limit}`, "unlimited"],
+      ),
+    ),
     ...extraVars,
   };
   let gateway;

@@ -4,47 +4,16 @@
 // image sides) after defaults and overrides, and its open jobs and jobs per minute are counted
 // by its studio at submission. The MCP requests go through serveMcp with a chosen identity, as
 // /mcp and /mcp-key call it once the caller is authenticated.
-import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
 import { readConfig } from "../../src/config";
-import { serveMcp } from "../../src/mcp/serve";
 import type { JobView } from "../../src/studio/records";
 // @ts-expect-error plain JavaScript module without type declarations
 import { encodePng } from "../fake-comfyui/png.mjs";
 import { imageJob } from "../support/image-job";
+import { rpc } from "../support/mcp-rpc";
 
-const LOCAL = "http://127.0.0.1:8787";
 const fakeUrl = `http://127.0.0.1:${inject("comfyPort")}`;
-
-/** One JSON-RPC call as `principal` with exactly these scopes; the answer's JSON-RPC message. */
-async function rpc(principal: string, scopes: string[], method: string, params: Record<string, unknown> = {}) {
-  const ctx = createExecutionContext();
-  const response = await serveMcp(
-    new Request(`${LOCAL}/mcp`, {
-      method: "POST",
-      headers: {
-        Host: "127.0.0.1:8787",
-        "Content-Type": "application/json",
-        Accept: "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25",
-      },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-    }),
-    env,
-    ctx,
-    { principal, scopes: new Set(scopes) },
-  );
-  const text = await response.text();
-  await waitOnExecutionContext(ctx);
-  const messages = (response.headers.get("Content-Type") ?? "").includes("text/event-stream")
-    ? text
-        .split("\n")
-        .filter((line) => line.startsWith("data: "))
-        .map((line) => JSON.parse(line.slice(6)))
-    : [JSON.parse(text)];
-  // biome-ignore lint/suspicious/noExplicitAny: JSON-RPC answers are checked field by field
-  return messages.find((message) => "result" in message || "error" in message) as any;
-}
 
 const call = async (principal: string, scopes: string[], name: string, args: Record<string, unknown> = {}) =>
   (await rpc(principal, scopes, "tools/call", { name, arguments: args })).result as {
