@@ -1,11 +1,12 @@
 // Starts the real gateway (`wrangler dev`) as a child process for end-to-end tests, the CLI demo
 // and benchmarks: its own port, inspector port and state directory, ComfyUI URL injected.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -128,4 +129,28 @@ function killTree(child) {
       // already gone
     }
   }, 2_000).unref();
+}
+
+/**
+ * Puts a file into the gateway's local R2 bucket in `persistDir` (the state a gateway started with
+ * that persistDir reads), as an operator's `wrangler r2 object put` would, bypassing the gateway.
+ */
+export async function putLocalR2Object(persistDir, key, file, contentType) {
+  await promisify(execFile)(
+    "npx",
+    [
+      "wrangler",
+      "r2",
+      "object",
+      "put",
+      `comfyui-mcp-edge-assets/${key}`,
+      "--file",
+      file,
+      ...(contentType ? ["--content-type", contentType] : []),
+      "--local",
+      "--persist-to",
+      persistDir,
+    ],
+    { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
+  );
 }

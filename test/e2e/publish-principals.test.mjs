@@ -1,20 +1,11 @@
-// Published files per principal, end to end through wrangler dev, local R2 and the fake ComfyUI,
-// with SDK v1 and v2 clients on /mcp-key: the owner and a second token user ("mallory") each
-// publish, list and unpublish; neither sees, replaces or deletes the other's files or manifest,
-// the owner's URLs stay gen/<name> and gen/manifest.json, an object from before principals were
-// recorded is the owner's, and no manifest can be unpublished (issue #13, finding 1). Then the
-// size check: an asset over the budget is refused from its recorded size without being downloaded
-// (finding 9).
-import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeComfy } from "../fake-comfyui/server.mjs";
 import { CLIENTS } from "./clients.mjs";
-import { startGateway } from "./gateway.mjs";
+import { putLocalR2Object, startGateway } from "./gateway.mjs";
 
 const OWNER_TOKEN = randomBytes(24).toString("hex");
 const MALLORY_TOKEN = randomBytes(24).toString("hex");
@@ -43,24 +34,7 @@ beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), "comfyui-mcp-edge-principals-"));
   const file = join(stateDir, "legacy.png");
   writeFileSync(file, LEGACY_BYTES);
-  await promisify(execFile)(
-    "npx",
-    [
-      "wrangler",
-      "r2",
-      "object",
-      "put",
-      "comfyui-mcp-edge-assets/gen/legacy.png",
-      "--file",
-      file,
-      "--content-type",
-      "image/png",
-      "--local",
-      "--persist-to",
-      join(stateDir, "state"),
-    ],
-    { env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
-  );
+  await putLocalR2Object(join(stateDir, "state"), "gen/legacy.png", file, "image/png");
   fake = await startFakeComfy({ port: 0, stepDelayMs: 1, nodeDelayMs: 1 });
   gateway = await startGateway({
     comfyUrl: fake.url,

@@ -1,16 +1,11 @@
-// Every workflow is a tool, end to end: bundled image/audio/video/img2img workflows, workflows
-// stored in R2 (a batch, a broken graph, rejected files), run_workflow, regenerate with each seed
-// mode, input media and every error path, through a real `wrangler dev` and both MCP clients.
-import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodePng } from "../fake-comfyui/png.mjs";
 import { startFakeComfy } from "../fake-comfyui/server.mjs";
 import { CLIENTS } from "./clients.mjs";
-import { startGateway } from "./gateway.mjs";
+import { putLocalR2Object, startGateway } from "./gateway.mjs";
 
 /** Workflows a user adds to the bucket with `wrangler r2 object put`, no redeploy. */
 const STORED = {
@@ -82,24 +77,7 @@ beforeAll(async () => {
   mkdirSync(files);
   for (const [name, body] of Object.entries(STORED)) {
     writeFileSync(join(files, name), JSON.stringify(body));
-    await promisify(execFile)(
-      "npx",
-      [
-        "wrangler",
-        "r2",
-        "object",
-        "put",
-        `comfyui-mcp-edge-assets/workflows/${name}`,
-        "--file",
-        join(files, name),
-        "--local",
-        "--persist-to",
-        join(stateDir, "state"),
-      ],
-      {
-        env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" },
-      },
-    );
+    await putLocalR2Object(join(stateDir, "state"), `workflows/${name}`, join(files, name));
   }
   gateway = await startGateway({
     comfyUrl: fake.url,
