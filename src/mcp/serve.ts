@@ -25,7 +25,9 @@ export async function serveMcp(
   ctx: ExecutionContext,
   identity: Identity,
 ): Promise<Response> {
-  const origins = allowedOrigins(request, env);
+  // One loopback verdict per request, for the Origin check and the SDK's Host list alike.
+  const local = loopbackMode(request, env);
+  const origins = allowedOrigins(request, env, local);
   const refused = foreignOrigin(request, origins) ?? (await invalidParams(request));
   if (refused) return refused;
   const config = readConfig(env);
@@ -41,10 +43,9 @@ export async function serveMcp(
     scopes: identity.scopes,
     session: sessionTag(request.headers),
   };
-  const local = loopbackMode(request, env).local;
   const handler = createMcpHandler(() => buildMcpServer(tools), {
     route: new URL(request.url).pathname,
-    allowedHostnames: [new URL(config.publicUrl).hostname, ...(local ? LOOPBACK_HOSTNAMES : [])],
+    allowedHostnames: [new URL(config.publicUrl).hostname, ...(local.local ? LOOPBACK_HOSTNAMES : [])],
     // The SDK compares hostnames only; the exact origin check above is the one that decides.
     allowedOriginHostnames: [...origins].map((origin) => new URL(origin).hostname),
   });

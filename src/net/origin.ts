@@ -4,12 +4,15 @@
  * let a page on any other localhost port (a dev server, a local app) call every tool.
  */
 import { readConfig } from "../config";
-import { loopbackMode } from "./loopback";
+import { type LoopbackVerdict, loopbackMode } from "./loopback";
 
 /** The origins allowed to send this request, as serialised origins (`https://host[:port]`). */
-export function allowedOrigins(request: Request, env: Env): ReadonlySet<string> {
+export function allowedOrigins(
+  request: Request,
+  env: Env,
+  local: LoopbackVerdict = loopbackMode(request, env),
+): ReadonlySet<string> {
   const own = new URL(readConfig(env).publicUrl).origin;
-  const local = loopbackMode(request, env);
   return new Set([own, ...(local.local ? local.origins : [])]);
 }
 
