@@ -14,6 +14,7 @@ import { registerJobTools } from "../tools/jobs";
 import { registerModelTools } from "../tools/models";
 import { registerPublishTools } from "../tools/publish";
 import { registerCatalogueTools, registerWorkflowTools } from "../tools/workflows";
+import { registerStudioView } from "../view/resource";
 import { loadCatalogue } from "../workflows/registry";
 import { withToolConventions } from "./conventions";
 
@@ -71,5 +72,6 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerPublishTools(server, tools);
   registerBackendTools(server, tools);
   registerAssetResources(server, tools);
+  registerStudioView(server, tools);
   return server;
 }

@@ -18,6 +18,7 @@ import type { AssetView } from "../studio/records";
 import { missingScope, requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { assetUri, downloadLinks } from "./schemas";
+import { VIEW_META } from "../view/resource";
 
 /** Above this an inline blob hurts more than it helps (clients cap results at about 1 MB). */
 const MAX_INLINE_BYTES = 700_000;
@@ -79,6 +80,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
       inputSchema: listAssetsInput,
       outputSchema: listAssetsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+      _meta: VIEW_META,
     },
     ({ limit, cursor, workflow_id, media_type, session_id }) =>
       runTool(async () => {

@@ -23,6 +23,7 @@ import {
   waitSecondsArg,
 } from "./schemas";
 import { waitForJob } from "./wait";
+import { VIEW_META } from "../view/resource";
 
 const notFound = (id: string) =>
   failure(
@@ -63,6 +64,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       inputSchema: getJobInput,
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
+      _meta: VIEW_META,
     },
     ({ prompt_id, wait_seconds }, ctx) =>
       runTool(async () => {

@@ -16,6 +16,7 @@ import { requireScope, type ToolContext } from "./context";
 import { runTool } from "./run";
 import { runWorkflow } from "./run-workflow";
 import { backendArg, jobHandleSchema, resubmitArg, waitSecondsArg } from "./schemas";
+import { VIEW_META } from "../view/resource";
 
 // idempotentHint is false unless said (the spec's default), so it is left out: bytes in every agent's context.
 const WRITE = { readOnlyHint: false, destructiveHint: false, openWorldHint: false } as const;
@@ -92,6 +93,7 @@ export function registerWorkflowTools(server: McpServer, tools: ToolContext, cat
         inputSchema: workflowInputSchema(workflow),
         outputSchema: jobHandleSchema,
         annotations: WRITE,
+        _meta: VIEW_META,
       },
       (args: Record<string, unknown>, ctx) =>
         runTool(() => {
@@ -156,6 +158,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       inputSchema: runWorkflowInput,
       outputSchema: jobHandleSchema,
       annotations: WRITE,
+      _meta: VIEW_META,
     },
     ({ workflow_id, overrides, options, wait_seconds, backend, resubmit_if_backend_lost }, ctx) =>
       runTool(async () => {
@@ -189,6 +192,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
       inputSchema: regenerateInput,
       outputSchema: jobHandleSchema,
       annotations: WRITE,
+      _meta: VIEW_META,
     },
     (args, ctx) => runTool(() => regenerate(tools, catalogue, args, ctx)),
   );
