@@ -17,6 +17,7 @@ import { loopbackMode } from "./net/loopback";
 import { Backends } from "./pool/backends";
 import { healthz } from "./pool/healthz";
 import { publishConfig } from "./publish/bucket";
+import { registerStudioPage } from "./view/page";
 
 export { Studio } from "./studio/studio";
 export { Pool } from "./pool/coordinator";
@@ -68,6 +69,7 @@ app.on(["GET", "HEAD"], "/published/*", async (c) => {
 });
 
 registerOwnerRoutes(app);
+registerStudioPage(app);
 
 /** Static tokens for CLIs and IDEs; no OAuth discovery here, because Cursor ignores headers on OAuth routes. */
 app.all("/mcp-key", async (c) => {

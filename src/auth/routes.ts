@@ -38,7 +38,7 @@ type AppContext = Context<{ Bindings: Env }>;
 
 /** Where a successful sign-in may lead: our own pages only, never an open redirect. */
 function signInTarget(next: string): string {
-  return next.startsWith("/authorize?") || next === "/grants" ? next : "/";
+  return next.startsWith("/authorize?") || next === "/grants" || next === "/studio" ? next : "/";
 }
 
 export function registerOwnerRoutes(app: Hono<{ Bindings: Env }>): void {

@@ -86,8 +86,9 @@ describe("scopes on every tool and resource", () => {
       expect(refused.error, `resources/read with [${granted}]`).toMatchObject({ code: -32600 });
       expect(refused.error.message).toMatch(/not granted the 'generate' scope, which reading assets needs/);
       expect(refused.error.data).toMatchObject({ missing_scope: "generate" });
+      // No asset is listed; the studio view is (a static document with no user data in it).
       const listed = await rpc(owner, granted, "resources/list");
-      expect(listed.result.resources).toEqual([]);
+      expect(listed.result.resources.map((resource: { uri: string }) => resource.uri)).toEqual(["ui://comfy/studio"]);
     }
     const read = await rpc(owner, ["generate"], "resources/read", { uri });
     expect(read.result.contents[0]).toMatchObject({ uri, mimeType: "image/png" });
