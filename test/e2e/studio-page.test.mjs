@@ -177,6 +177,19 @@ describe("/studio in loopback mode (npm start)", () => {
       await details.locator("pre").waitFor({ timeout: STEP_MS });
       expect(await details.textContent()).toContain(second);
 
+      // Publish: publish_asset in library mode; the link it returns and the published list show the file.
+      await results.locator('button[data-action="publish"]').click();
+      const publishedLink = page.locator('[data-testid="status"] a');
+      await publishedLink.waitFor({ timeout: STEP_MS });
+      const publishedUrl = await publishedLink.getAttribute("href");
+      expect(publishedUrl).toMatch(/\/published\/.+\.(png|webp|jpg)$/);
+      await expect
+        .poll(async () => page.locator("#published-list a").evaluateAll((links) => links.map((a) => a.href)), {
+          timeout: STEP_MS,
+        })
+        .toContain(publishedUrl);
+      expect((await fetch(publishedUrl)).status, "the published file is served").toBe(200);
+
       mkdirSync(dirname(SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
 

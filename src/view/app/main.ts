@@ -253,9 +253,14 @@ async function regenerate(assetId: string, prompt?: string): Promise<void> {
 
 async function publish(assetId: string): Promise<void> {
   setStatus("Publishing…");
-  const published = await call("publish_asset", { asset_id: assetId });
+  // Library mode: a content-hashed file name and a manifest entry, so nothing is ever overwritten.
+  const manifestKey = `studio-${assetId
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "")
+    .slice(0, 12)}`;
+  const published = await call("publish_asset", { asset_id: assetId, manifest_key: manifestKey });
   setStatus(String(published.message ?? `Published ${assetId}.`));
-  const url = typeof published.url === "string" ? published.url : undefined;
+  const url = typeof published.dest_url === "string" ? published.dest_url : undefined;
   if (url) {
     const link = h("a", { href: url, target: "_blank", rel: "noopener" }, url);
     byId("status").append(" ", link);
