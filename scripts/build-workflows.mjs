@@ -1,37 +1,70 @@
-// Build step: bundles every workflows/*.json (API format) and its optional <id>.meta.json into
+// Build step: bundles every workflows/*.json and its optional <id>.meta.json into
 // src/workflows/bundled.generated.ts, because a Worker has no filesystem. Files are checked with
 // the same parser the Worker uses; a bad file is reported by name and left out, never fatal.
+// A UI-format file (ComfyUI's "Save") is converted with the same code add_workflow uses; its
+// PARAM_* placeholders are kept, and a file without any gets the proposed parameters.
 // Runs before `npm start`/`npm test`/typecheck, and from wrangler's [build] whenever workflows/
 // changes while `wrangler dev` runs.
+//
+//   node scripts/build-workflows.mjs [--quiet] [--dir <workflows dir>] [--out <generated .ts>]
+//                                    [--object-info <path to a ComfyUI /object_info JSON>]
+//
+// Node schemas for the conversion: --object-info, else $COMFY_OBJECT_INFO, else the recorded
+// ComfyUI 0.3.64 schemas of the fake. Never fetched over the network: CI has no ComfyUI, and a
+// build must not depend on one being up.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { parseWorkflow } from "../src/workflows/definition.ts";
+import { planParameters, toWorkflowFile } from "../src/workflows/proposals.ts";
+import { convertUiWorkflow, detectFormat } from "../src/workflows/ui-format.ts";
+import { validateAgainst } from "../src/workflows/validate-graph.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const directory = join(root, "workflows");
-const target = join(root, "src", "workflows", "bundled.generated.ts");
+const { values: options } = parseArgs({
+  options: {
+    quiet: { type: "boolean", default: false },
+    dir: { type: "string" },
+    out: { type: "string" },
+    "object-info": { type: "string" },
+  },
+});
+const directory = options.dir ? resolve(options.dir) : join(root, "workflows");
+const target = options.out ? resolve(options.out) : join(root, "src", "workflows", "bundled.generated.ts");
+const schemas = schemaSource();
+const label = (name) => `${relative(root, directory) === "workflows" ? "workflows" : directory}/${name}`;
 
 const files = [];
 const rejected = [];
+const converted = [];
 const names = readdirSync(directory)
   .filter((name) => name.endsWith(".json") && !name.endsWith(".meta.json"))
   .sort();
 for (const name of readdirSync(directory).filter((n) => n.endsWith(".meta.json"))) {
   if (!names.includes(name.replace(/\.meta\.json$/, ".json")))
-    rejected.push({ file: `workflows/${name}`, problem: "sidecar without a workflow file next to it" });
+    rejected.push({ file: label(name), problem: "sidecar without a workflow file next to it" });
 }
 for (const name of names) {
   const id = name.slice(0, -".json".length);
   const graph = readJson(join(directory, name));
   const metaPath = join(directory, `${id}.meta.json`);
   const meta = existsSync(metaPath) ? readJson(metaPath) : { value: undefined };
-  const problem = graph.error ?? (meta.error && `${id}.meta.json: ${meta.error}`);
-  const result = problem
+  let problem = graph.error ?? (meta.error && `${id}.meta.json: ${meta.error}`);
+  let file = { id, graph: graph.value, meta: meta.value };
+  if (!problem && detectFormat(graph.value) === "ui") {
+    const result = fromUiFormat(id, graph.value, meta.value);
+    if (result.problem) problem = result.problem;
+    else {
+      file = result.file;
+      converted.push({ name, notes: result.notes });
+    }
+  }
+  const parsed = problem
     ? { ok: false, problem }
-    : parseWorkflow({ id, graph: graph.value, meta: meta.value, source: "bundled" });
-  if (result.ok) files.push({ id, graph: graph.value, meta: meta.value });
-  else rejected.push({ file: `workflows/${name}`, problem: result.problem });
+    : parseWorkflow({ id, graph: file.graph, meta: file.meta, source: "bundled" });
+  if (parsed.ok) files.push(file);
+  else rejected.push({ file: label(name), problem: parsed.problem });
 }
 
 for (const { file, problem } of rejected) console.error(`workflows: rejected ${file}: ${problem}`);
@@ -45,15 +78,95 @@ export const REJECTED_WORKFLOWS: RejectedWorkflow[] = ${JSON.stringify(rejected,
 // Only write on change: wrangler dev watches src/ and would otherwise rebuild in a loop.
 const previous = existsSync(target) ? readFileSync(target, "utf8") : "";
 if (previous !== source) writeFileSync(target, source);
-if (!process.argv.includes("--quiet"))
+if (!options.quiet) {
+  if (schemas.used) console.log(`workflows: UI-format files converted with node schemas from ${schemas.origin}`);
+  for (const { name, notes } of converted)
+    for (const note of notes) console.log(`workflows: converted ${label(name)}: ${note}`);
   console.log(
     `workflows: ${files.length} bundled (${files.map((f) => f.id).join(", ")})${rejected.length ? `, ${rejected.length} rejected` : ""}`,
   );
+}
+
+/**
+ * A UI-format file as the API graph and sidecar parseWorkflow reads, or why not. Placeholders the
+ * author typed into widgets survive the conversion (widget strings pass through), and then they,
+ * not proposals, are the parameters: the author chose. Otherwise the proposals become the
+ * parameters, and the sidecar (name, description, per-parameter rules) is laid over them.
+ */
+function fromUiFormat(id, ui, meta) {
+  const objectInfo = schemas.load();
+  if (typeof objectInfo === "string") return { problem: objectInfo };
+  const conversion = convertUiWorkflow(ui, objectInfo);
+  if (!conversion.ok) return { problem: `UI-format workflow not converted: ${conversion.problem}` };
+  const graph = conversion.graph;
+  const notes = [...conversion.notes];
+  // As add_workflow: what ComfyUI itself would refuse is refused here. Missing models are not
+  // (the build's schemas are not the user's backend), nor values that are placeholders.
+  const fatal = validateAgainst(graph, objectInfo).problems.filter(
+    (problem) => !(problem.node_id && problem.input && isPlaceholder(graph[problem.node_id]?.inputs[problem.input])),
+  );
+  if (fatal.length > 0)
+    return {
+      problem: `converted, but ComfyUI would refuse the graph: ${fatal.map((problem) => problem.message).join("; ")}`,
+    };
+  if (hasPlaceholders(graph)) return { file: { id, graph, meta }, notes };
+
+  const plan = planParameters(graph, objectInfo);
+  for (const reason of plan.needsMap) notes.push(`no parameter proposed: ${reason}`);
+  const proposed = toWorkflowFile(id, graph, plan.proposals);
+  notes.push(`parameters proposed: ${plan.proposals.map((proposal) => proposal.name).join(", ") || "none"}`);
+  const sidecar = meta === undefined ? {} : meta;
+  // A malformed sidecar goes to parseWorkflow untouched, so that it reports it as for any file.
+  if (!isRecord(sidecar) || (sidecar.parameters !== undefined && !isRecord(sidecar.parameters)))
+    return { file: { id, graph: proposed.graph, meta }, notes };
+  const parameters = { ...proposed.meta.parameters };
+  for (const [name, rules] of Object.entries(sidecar.parameters ?? {}))
+    parameters[name] = isRecord(rules) ? { ...parameters[name], ...rules } : rules;
+  return { file: { id, graph: proposed.graph, meta: { ...sidecar, parameters } }, notes };
+}
+
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isPlaceholder(value) {
+  return typeof value === "string" && value.startsWith("PARAM_");
+}
+
+function hasPlaceholders(graph) {
+  return Object.values(graph).some((node) => Object.values(node.inputs).some(isPlaceholder));
+}
+
+/** Node schemas, read once and only if a UI-format file needs them. */
+function schemaSource() {
+  const path = options["object-info"] ?? process.env.COMFY_OBJECT_INFO;
+  const origin = path
+    ? `${resolve(path)}${options["object-info"] ? "" : " ($COMFY_OBJECT_INFO)"}`
+    : "the recorded ComfyUI 0.3.64 schemas (test/fake-comfyui/samples/object_info.json)";
+  const file = path ? resolve(path) : join(root, "test", "fake-comfyui", "samples", "object_info.json");
+  let cached;
+  const source = {
+    origin,
+    used: false,
+    load() {
+      source.used = true;
+      if (cached !== undefined) return cached;
+      const json = readJson(file);
+      cached = json.error
+        ? `node schemas ${file}: ${json.error}`
+        : typeof json.value !== "object" || json.value === null || Array.isArray(json.value)
+          ? `node schemas ${file}: not a ComfyUI /object_info object`
+          : json.value;
+      return cached;
+    },
+  };
+  return source;
+}
 
 function readJson(path) {
   try {
     return { value: JSON.parse(readFileSync(path, "utf8")) };
   } catch (error) {
-    return { error: `not valid JSON (${error.message})` };
+    return { error: error.code === "ENOENT" ? "file not found" : `not valid JSON (${error.message})` };
   }
 }

@@ -12,6 +12,7 @@ declare global {
     COMFYUI_BEARER_TOKEN?: string;
     /** Which workflows get a tool of their own: all (default), none, or a list (see GatewayConfig). */
     COMFY_MCP_WORKFLOW_TOOLS?: string;
+    COMFY_MCP_FETCH_ALLOW_ORIGINS?: string;
   }
 }
 
@@ -45,6 +46,11 @@ export interface GatewayConfig {
   workflowTools: "all" | "none" | ReadonlySet<string>;
   /** What one principal may ask of the GPU: the owner's limits and every other user's. */
   limits: { owner: UserLimits; users: UserLimits };
+  /**
+   * Origins the operator trusts although the SSRF rules would refuse them (an intranet file
+   * server, a test's local server): COMFY_MCP_FETCH_ALLOW_ORIGINS, exact origins only.
+   */
+  fetchAllowOrigins: ReadonlySet<string>;
 }
 
 /** One limit and the variable that sets it, so a refusal can say what raises it. null = unlimited. */
@@ -104,7 +110,23 @@ export function readConfig(env: Env): GatewayConfig {
     backendGraceMs: clampSeconds(env.COMFY_MCP_BACKEND_GRACE_SECONDS, 30, 1, 3600) * 1000,
     workflowTools: workflowToolsChoice(env.COMFY_MCP_WORKFLOW_TOOLS),
     limits: { owner: readLimits(env, "OWNER"), users: readLimits(env, "USER") },
+    fetchAllowOrigins: exactOrigins(env.COMFY_MCP_FETCH_ALLOW_ORIGINS),
   };
+}
+
+/** Comma-separated http(s) origins, each kept only if it is exactly an origin (no path, no wildcard). */
+function exactOrigins(raw: string | undefined): ReadonlySet<string> {
+  const origins = new Set<string>();
+  for (const entry of (raw ?? "").split(",")) {
+    const candidate = entry.trim().replace(/\/+$/, "");
+    try {
+      const url = new URL(candidate);
+      if ((url.protocol === "https:" || url.protocol === "http:") && url.origin === candidate) origins.add(url.origin);
+    } catch {
+      // not a URL: ignored, like any other unreadable entry
+    }
+  }
+  return origins;
 }
 
 /** The limits that apply to this principal: the owner's, or those of every other user. */

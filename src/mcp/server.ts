@@ -6,6 +6,7 @@
  */
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../config";
+import { registerWorkflowAdminTools } from "../tools/add-workflow";
 import { registerAssetResources, registerAssetTools } from "../tools/assets";
 import { registerBackendTools } from "../tools/backends";
 import { registerConfigurationTools } from "../tools/configuration";
@@ -53,6 +54,8 @@ export const FIXED_TOOLS: ReadonlySet<string> = new Set([
   "list_published",
   "unpublish",
   "list_backends",
+  "add_workflow",
+  "remove_workflow",
 ]);
 
 export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
@@ -71,6 +74,7 @@ export async function buildMcpServer(tools: ToolContext): Promise<McpServer> {
   registerAssetTools(server, tools);
   registerPublishTools(server, tools);
   registerBackendTools(server, tools);
+  registerWorkflowAdminTools(server, tools, catalogue);
   registerAssetResources(server, tools);
   registerStudioView(server, tools);
   return server;

@@ -13,13 +13,20 @@ import type { ParamSpec } from "../workflows/definition";
  * of its own ComfyUI backends (`backendUrls`: COMFYUI_URL or the pool's urls), which sit behind
  * the gateway's credentials.
  */
-export function checkPublicUrl(spec: ParamSpec, url: string, backendUrls: readonly string[] = []): void {
+export function checkPublicUrl(
+  spec: Pick<ParamSpec, "name">,
+  url: string,
+  backendUrls: readonly string[] = [],
+  trustedOrigins: ReadonlySet<string> = new Set(),
+): void {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     throw new ToolFailure(`'${spec.name}': '${url}' is not a valid URL.`);
   }
+  // The operator named this exact origin (COMFY_MCP_FETCH_ALLOW_ORIGINS): their call, not a caller's.
+  if (trustedOrigins.has(parsed.origin)) return;
   if (parsed.protocol !== "https:")
     throw new ToolFailure(`'${spec.name}': only https URLs are accepted (got ${parsed.protocol}).`);
   if (isPrivateHost(parsed.hostname))

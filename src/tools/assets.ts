@@ -51,7 +51,7 @@ const listAssetsOutput = z
     count: z.number().int(),
     next_cursor: z.string().nullable(),
   })
-  .describe("Also the filters applied (workflow_id_filter, session_id_filter, media_type_filter).");
+  .describe("Also the filters applied (*_filter).");
 
 const getAssetMetadataInput = z.object({ asset_id: assetIdArg });
 
@@ -121,8 +121,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     "get_asset_metadata",
     {
       title: "Show an asset's provenance",
-      description:
-        "How an asset was made: file facts, workflow, parameters and seed, the graph sent to ComfyUI, its history entry, a download URL.",
+      description: "How an asset was made: file facts, workflow, parameters and seed, the graph sent, a download URL.",
       inputSchema: getAssetMetadataInput,
       outputSchema: getAssetMetadataOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -156,7 +155,7 @@ export function registerAssetTools(server: McpServer, tools: ToolContext): void 
     {
       title: "View an image",
       description:
-        "See a generated image: an inline thumbnail within max_dim and max_b64_chars, and a link to the full file. Animations show their first frame.",
+        "See a generated image: an inline thumbnail within max_dim and max_b64_chars, and a link to the full file.",
       inputSchema: viewImageInput,
       outputSchema: viewImageOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

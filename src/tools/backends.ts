@@ -18,7 +18,7 @@ const listBackendsOutput = z.object({
       }),
     )
     .describe(
-      "Each also has weight, tags, last_error, down_since, last_checked_at, node_count, models (by folder) and last_hour (socket reconnects, drops, completions per path).",
+      "Each also has weight, tags, last_error, down_since, node_count, models and last_hour (socket health, completions per path).",
     ),
   message: z.string(),
 });
@@ -29,7 +29,7 @@ export function registerBackendTools(server: McpServer, tools: ToolContext): voi
     {
       title: "List ComfyUI backends",
       description:
-        "The ComfyUI machines this gateway drives: up or down, queue, tags, weight, models, socket health. Jobs go to the least busy one with the models; pass 'backend' to a generation tool to choose.",
+        "The ComfyUI machines: up or down, queue, models, socket health. Jobs go to the least busy one with the models, or to 'backend'.",
       inputSchema: listBackendsInput,
       outputSchema: listBackendsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

@@ -102,8 +102,7 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     "get_defaults",
     {
       title: "Show generation defaults",
-      description:
-        "The defaults image, audio and video tools use for an omitted argument, with each value's source (runtime, persisted, env, workflow, built-in).",
+      description: "The defaults tools use for an omitted argument, per namespace, with each value's source.",
       inputSchema: getDefaultsInput,
       outputSchema: getDefaultsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -130,10 +129,10 @@ export function registerConfigurationTools(server: McpServer, tools: ToolContext
     {
       title: "Set generation defaults",
       description:
-        'Set defaults for omitted arguments per namespace, e.g. image={"steps": 30}; null removes one. Checked against the workflows and installed models; a namespace with an error is left unchanged.',
+        'Set defaults for omitted arguments per namespace, e.g. image={"steps": 30}; null removes one. Checked against workflows and models.',
       inputSchema: setDefaultsInput,
       outputSchema: setDefaultsOutput,
-      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+      annotations: { destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (args, ctx) =>
       runTool(async () => {

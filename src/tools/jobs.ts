@@ -30,9 +30,7 @@ const notFound = (id: string) =>
     `No job '${id}' in your studio. Pass the job_id (= prompt_id) returned by a generation tool; jobs submitted to ComfyUI by other means are not visible here.`,
   );
 
-const queueSchema = z
-  .array(z.object({}))
-  .describe("Each: position (1 = next on its backend), number, mine, prompt_id (yours only), backend.");
+const queueSchema = z.array(z.object({})).describe("Each: position, number, mine, prompt_id (yours only), backend.");
 
 // Schemas are built once per isolate: building them for every request was a third of a tools/list.
 const getJobInput = z.object({ prompt_id: promptIdArg, wait_seconds: waitSecondsArg });
@@ -47,10 +45,10 @@ const getQueueStatusOutput = z.object({
   pending_count: z.number().int(),
   queue_running: queueSchema,
   queue_pending: z.array(z.object({})).describe("Like queue_running."),
-  backends: z.array(z.object({})).describe("Each: name, state (up/down), running_count, pending_count, error."),
+  backends: z.array(z.object({})).describe("Each: name, state, counts, error."),
   your_usage: z
     .object({ open_jobs: z.number().int(), jobs_last_minute: z.number().int() })
-    .describe("Also limits (value, null = none; variable) and warnings."),
+    .describe("Also limits and warnings."),
   message: z.string(),
 });
 
@@ -60,7 +58,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     {
       title: "Get a job's status and results",
       description:
-        "A job's status by prompt_id: its assets when finished, ComfyUI's error when failed. wait_seconds (default 0) waits for an open job with progress.",
+        "A job's status by prompt_id: its assets when finished, ComfyUI's error when failed; wait_seconds waits with progress.",
       inputSchema: getJobInput,
       outputSchema: jobResultSchema,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -85,7 +83,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
       description: "Cancel a job: removed from the queue if waiting, interrupted if running. Returns its state.",
       inputSchema: cancelJobInput,
       outputSchema: jobHandleSchema,
-      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+      annotations: { destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     ({ prompt_id }) =>
       runTool(async () => {
@@ -109,7 +107,7 @@ export function registerJobTools(server: McpServer, tools: ToolContext): void {
     {
       title: "Show ComfyUI's queue",
       description:
-        "How busy each backend is: running and pending prompts in order (yours with prompt_id, others only counted), and your usage against your limits.",
+        "How busy each backend is: running and pending prompts (yours with prompt_id), and your usage against your limits.",
       inputSchema: getQueueStatusInput,
       outputSchema: getQueueStatusOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

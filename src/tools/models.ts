@@ -59,7 +59,7 @@ export function registerModelTools(server: McpServer, tools: ToolContext): void 
     {
       title: "List installed models",
       description:
-        "Model files installed in ComfyUI, by folder (default checkpoints): names for a tool's 'model' argument. by_backend says which backend has which.",
+        "Model files installed in ComfyUI, by folder (default checkpoints): names for a tool's 'model' argument, per backend.",
       inputSchema: listModelsInput,
       outputSchema: listModelsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },

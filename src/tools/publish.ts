@@ -59,7 +59,7 @@ const getPublishInfoOutput = z
     prefix: z.string(),
     missing: z.array(z.string()),
   })
-  .describe("Also bucket_bound, public_base_url(_configured), manifest_key, default_max_bytes.");
+  .describe("Also bucket_bound, public_base_url, manifest_key, default_max_bytes.");
 
 const publishAssetInput = z.object({
   asset_id: z.string().trim().min(1).max(200).describe("The asset to publish."),
@@ -118,7 +118,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Show publishing setup",
       description:
-        "Whether publishing works and where your files go (bucket, public URL, your prefix and manifest, byte budget), and what is missing. Call before publish_asset.",
+        "Whether publishing works, where your files go (public URL, prefix, manifest, byte budget) and what is missing.",
       inputSchema: getPublishInfoInput,
       outputSchema: getPublishInfoOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -156,11 +156,11 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
     {
       title: "Publish an asset to the web",
       description:
-        "Copy an asset to the R2 bucket under your prefix, within max_bytes. Demo mode: target_filename (its extension picks webp, png or jpg). " +
-        "Library mode: omit it, give manifest_key; the file gets a content-hashed name and a manifest entry. Errors carry a code (e.g. TARGET_EXISTS, BUDGET_UNREACHABLE).",
+        "Copy an asset to R2 under your prefix, within max_bytes. Demo mode: target_filename (its extension picks the format). " +
+        "Library mode: manifest_key instead; a content-hashed name and a manifest entry. Errors carry a code.",
       inputSchema: publishAssetInput,
       outputSchema: publishAssetOutput,
-      annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
+      annotations: { destructiveHint: true, openWorldHint: true },
     },
     (args) =>
       runPublishTool(() => {
@@ -221,7 +221,7 @@ export function registerPublishTools(server: McpServer, tools: ToolContext): voi
         "Delete one of your published files and its entries in your manifest (never a manifest itself). Errors carry a code.",
       inputSchema: unpublishInput,
       outputSchema: unpublishOutput,
-      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+      annotations: { destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     ({ filename }) =>
       runPublishTool(async () => {

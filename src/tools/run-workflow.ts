@@ -298,6 +298,7 @@ async function prepareValues(
         getAsset: (id: string) => tools.studio.getAsset(id),
         // No media URL may point the gateway at one of its own ComfyUI backends (SSRF).
         backendUrls: tools.config.backends.map((backend) => backend.baseUrl),
+        trustedOrigins: tools.config.fetchAllowOrigins,
         signal,
         maxImageSide,
       };

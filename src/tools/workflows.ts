@@ -18,8 +18,9 @@ import { runWorkflow } from "./run-workflow";
 import { backendArg, jobHandleSchema, resubmitArg, waitSecondsArg } from "./schemas";
 import { VIEW_META } from "../view/resource";
 
-// idempotentHint is false unless said (the spec's default), so it is left out: bytes in every agent's context.
-const WRITE = { readOnlyHint: false, destructiveHint: false, openWorldHint: false } as const;
+// readOnlyHint and idempotentHint are false unless said (the spec's defaults), so they are left out:
+// bytes in every agent's context.
+const WRITE = { destructiveHint: false, openWorldHint: false } as const;
 
 /** Input nodes whose seeds regenerate may change when a workflow has no seed parameter. */
 const SEED_INPUTS = ["seed", "noise_seed"];
@@ -47,7 +48,7 @@ const listWorkflowsInput = z.object({});
 const listWorkflowsOutput = z.object({
   workflows: z
     .array(z.object({ id: z.string(), tool: z.string().nullable(), output: z.string() }))
-    .describe("Each also has title, description, namespace, source and inputs (name, type, required, default, range)."),
+    .describe("Each also has title, description, namespace, source, added and inputs."),
   count: z.number().int(),
   rejected: z.array(z.object({ file: z.string(), problem: z.string() })),
 });
@@ -55,10 +56,7 @@ const listWorkflowsOutput = z.object({
 const runWorkflowInput = z.object({
   workflow_id: z.string().min(1).max(200).describe("Id or tool name (list_workflows)."),
   overrides: z.record(z.string(), z.unknown()).optional().describe('By parameter name, e.g. {"prompt": "a fox"}.'),
-  options: z
-    .record(z.string(), z.unknown())
-    .optional()
-    .describe("Accepted for the original server's callers; ignored."),
+  options: z.record(z.string(), z.unknown()).optional().describe("Ignored (the original's callers send it)."),
   wait_seconds: waitSecondsArg,
   backend: backendArg,
   resubmit_if_backend_lost: resubmitArg,
@@ -124,7 +122,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     {
       title: "List workflows",
       description:
-        "Every workflow this gateway can run (bundled or in R2): its tool (null: run it with run_workflow), output and parameters; also rejected files and why.",
+        "Every workflow (bundled or added): its tool (null: use run_workflow), output and parameters; rejected files and why.",
       inputSchema: listWorkflowsInput,
       outputSchema: listWorkflowsOutput,
       annotations: { readOnlyHint: true, openWorldHint: false, idempotentHint: true },
@@ -141,6 +139,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
             output: workflow.output,
             namespace: workflow.namespace,
             source: workflow.source,
+            ...(workflow.added && { added: workflow.added }),
             inputs: workflow.params.map(describeInput),
           })),
           count: catalogue.workflows.length,
@@ -154,7 +153,7 @@ export function registerCatalogueTools(server: McpServer, tools: ToolContext, ca
     {
       title: "Run a workflow by id",
       description:
-        "Run any workflow from list_workflows with overrides by parameter name, checked like its own tool's arguments; unknown ones are reported back.",
+        "Run any workflow from list_workflows with overrides by parameter name, checked like its own tool's arguments.",
       inputSchema: runWorkflowInput,
       outputSchema: jobHandleSchema,
       annotations: WRITE,

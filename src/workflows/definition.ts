@@ -35,6 +35,14 @@ export interface WorkflowDefinition {
   source: "bundled" | "r2";
   /** Backend tags this workflow prefers (sidecar `backend_tags`, e.g. ["video"]). */
   backendTags: string[];
+  /** Who stored it with add_workflow, when, and from where ("inline" or the URL). */
+  added?: Provenance;
+}
+
+export interface Provenance {
+  by: string;
+  at: string;
+  from: string;
 }
 
 export interface WorkflowFile {
@@ -96,6 +104,7 @@ const SIDECAR_KEYS = new Set([
   "hash",
   "version",
   "backend_tags",
+  "added",
 ]);
 const PARAMETER_KEYS = new Set(["description", "required", "default", "enum", "min", "max", "step"]);
 const OUTPUT_CLASSES: Record<string, Exclude<OutputKind, "mixed" | "unknown">> = {
@@ -170,6 +179,7 @@ export function parseWorkflow(file: WorkflowFile): ParseResult {
       params,
       source: file.source,
       backendTags: sidecar.backendTags ?? [],
+      ...(sidecar.added && { added: sidecar.added }),
     },
   };
 }
@@ -208,7 +218,7 @@ function checkGraph(graph: unknown): string | undefined {
     return "not a JSON object of nodes (expected ComfyUI API format)";
   const record = graph as Record<string, unknown>;
   if (Array.isArray(record.nodes) || "links" in record || "last_node_id" in record) {
-    return "this is a UI-format export (it has nodes/links). In ComfyUI use Workflow > Export (API) and save that file instead";
+    return "this is a UI-format workflow (it has nodes/links): pass it to add_workflow, which converts it, or put it in workflows/ (converted at build time); or in ComfyUI use Workflow > Export (API)";
   }
   const entries = Object.entries(record);
   if (entries.length === 0) return "the workflow has no nodes";
@@ -265,6 +275,7 @@ interface Sidecar {
   namespace?: Namespace;
   parameters: Record<string, ParameterRules>;
   backendTags?: string[];
+  added?: Provenance;
 }
 
 /** The sidecar, or a problem. Accepts the original's `constraints` and `defaults` keys too. */
@@ -294,6 +305,16 @@ function readSidecar(meta: unknown, params: WorkflowParam[]): Sidecar | string {
     if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" && /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(t)))
       return "'backend_tags' must be a list of short words (letters, digits, '-' or '_')";
     sidecar.backendTags = tags.map((t: string) => t.toLowerCase());
+  }
+  if (record.added !== undefined) {
+    const added = record.added as Record<string, unknown>;
+    if (
+      typeof added !== "object" ||
+      added === null ||
+      !["by", "at", "from"].every((key) => typeof added[key] === "string" && (added[key] as string).length <= 2000)
+    )
+      return "'added' must be {by, at, from} strings (add_workflow writes it)";
+    sidecar.added = { by: added.by as string, at: added.at as string, from: added.from as string };
   }
   const known = new Map(params.map((param) => [param.name, param]));
   const merge = (

@@ -28,6 +28,8 @@ export interface MediaContext {
   signal?: AbortSignal;
   /** Every configured backend's URL (COMFYUI_URL or the pool): never fetched as a media URL. */
   backendUrls?: readonly string[];
+  /** Origins the operator trusts despite the SSRF rules (COMFY_MCP_FETCH_ALLOW_ORIGINS). */
+  trustedOrigins?: ReadonlySet<string>;
   /** The caller's limit on an input image's longest side (COMFY_MCP_*_MAX_INPUT_IMAGE_SIDE). */
   maxImageSide?: Limit;
 }
@@ -128,7 +130,7 @@ function imageExtension(bytes: Uint8Array): string {
 async function download(context: MediaContext, spec: ParamSpec, url: string): Promise<LoadedMedia> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    checkPublicUrl(spec, current, context.backendUrls ?? [context.comfy.connection.baseUrl]);
+    checkPublicUrl(spec, current, context.backendUrls ?? [context.comfy.connection.baseUrl], context.trustedOrigins);
     let response: Response;
     try {
       const timeout = AbortSignal.timeout(FETCH_TIMEOUT_MS);

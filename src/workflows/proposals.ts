@@ -337,8 +337,8 @@ const PLACEHOLDER_TYPES: Record<ParamType, string> = {
 
 /**
  * The graph with each proposal's inputs replaced by its `PARAM_<TYPE>_<NAME>` placeholder, and
- * the sidecar giving defaults and ranges. Media parameters get no default: the template's file
- * name is a file on some backend, not something a caller can pass.
+ * the sidecar giving defaults and ranges. Media parameters get no default (the template's file
+ * name is a file on some backend, not something a caller can pass), nor does the seed (random).
  */
 export function toWorkflowFile(
   id: string,
@@ -356,7 +356,9 @@ export function toWorkflowFile(
     const rules: Record<string, unknown> = {};
     if (proposal.description) rules.description = proposal.description;
     const media = proposal.type === "image" || proposal.type === "audio" || proposal.type === "video";
-    if (!media && isScalar(proposal.default)) rules.default = proposal.default;
+    // A seed stays random per call unless given, as ComfyUI's "randomize" does; reusing the
+    // template's seed on every call would make every image the same.
+    if (!media && proposal.name !== "seed" && isScalar(proposal.default)) rules.default = proposal.default;
     for (const key of ["min", "max", "step"] as const) if (proposal[key] !== undefined) rules[key] = proposal[key];
     parameters[proposal.name] = rules;
   }

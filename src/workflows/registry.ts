@@ -19,6 +19,8 @@ export interface RegisteredWorkflow extends WorkflowDefinition {
 export interface WorkflowCatalogue {
   workflows: RegisteredWorkflow[];
   rejected: RejectedWorkflow[];
+  /** The names workflow tools could not take (the fixed tools), to load the catalogue again. */
+  reserved: ReadonlySet<string>;
 }
 
 const R2_PREFIX = "workflows/";
@@ -47,7 +49,7 @@ export async function loadCatalogue(env: Env, reserved: ReadonlySet<string>): Pr
     taken.add(tool);
     workflows.push({ ...workflow, tool });
   }
-  return { workflows, rejected: [...REJECTED_WORKFLOWS, ...stored.rejected] };
+  return { workflows, rejected: [...REJECTED_WORKFLOWS, ...stored.rejected], reserved };
 }
 
 /** Workflows in R2, read at most every 30 s per isolate; a missing bucket simply has none. */

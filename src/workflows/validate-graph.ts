@@ -102,6 +102,8 @@ function validateNode(graph: ComfyGraph, id: string, objectInfo: ObjectInfo, res
       else upstream.push(String(value[0]));
       continue;
     }
+    // A PARAM_ placeholder is a value the caller supplies at run time; it is checked then.
+    if (typeof value === "string" && value.startsWith("PARAM_")) continue;
     const valueProblem = checkLiteral(input, unbox(value));
     if (!valueProblem) continue;
     if (valueProblem === "not_in_list") {

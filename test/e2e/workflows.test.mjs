@@ -129,7 +129,7 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
     });
     expect(byId.image_to_image.inputs.find((i) => i.name === "image")).toMatchObject({ type: "image", required: true });
     const problems = Object.fromEntries(catalogue.rejected.map((r) => [r.file, r.problem]));
-    expect(problems["r2:workflows/r2_ui_export.json"]).toMatch(/UI-format export.*Export \(API\)/);
+    expect(problems["r2:workflows/r2_ui_export.json"]).toMatch(/UI-format workflow.*add_workflow.*Export \(API\)/);
     expect(problems["r2:workflows/r2_bad_sidecar.json"]).toMatch(
       /r2_bad_sidecar\.meta\.json: unknown key\(s\) override_mappings/,
     );
@@ -317,7 +317,7 @@ describe.each(CLIENTS)("%s", (_label, connect) => {
       /Workflow 'nope' not found\. Available: .*generate_image/,
     );
     expect(text(await client.call("run_workflow", { workflow_id: "r2_ui_export" }))).toMatch(
-      /exists but was rejected: this is a UI-format export/,
+      /exists but was rejected: this is a UI-format workflow/,
     );
     const broken = await client.call("run_workflow", { workflow_id: "r2_broken_link" });
     expect(broken.isError).toBe(true);

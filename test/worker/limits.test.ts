@@ -39,6 +39,8 @@ const VALID_ARGS: Record<string, Record<string, unknown>> = {
   publish_asset: { asset_id: UUID },
   unpublish: { filename: "x.png" },
   set_defaults: { image: { steps: 20 } },
+  add_workflow: { workflow: { "1": { class_type: "SaveImage", inputs: {} } } },
+  remove_workflow: { workflow_id: "x" },
 };
 const scopeRefusal = (scope: string) =>
   new RegExp(`^This connection was not granted the '${scope}' scope\\. Reconnect the app and allow '${scope}'`);
@@ -50,7 +52,11 @@ describe("scopes on every tool and resource", () => {
     expect(names.length).toBeGreaterThanOrEqual(21);
     /** The scope each tool needs: reading and generating need 'generate'. */
     const needs = (name: string) =>
-      name === "set_defaults" ? "admin" : name === "publish_asset" || name === "unpublish" ? "publish" : "generate";
+      ["set_defaults", "add_workflow", "remove_workflow"].includes(name)
+        ? "admin"
+        : name === "publish_asset" || name === "unpublish"
+          ? "publish"
+          : "generate";
     for (const granted of [[], ["admin"], ["publish"]]) {
       for (const name of names) {
         if (granted.includes(needs(name))) continue;

@@ -82,6 +82,7 @@ describe("tool surface", () => {
     // biome-ignore lint/suspicious/noExplicitAny: tool entries are free-form JSON here
     const tools = json.result.tools as Array<Record<string, any>>;
     expect(tools.map((t) => t.name).sort()).toEqual([
+      "add_workflow",
       "cancel_job",
       "generate_image",
       "generate_song",
@@ -99,6 +100,7 @@ describe("tool surface", () => {
       "list_workflows",
       "publish_asset",
       "regenerate",
+      "remove_workflow",
       "run_workflow",
       "set_defaults",
       "unpublish",
@@ -107,7 +109,10 @@ describe("tool surface", () => {
     for (const tool of tools) {
       expect(tool.title, tool.name).toBeTruthy();
       expect(tool.annotations, tool.name).toBeTruthy();
-      expect(typeof tool.annotations.readOnlyHint, tool.name).toBe("boolean");
+      // A tool that changes nothing says so; readOnlyHint false is the spec's default and left out.
+      const reads = /^(list_|get_|view_image$)/.test(tool.name);
+      expect(tool.annotations.readOnlyHint, tool.name).toBe(reads ? true : undefined);
+      if (!reads) expect(typeof tool.annotations.destructiveHint, tool.name).toBe("boolean");
       expect(tool.outputSchema?.type, tool.name).toBe("object");
       for (const [name, property] of Object.entries(tool.inputSchema.properties ?? {})) {
         expect((property as { description?: string }).description, `${tool.name}.${name}`).toBeTruthy();
@@ -127,7 +132,7 @@ describe("tool surface", () => {
           ? await modern("tools/list")
           : await post({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { "MCP-Protocol-Version": era });
       const tools = json.result.tools as Array<{ name: string }>;
-      expect(tools.length, era).toBe(21);
+      expect(tools.length, era).toBe(23);
       expect(new TextEncoder().encode(JSON.stringify({ tools })).length, era).toBeLessThanOrEqual(25_000);
       for (const name of ["generate_image", "generate_song", "generate_video", "image_to_image"]) {
         const tool = tools.find((t) => t.name === name)!;

@@ -103,7 +103,9 @@ describe("parsing workflow files", () => {
   });
 
   it("rejects what the original crashed on, naming the problem (original defect 7)", () => {
-    expect(problem(parse({ last_node_id: 9, nodes: [], links: [] }))).toMatch(/UI-format export.*Export \(API\)/);
+    expect(problem(parse({ last_node_id: 9, nodes: [], links: [] }))).toMatch(
+      /UI-format workflow.*add_workflow.*Export \(API\)/,
+    );
     expect(problem(parse({ name: "my flow", description: "a sidecar mistaken for a workflow" }))).toMatch(
       /node 'name' is not an object/,
     );
