@@ -9,6 +9,7 @@ import type { McpServer } from "@modelcontextprotocol/server";
 import * as z from "zod/v4";
 import type { ComfyGraph } from "../comfy/types";
 import { ToolFailure } from "../mcp/results";
+import { readBounded } from "../net/bounded-body";
 import { checkPublicUrl } from "../net/public-url";
 import { askAll } from "../pool/ask";
 import { parseWorkflow, type ParseResult } from "../workflows/definition.ts";
@@ -249,35 +250,9 @@ async function fetchWorkflow(tools: ToolContext, url: string, signal: AbortSigna
 }
 
 async function boundedText(response: Response): Promise<string> {
-  if (Number(response.headers.get("Content-Length") ?? "0") > MAX_WORKFLOW_BYTES) {
-    await response.body?.cancel();
-    throw new ToolFailure(`The workflow is larger than ${MAX_WORKFLOW_BYTES} bytes.`);
-  }
-  const reader = response.body?.getReader();
-  if (!reader) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_WORKFLOW_BYTES) {
-      await reader.cancel();
-      throw new ToolFailure(`The workflow is larger than ${MAX_WORKFLOW_BYTES} bytes.`);
-    }
-    chunks.push(value);
-  }
-  return new TextDecoder().decode(concat(chunks, size));
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  const body = await readBounded(response, MAX_WORKFLOW_BYTES);
+  if (!body.ok) throw new ToolFailure(`The workflow is larger than ${MAX_WORKFLOW_BYTES} bytes.`);
+  return new TextDecoder().decode(body.bytes);
 }
 
 type SchemaAnswer = Awaited<ReturnType<typeof askAll<ObjectInfo>>>[number];

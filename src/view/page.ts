@@ -18,6 +18,7 @@ import { html, messagePage, signInPage } from "../auth/pages";
 import { readConfig } from "../config";
 import { type Identity, serveMcp } from "../mcp/serve";
 import { loopbackMode } from "../net/loopback";
+import { readBounded } from "../net/bounded-body";
 import { allowedOrigins } from "../net/origin";
 import { publishConfig } from "../publish/bucket";
 import { VIEW_HTML, VIEW_SCRIPT_HASH, VIEW_STYLE_HASH } from "./bundle.generated";
@@ -184,9 +185,9 @@ function serialisedOrigin(origin: string): string {
  * (and the SDK behind it) reads it as if it had just arrived; else the JSON-RPC error to send.
  */
 async function readToolCall(request: Request): Promise<Request | Response> {
-  if (Number(request.headers.get("Content-Length") ?? "0") > MAX_STUDIO_CALL_BYTES) return tooLarge();
-  const body = await boundedText(request);
-  if (body === undefined) return tooLarge();
+  const read = await readBounded(request, MAX_STUDIO_CALL_BYTES);
+  if (!read.ok) return tooLarge();
+  const body = new TextDecoder().decode(read.bytes);
   let message: unknown;
   try {
     message = JSON.parse(body);
@@ -207,31 +208,6 @@ async function readToolCall(request: Request): Promise<Request | Response> {
   const headers = new Headers(request.headers);
   headers.delete("Content-Length");
   return new Request(request.url, { method: "POST", headers, body });
-}
-
-/** The body as text, or undefined once it passes the bound (a chunked body has no Content-Length). */
-async function boundedText(request: Request): Promise<string | undefined> {
-  if (!request.body) return "";
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_STUDIO_CALL_BYTES) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
 }
 
 const tooLarge = () =>

@@ -8,6 +8,7 @@ import type { Limit } from "../config";
 import { sha256Hex } from "../auth/secrets";
 import { probeDimensions, sniffImageFormat } from "../comfy/media";
 import { ToolFailure } from "../mcp/results";
+import { readBounded } from "../net/bounded-body";
 import { checkPublicUrl } from "../net/public-url";
 import type { AssetView } from "../studio/records";
 import type { ParamSpec } from "./definition.ts";
@@ -161,32 +162,9 @@ async function download(context: MediaContext, spec: ParamSpec, url: string): Pr
 }
 
 async function readLimited(response: Response, spec: ParamSpec): Promise<Uint8Array> {
-  const declared = Number(response.headers.get("Content-Length") ?? "0");
-  if (declared > MAX_MEDIA_BYTES) {
-    await response.body?.cancel();
-    throw tooLarge(spec, declared);
-  }
-  const reader = response.body?.getReader();
-  if (!reader) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > MAX_MEDIA_BYTES) {
-      await reader.cancel();
-      throw tooLarge(spec, total);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  const body = await readBounded(response, MAX_MEDIA_BYTES);
+  if (!body.ok) throw tooLarge(spec, body.size);
+  return body.bytes;
 }
 
 function decodeInline(spec: ParamSpec, value: string): LoadedMedia {

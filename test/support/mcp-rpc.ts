@@ -29,14 +29,20 @@ export async function rpc(
     ctx,
     { principal, scopes: new Set(scopes) },
   );
-  const text = await response.text();
+  const answer = await rpcAnswer(response);
   await waitOnExecutionContext(ctx);
+  return answer;
+}
+
+/** The JSON-RPC answer in a response, whether a JSON body or an SSE stream. */
+// biome-ignore lint/suspicious/noExplicitAny: JSON-RPC answers are checked field by field
+export async function rpcAnswer(response: Response): Promise<any> {
+  const text = await response.text();
   const messages = (response.headers.get("Content-Type") ?? "").includes("text/event-stream")
     ? text
         .split("\n")
         .filter((line) => line.startsWith("data: "))
         .map((line) => JSON.parse(line.slice(6)))
     : [JSON.parse(text)];
-  // biome-ignore lint/suspicious/noExplicitAny: JSON-RPC answers are checked field by field
-  return messages.find((message) => "result" in message || "error" in message) as any;
+  return messages.find((message) => "result" in message || "error" in message);
 }

@@ -3,7 +3,7 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { VIEW_GZIP_BYTES, VIEW_HTML, VIEW_SCRIPT_HASH, VIEW_STYLE_HASH } from "../../src/view/bundle.generated";
-import { rpc } from "../support/mcp-rpc";
+import { rpc, rpcAnswer } from "../support/mcp-rpc";
 
 const ALL = ["generate", "publish", "admin"];
 const VIEW_URI = "ui://comfy/studio";
@@ -42,14 +42,7 @@ async function modern(method: string, params: Record<string, unknown>, capabilit
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: { ...params, _meta: meta } }),
     }),
   );
-  const text = await response.text();
-  const messages = (response.headers.get("Content-Type") ?? "").includes("text/event-stream")
-    ? text
-        .split("\n")
-        .filter((line) => line.startsWith("data: "))
-        .map((line) => JSON.parse(line.slice(6)))
-    : [JSON.parse(text)];
-  return messages.find((message) => "result" in message || "error" in message);
+  return rpcAnswer(response);
 }
 
 async function gzipSize(text: string): Promise<number> {
