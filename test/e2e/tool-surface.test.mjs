@@ -43,7 +43,7 @@ describe("mcp-inspector --cli --method tools/list --strict", () => {
     // It really listed our tools…
     const names = JSON.parse(stdout).tools.map((tool) => tool.name);
     expect(names).toContain("generate_image");
-    expect(names).toHaveLength(21);
+    expect(names).toHaveLength(23);
     // …and found nothing to say about them (it prints each problem, and a count, on stderr).
     expect(stderr).not.toMatch(/Warning|Error|warnings|errors/);
     expect(stderr.trim()).toBe("");
@@ -65,7 +65,7 @@ describe("COMFY_MCP_WORKFLOW_TOOLS=none", () => {
       const client = await connect(gateway.mcpUrl);
       try {
         const names = (await client.listTools()).map((tool) => tool.name);
-        expect(names).toHaveLength(17);
+        expect(names).toHaveLength(19); // the 19 fixed tools (src/mcp/server.ts FIXED_TOOLS)
         for (const name of ["generate_image", "generate_song", "generate_video", "image_to_image"])
           expect(names).not.toContain(name);
         const listed = (await client.call("list_workflows")).structuredContent;
