@@ -164,7 +164,13 @@ interface Scope {
   links: Map<number, UiLink>;
   /** Execution-id prefix: the ids of the subgraph instances from the root down to this level. */
   path: string[];
-  parent?: { scope: Scope; instance: UiNode; definition: SubgraphDefinition; widgetValues: Map<string, unknown> };
+  parent?: { scope: Scope; instance: UiNode; definition: SubgraphDefinition; widgetValues: InstanceValues };
+}
+
+/** A subgraph instance's promoted widget inputs, and the values it saved for them. */
+interface InstanceValues {
+  saved: Map<string, unknown>;
+  promoted: ReadonlySet<string>;
 }
 
 /** A link's source after resolution: a node output, a literal value, or nothing at all. */
@@ -172,6 +178,8 @@ type Source =
   | { kind: "output"; id: string; slot: number }
   | { kind: "value"; value: unknown }
   | { kind: "removed" }
+  /** A promoted widget the subgraph instance saved no value for: the inner widget's own value stands. */
+  | { kind: "own" }
   | undefined;
 
 export function convertUiWorkflow(ui: unknown, objectInfo: ObjectInfo): ConversionResult {
@@ -194,7 +202,7 @@ class Converter {
   readonly refusals: NodeRefusal[] = [];
   /** Inputs that lost their link because the source was muted or a bypass found no match. */
   readonly droppedLinks = new Map<string, Set<string>>();
-  readonly instances = new Map<string, Map<string, unknown> | undefined>();
+  readonly instances = new Map<string, InstanceValues | undefined>();
 
   readonly objectInfo: ObjectInfo;
   readonly definitions: Map<string, SubgraphDefinition>;
@@ -287,6 +295,7 @@ class Converter {
         this.refuseNode(id, node, `input '${name}': ${error.message}`);
         return;
       }
+      if (source?.kind === "own") continue;
       if (source === undefined || source.kind === "removed") {
         // As the frontend: an input fed by a muted node, or by a bypass that cannot pass it on, is sent absent.
         delete values[name];
@@ -351,16 +360,18 @@ class Converter {
   }
 
   /** Each instance's values are read (and a mismatch refused) once, however often it is crossed. */
-  instanceWidgetValues(id: string, instance: UiNode, definition: SubgraphDefinition): Map<string, unknown> | undefined {
+  instanceWidgetValues(id: string, instance: UiNode, definition: SubgraphDefinition): InstanceValues | undefined {
     if (!this.instances.has(id)) this.instances.set(id, this.subgraphWidgetValues(id, instance, definition));
     return this.instances.get(id);
   }
 
   /**
    * A subgraph instance saves one widget value per subgraph input that feeds an inner widget
-   * (a promoted widget), in the order of the subgraph's inputs.
+   * (a promoted widget), in the order of the subgraph's inputs. As the frontend, a saved value
+   * overrides the inner widget's and a missing one leaves it (current templates save none: the
+   * values live in the inner nodes); a seed's extra "control after generate" value is skipped.
    */
-  subgraphWidgetValues(id: string, instance: UiNode, definition: SubgraphDefinition): Map<string, unknown> | undefined {
+  subgraphWidgetValues(id: string, instance: UiNode, definition: SubgraphDefinition): InstanceValues | undefined {
     const inner = indexNodes(definition.nodes);
     const links = indexLinks(definition.links);
     const promoted = (definition.inputs ?? []).filter((_input, slot) =>
@@ -371,8 +382,10 @@ class Converter {
           inner.get(String(link.target_id))?.inputs?.[link.target_slot]?.widget !== undefined,
       ),
     );
-    const saved = Array.isArray(instance.widgets_values) ? instance.widgets_values : [];
-    if (saved.length !== promoted.length) {
+    let saved = Array.isArray(instance.widgets_values) ? instance.widgets_values : [];
+    if (saved.length > promoted.length)
+      saved = saved.filter((value, index) => !(isControlValue(value, false) && typeof saved[index - 1] === "number"));
+    if (saved.length > promoted.length) {
       this.refuseNode(
         id,
         instance,
@@ -380,7 +393,10 @@ class Converter {
       );
       return undefined;
     }
-    return new Map(promoted.map((input, index) => [input.name, saved[index]]));
+    return {
+      saved: new Map(promoted.slice(0, saved.length).map((input, index) => [input.name, saved[index]])),
+      promoted: new Set(promoted.map((input) => input.name)),
+    };
   }
 
   /** Follows a link to the output that really produces the value (frontend's resolveInput). */
@@ -397,9 +413,9 @@ class Converter {
       const outer = parent.instance.inputs?.find((slot) => slot.name === input.name);
       if (outer?.link !== null && outer?.link !== undefined)
         return this.resolveLink(parent.scope, outer.link, type, visited);
-      return parent.widgetValues.has(input.name)
-        ? { kind: "value", value: parent.widgetValues.get(input.name) }
-        : undefined;
+      const { saved, promoted } = parent.widgetValues;
+      if (saved.has(input.name)) return { kind: "value", value: saved.get(input.name) };
+      return promoted.has(input.name) ? { kind: "own" } : undefined;
     }
     const origin = scope.nodes.get(String(link.origin_id));
     if (!origin) throw new ConversionError(`link ${linkId} comes from node ${link.origin_id}, which does not exist`);
@@ -433,7 +449,10 @@ class Converter {
           scope,
           instance: node,
           definition,
-          widgetValues: this.instanceWidgetValues(executionId(scope, node), node, definition) ?? new Map(),
+          widgetValues: this.instanceWidgetValues(executionId(scope, node), node, definition) ?? {
+            saved: new Map(),
+            promoted: new Set(),
+          },
         },
       };
       const exit = [...inner.links.values()].find(

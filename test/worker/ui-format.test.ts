@@ -47,6 +47,12 @@ import t_video_wan2_2_14B_i2v from "../fixtures/templates/video_wan2_2_14B_i2v.j
 import t_video_wan2_2_14B_s2v from "../fixtures/templates/video_wan2_2_14B_s2v.json";
 import t_video_wan2_2_14B_t2v from "../fixtures/templates/video_wan2_2_14B_t2v.json";
 import t_video_wan2_2_5B_ti2v from "../fixtures/templates/video_wan2_2_5B_ti2v.json";
+// Current upstream templates (subgraphs, proxyWidgets; SOURCES.md): stored text, not byte-verified against upstream.
+import t_01_get_started_text_to_image_current from "../fixtures/templates/01_get_started_text_to_image.current.json";
+import t_01_qwen_t2i_subgraphed_current from "../fixtures/templates/01_qwen_t2i_subgraphed.current.json";
+import t_05_audio_ace_step_1_t2a_song_subgraphed_current from "../fixtures/templates/05_audio_ace_step_1_t2a_song_subgraphed.current.json";
+import t_default_current from "../fixtures/templates/default.current.json";
+import t_flux1_krea_dev_current from "../fixtures/templates/flux1_krea_dev.current.json";
 /** `/object_info` recorded from a real ComfyUI 0.3.64 (376 classes; test/fake-comfyui/samples/SOURCES.md). */
 const OBJECT_INFO = recordedObjectInfo as unknown as ObjectInfo;
 
@@ -92,6 +98,11 @@ const TEMPLATES: Record<string, unknown> = {
   video_wan2_2_14B_s2v: t_video_wan2_2_14B_s2v,
   video_wan2_2_14B_t2v: t_video_wan2_2_14B_t2v,
   video_wan2_2_5B_ti2v: t_video_wan2_2_5B_ti2v,
+  "01_get_started_text_to_image.current": t_01_get_started_text_to_image_current,
+  "01_qwen_t2i_subgraphed.current": t_01_qwen_t2i_subgraphed_current,
+  "05_audio_ace_step_1_t2a_song_subgraphed.current": t_05_audio_ace_step_1_t2a_song_subgraphed_current,
+  "default.current": t_default_current,
+  "flux1_krea_dev.current": t_flux1_krea_dev_current,
 };
 
 type Outcome =
@@ -154,6 +165,17 @@ const EXPECTED: Record<string, Outcome> = {
   video_wan2_2_14B_s2v: CONVERTED,
   video_wan2_2_14B_t2v: MODELS_DIFFER,
   video_wan2_2_5B_ti2v: CONVERTED,
+  "01_get_started_text_to_image.current": CONVERTED,
+  "01_qwen_t2i_subgraphed.current": CONVERTED,
+  // The instance saved no values (`widgets_values: []`, proxyWidgets pointing at the inner nodes): as the
+  // frontend, each promoted input keeps the inner widget's value. ACE-Step 1.5 is then refused for its real
+  // reason: its nodes are newer than 0.3.64.
+  "05_audio_ace_step_1_t2a_song_subgraphed.current": {
+    outcome: "refused",
+    because: /EmptyAceStep1\.5LatentAudio.* does not exist/,
+  },
+  "default.current": CONVERTED,
+  "flux1_krea_dev.current": CONVERTED,
 };
 
 function convert(name: string): ComfyGraph {
@@ -286,12 +308,13 @@ describe("converted templates carry what ComfyUI's frontend would send", () => {
   });
 });
 
-describe("parameter proposals", () => {
-  const summary = (name: string) =>
-    Object.fromEntries(
-      proposeParameters(convert(name), OBJECT_INFO).map((p) => [p.name, [p.default, p.node_id, p.input]]),
-    );
+/** Each proposal as name → [default, node_id, input]. */
+const summary = (name: string) =>
+  Object.fromEntries(
+    proposeParameters(convert(name), OBJECT_INFO).map((p) => [p.name, [p.default, p.node_id, p.input]]),
+  );
 
+describe("parameter proposals", () => {
   it("SD 1.5: exactly prompt, negative_prompt, seed, steps, cfg, sampler_name, scheduler, width, height, model", () => {
     expect(summary("default")).toEqual({
       prompt: ["beautiful scenery nature glass bottle landscape, , purple galaxy bottle,", "6", "text"],
@@ -383,6 +406,61 @@ describe("parameter proposals", () => {
       min: 0,
       max: 1,
     });
+  });
+});
+
+describe("current upstream templates (subgraphs with promoted and proxy widgets)", () => {
+  it("SD 1.5 default (current): exactly the ten proposals, the template's values as defaults", () => {
+    expect(summary("default.current")).toEqual({
+      prompt: ["beautiful scenery nature glass bottle landscape, purple galaxy bottle,", "6", "text"],
+      negative_prompt: ["text, watermark", "7", "text"],
+      seed: [685468484323813, "3", "seed"],
+      steps: [20, "3", "steps"],
+      cfg: [8, "3", "cfg"],
+      sampler_name: ["euler", "3", "sampler_name"],
+      scheduler: ["normal", "3", "scheduler"],
+      width: [512, "5", "width"],
+      height: [512, "5", "height"],
+      model: ["v1-5-pruned-emaonly-fp16.safetensors", "4", "ckpt_name"],
+    });
+  });
+
+  it("Z-Image get-started: a subgraph without inputs keeps its inner values; its bypassed node is routed around", () => {
+    const graph = convert("01_get_started_text_to_image.current");
+    expect(graph["83:11"]).toBeUndefined(); // ModelSamplingAuraFlow, mode 4 inside the subgraph
+    expect(graph["83:3"]!.inputs).toMatchObject({
+      seed: 528562900154240,
+      steps: 4,
+      cfg: 1,
+      sampler_name: "res_multistep",
+      scheduler: "simple",
+      model: ["83:28", 0],
+    });
+    expect(graph["60"]!.inputs.images).toEqual(["83:8", 0]);
+    expect(Object.keys(summary("01_get_started_text_to_image.current"))).not.toContain("negative_prompt");
+  });
+
+  it('Qwen t2i: the instance\'s saved values (proxyWidgets "-1") reach the inner widgets they are promoted from', () => {
+    const graph = convert("01_qwen_t2i_subgraphed.current");
+    expect(graph["75:3"]!.inputs).toMatchObject({ seed: 1125488487853216, steps: 4, model: ["75:66", 0] });
+    expect(graph["75:58"]!.inputs).toEqual({ width: 1328, height: 1328, batch_size: 1 });
+    expect(graph["75:73"]!.inputs).toMatchObject({
+      lora_name: "Qwen-Image-Lightning-4steps-V1.0.safetensors",
+      model: ["75:37", 0],
+    });
+    expect(graph["75:37"]!.inputs.unet_name).toBe("qwen_image_fp8_e4m3fn.safetensors");
+    expect(graph["75:6"]!.inputs.text).toMatch(/^Giant blue and purple big billboard/);
+  });
+
+  // ComfyUI's frontend gives a promoted input the inner widget's value unless the instance saved one
+  // (SubgraphNode._setWidget registers the interior widget's value; _applyPromotedWidgetValues only
+  // overrides it with values that were saved).
+  it("an instance that saved no values takes them from the inner widgets, as the frontend does (Flux Krea)", () => {
+    const graph = convert("flux1_krea_dev.current");
+    expect(graph["53:45"]!.inputs.text).toMatch(/^Highly realistic portrait of a Nordic woman/);
+    expect(graph["53:27"]!.inputs).toMatchObject({ width: 1024, height: 1024 });
+    expect(graph["53:38"]!.inputs.unet_name).toBe("flux1-krea-dev_fp8_scaled.safetensors");
+    expect(validateAgainst(graph, OBJECT_INFO).problems).toEqual([]);
   });
 });
 
@@ -608,6 +686,16 @@ describe("conversion rules", () => {
       inputs: { text: "a promoted cat", clip: ["1", 1] },
     });
     expect(graph["5"]!.inputs.positive).toEqual(["2:1", 0]);
+
+    // Saved nothing (current templates): the inner widget's value stands.
+    const unsaved = sd15((nodes) => Object.assign(node(nodes, 2), { type: subgraph.id, widgets_values: [] }));
+    expect(ok({ ...unsaved, definitions: { subgraphs: [subgraph] } })["2:1"]!.inputs.text).toBe("inner default");
+    // One value too many is refused, naming the instance and what it saved.
+    const surplus = sd15((nodes) => Object.assign(node(nodes, 2), { type: subgraph.id, widgets_values: ["a", "b"] }));
+    expect(convertUiWorkflow({ ...surplus, definitions: { subgraphs: [subgraph] } }, OBJECT_INFO)).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/subgraph 'Prompt' has 1 widget inputs \(text\) but the instance saved 2 values/),
+    });
   });
 
   it("refuses naming the node, its class, its title and why", () => {
