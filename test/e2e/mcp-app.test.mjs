@@ -6,7 +6,12 @@
 // the gateway's signed download URL inside the app's CSP), then press the view's Regenerate
 // button, which calls `regenerate` through the host, and see the new asset replace the old one.
 // After each, the view must say the job completed and hide its progress bar. Screenshots of both
-// states go to docs/screenshots/. Failures name their cause (not in the Apps tab = no
+// states go to docs/screenshots/. Then two slow jobs (the fake's sampler steps slowed to ~7 s a
+// job), with the view's progress box, status line and elapsed time sampled every 200 ms: while the
+// host still runs generate_image, the view (polling get_queue_status, then get_job, through the
+// host) shows "running · node n/m KSampler · step s/20" with the step and the clock advancing, and
+// the result then replaces it; with wait_seconds 1 the tool answers with a running job handle,
+// which the view follows with get_job (its progress moves on) until that job's image shows. Failures name their cause (not in the Apps tab = no
 // _meta.ui.resourceUri; image blocked = CSP; the Inspector's own "App failed to load") and carry
 // the frames' console, AppBridge messages included.
 //
@@ -27,6 +32,15 @@ const SCREENSHOTS = join(root, "docs", "screenshots");
 /** Any single UI step (connect, a tool call, a render): generous for 2 cores, far below the test timeout. */
 const STEP_MS = 20_000;
 const PROMPT = "a lighthouse at dusk, oil painting";
+/** A job of SLOW_STEPS sampler steps of SLOW_STEP_MS each: long enough for the view's progress to show. */
+const SLOW_STEPS = 20;
+const SLOW_STEP_MS = 350;
+/** Longest a slow job may take to show its result in the view (it runs ~7 s). */
+const RECORD_MS = STEP_MS;
+/** The view's progress line for a job in its sampler: "running · node 3/7 KSampler · step 9/20". */
+const RUNNING = new RegExp(`^running · node \\d+/\\d+ KSampler · step (\\d+)/${SLOW_STEPS}$`);
+/** The status line once the view holds a job handle: "Job <id> is running." */
+const HANDLE = /^Job (\S+) is (?:queued|running|submitting)\.$/;
 
 let fake;
 let gateway;
@@ -193,6 +207,77 @@ describe("MCP Inspector web client as the host", () => {
       blocked.join("\n"),
     ).toBe(true);
   });
+
+  it("while the host runs generate_image, the view shows its live progress (node, step, elapsed), then the result", async () => {
+    // 20 steps of 350 ms: the sampler alone runs 7 s, long enough for several of the view's 1.5 s polls.
+    fake.setTiming({ stepDelayMs: SLOW_STEP_MS });
+    try {
+      const prompt = "a windmill in a storm, watercolour";
+      await openApp({ prompt, steps: String(SLOW_STEPS) });
+      const view = viewFrame();
+      // The tool is still running (its result comes after the 7 s job): the view finds the caller's
+      // running prompt with get_queue_status and shows get_job's progress for it.
+      const timeline = await recordProgress(view);
+      const shown = describeTimeline(timeline);
+      const running = timeline.filter((sample) => sample.visible && RUNNING.test(sample.text));
+      expect(running.length, `the view never showed the job running with node and step:\n${shown}`).toBeGreaterThan(0);
+      expect(
+        running.every((sample) => sample.images === 0),
+        `progress and a result at once:\n${shown}`,
+      ).toBe(true);
+      const steps = running.map((sample) => Number(RUNNING.exec(sample.text)[1]));
+      expect(
+        steps.at(-1) > steps[0] && steps.every((step, i) => i === 0 || step >= steps[i - 1]),
+        `the step never advanced (or went back) while the job ran: ${steps.join(", ")}\n${shown}`,
+      ).toBe(true);
+      const elapsed = timeline
+        .filter((sample) => sample.visible)
+        .map((sample) => secondsShown(sample.elapsed))
+        .filter(Number.isFinite);
+      expect(
+        Math.max(...elapsed) - Math.min(...elapsed),
+        `the elapsed time did not advance while the job ran: ${elapsed.join(", ") || "(never shown)"}\n${shown}`,
+      ).toBeGreaterThanOrEqual(3);
+      // Then the tool's result arrives and replaces the progress with the image.
+      const image = view.locator('[data-testid="studio"] img[data-asset-id]').first();
+      await untilRendered(image, "the generated image after the progress");
+      expect(await image.getAttribute("alt")).toContain(prompt);
+      await untilLoaded(image, "the generated image after the progress");
+      await untilSettled(view, "the slow generation");
+    } finally {
+      fake.setTiming({ stepDelayMs: 1 });
+    }
+  });
+
+  it("a job handle (wait_seconds 1) is followed with get_job until the image shows", async () => {
+    fake.setTiming({ stepDelayMs: SLOW_STEP_MS });
+    try {
+      const prompt = "a red fox in deep snow, ink drawing";
+      await openApp({ prompt, steps: String(SLOW_STEPS), wait_seconds: "1" });
+      const view = viewFrame();
+      const timeline = await recordProgress(view);
+      const shown = describeTimeline(timeline);
+      // The tool answers after 1 s with the still-running job: the view says so (only a job
+      // result does; while the tool runs the status line says "Generating: …").
+      const handed = timeline.findIndex((sample) => HANDLE.test(sample.status));
+      expect(handed, `the view never showed the tool's job handle:\n${shown}`).toBeGreaterThanOrEqual(0);
+      const jobId = HANDLE.exec(timeline[handed].status)[1];
+      // Then it follows the job with get_job: the progress keeps moving after the handle.
+      const following = timeline.slice(handed).filter((sample) => sample.visible && RUNNING.test(sample.text));
+      const steps = following.map((sample) => Number(RUNNING.exec(sample.text)[1]));
+      expect(
+        new Set(steps).size >= 2 && steps.at(-1) > steps[0],
+        `the progress did not move after the handle (steps ${steps.join(", ")}):\n${shown}`,
+      ).toBe(true);
+      const image = view.locator(`[data-testid="studio"] article[data-job-id="${jobId}"] img[data-asset-id]`).first();
+      await untilRendered(image, `the image of the followed job ${jobId}`);
+      expect(await image.getAttribute("alt")).toContain(prompt);
+      await untilLoaded(image, "the followed job's image");
+      await untilSettled(view, "the followed job");
+    } finally {
+      fake.setTiming({ stepDelayMs: 1 });
+    }
+  });
 });
 
 /**
@@ -252,4 +337,67 @@ async function untilSettled(view, what) {
         `progress bar ("${await progress.evaluate((bar) => bar.parentElement?.textContent ?? "")}"); ${box}`,
     );
   });
+}
+
+/** Back to the Apps form (if an app is open), fill generate_image's arguments and open the app again. */
+async function openApp(values) {
+  const form = page.getByTestId("apps-form");
+  const back = form.getByRole("button", { name: "Back to Input" });
+  if (await back.isVisible()) await back.click();
+  for (const [name, value] of Object.entries({ width: "64", height: "64", ...values }))
+    await form.getByRole("textbox", { name, exact: true }).fill(value, { timeout: STEP_MS });
+  await form.getByTestId("open-app").click();
+}
+
+/**
+ * What the view shows while a job runs, sampled every 200 ms from the moment the app opens until a
+ * result image is in it (or RECORD_MS pass): the progress box (shown or not, its text and elapsed
+ * time), the status line and how many result images there are. Repeated samples are dropped.
+ */
+async function recordProgress(view) {
+  const started = Date.now();
+  const timeline = [];
+  while (Date.now() - started < RECORD_MS) {
+    const sample = await view
+      .locator("#progress-box")
+      .evaluate(
+        (box) => ({
+          visible: !box.hidden && getComputedStyle(box).display !== "none",
+          text: document.getElementById("progress-text")?.textContent ?? "",
+          elapsed: document.getElementById("elapsed")?.textContent ?? "",
+          status: document.getElementById("status")?.textContent ?? "",
+          images: document.querySelectorAll("#results img[data-asset-id]").length,
+        }),
+        undefined,
+        { timeout: 1_000 },
+      )
+      .catch(() => undefined);
+    if (sample) {
+      const last = timeline.at(-1);
+      const same = last && Object.keys(sample).every((key) => last[key] === sample[key]);
+      if (!same) timeline.push({ t: Date.now() - started, ...sample });
+      if (sample.images > 0) return timeline;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`no result in the view after ${RECORD_MS} ms:\n${describeTimeline(timeline)}`);
+}
+
+/** A timeline for a failure message, one sample a line, then the frames' console. */
+function describeTimeline(timeline) {
+  return [
+    ...timeline.map(
+      (s) =>
+        `+${s.t} ms: ${s.visible ? `progress "${s.text}" elapsed "${s.elapsed}"` : "no progress"}; ` +
+        `status "${s.status}"; ${s.images} image(s)`,
+    ),
+    "console:",
+    recentConsole(),
+  ].join("\n");
+}
+
+/** The view's elapsed time ("7 s", "1 min 3 s") in seconds; NaN when it shows none. */
+function secondsShown(text) {
+  const match = /^(?:(\d+) min )?(\d+) s$/.exec(text.trim());
+  return match ? Number(match[1] ?? 0) * 60 + Number(match[2]) : Number.NaN;
 }
