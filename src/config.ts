@@ -95,7 +95,20 @@ type LimitName = keyof typeof USER_DEFAULTS;
 /** A client-side cap of about 60 s is common; never block longer than this. */
 export const MAX_WAIT_SECONDS = 55;
 
+/**
+ * Configuration is a function of the bindings alone, and one request reads it several times (the
+ * loopback check, the Origin check, serveMcp, the tools): parsed once per env object. A test or
+ * caller with other variables passes another env object, so it gets its own.
+ */
+const parsed = new WeakMap<Env, GatewayConfig>();
+
 export function readConfig(env: Env): GatewayConfig {
+  let config = parsed.get(env);
+  if (!config) parsed.set(env, (config = parseConfig(env)));
+  return config;
+}
+
+function parseConfig(env: Env): GatewayConfig {
   const pool = readBackends(env);
   return {
     backends: pool.ok ? pool.backends : [],
@@ -114,11 +127,17 @@ export function readConfig(env: Env): GatewayConfig {
   };
 }
 
-/** Comma-separated http(s) origins, each kept only if it is exactly an origin (no path, no wildcard). */
+/**
+ * Comma-separated http(s) origins, each kept only if it is exactly an origin (no path, no wildcard).
+ * Read on every request, and usually unset: blanks are skipped before any URL parsing (a thrown
+ * parse error per request cost 2 ms of every tools/list).
+ */
 function exactOrigins(raw: string | undefined): ReadonlySet<string> {
   const origins = new Set<string>();
-  for (const entry of (raw ?? "").split(",")) {
+  if (!raw?.trim()) return origins;
+  for (const entry of raw.split(",")) {
     const candidate = entry.trim().replace(/\/+$/, "");
+    if (!/^https?:\/\/./i.test(candidate)) continue;
     try {
       const url = new URL(candidate);
       if ((url.protocol === "https:" || url.protocol === "http:") && url.origin === candidate) origins.add(url.origin);

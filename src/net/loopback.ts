@@ -35,10 +35,9 @@ export type LoopbackVerdict = { local: true; origins: ReadonlySet<string> } | { 
 export function loopbackMode(request: Request, env: Env): LoopbackVerdict {
   if (!readConfig(env).allowUnauthenticatedLocal)
     return { local: false, reason: "ALLOW_UNAUTHENTICATED_LOCAL is not set (only `npm start` sets it)" };
-  const port = loopbackPort(env);
-  if (!port) return { local: false, reason: "PUBLIC_URL is not a loopback URL (this looks like a deployment)" };
+  const own = ownHosts(env);
+  if (!own) return { local: false, reason: "PUBLIC_URL is not a loopback URL (this looks like a deployment)" };
   const host = new URL(request.url).host;
-  const own = LOOPBACK_HOSTNAMES.map((name) => new URL(`http://${name}:${port}`).host);
   if (!own.includes(host)) return { local: false, reason: `the request's host ${host} is not ${own.join(" or ")}` };
   const forwarded = FORWARDING_HEADERS.find((name) => request.headers.has(name));
   if (forwarded) return { local: false, reason: `the request came through a proxy (it carries ${forwarded})` };
@@ -50,11 +49,23 @@ export function loopbackMode(request: Request, env: Env): LoopbackVerdict {
   return { local: true, origins: new Set(own.map((hostPort) => `http://${hostPort}`)) };
 }
 
-/** PUBLIC_URL's port when PUBLIC_URL is an http URL on a loopback host (as `npm start` has it). */
-function loopbackPort(env: Env): string | undefined {
-  const url = new URL(readConfig(env).publicUrl);
-  if (url.protocol !== "http:" || !LOOPBACK_HOSTNAMES.includes(url.hostname)) return undefined;
-  return url.port || "80";
+/** Per env: every request asks, and URL parsing is most of the cost of the answer. */
+const ownHostsByEnv = new WeakMap<Env, readonly string[] | null>();
+
+/**
+ * The gateway's own loopback hosts (`127.0.0.1:8787`, `localhost:8787`, `[::1]:8787`), when
+ * PUBLIC_URL is an http URL on a loopback host (as `npm start` has it); else null.
+ */
+function ownHosts(env: Env): readonly string[] | null {
+  let hosts = ownHostsByEnv.get(env);
+  if (hosts === undefined) {
+    const url = new URL(readConfig(env).publicUrl);
+    const loopback = url.protocol === "http:" && LOOPBACK_HOSTNAMES.includes(url.hostname);
+    const port = url.port || "80";
+    hosts = loopback ? LOOPBACK_HOSTNAMES.map((name) => new URL(`http://${name}:${port}`).host) : null;
+    ownHostsByEnv.set(env, hosts);
+  }
+  return hosts;
 }
 
 function isLoopbackAddress(address: string): boolean {
