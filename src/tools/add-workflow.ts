@@ -126,7 +126,8 @@ async function addWorkflow(tools: ToolContext, catalogue: WorkflowCatalogue, arg
   if (existing?.source === "bundled")
     throw new ToolFailure(`'${id}' is a bundled workflow; choose another workflow_id.`);
 
-  // The graph as the template has it (no placeholders) is what each backend is asked to accept.
+  // Each backend checks the graph with the template's values (its own PARAM_ placeholders, if it
+  // has any, are skipped: they are filled at run time).
   const placeholders = discoverParams(graph);
   const proposals =
     placeholders.length > 0
@@ -136,6 +137,8 @@ async function addWorkflow(tools: ToolContext, catalogue: WorkflowCatalogue, arg
         : proposedParameters(graph, merged, notes);
   if (placeholders.length > 0)
     notes.push(`Kept the workflow's own PARAM_ placeholders: ${placeholders.map((p) => p.name).join(", ")}.`);
+  const seed = proposals.find((proposal) => proposal.name === "seed");
+  if (seed) notes.push(`seed is random on every call unless given (the workflow had ${JSON.stringify(seed.default)}).`);
 
   const checks = schemas.map((backend) =>
     backend.ok

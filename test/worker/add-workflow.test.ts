@@ -67,6 +67,15 @@ describe("add_workflow", () => {
         "width",
       ].sort(),
     );
+    // The seed stays random per call; the answer still says what the template had.
+    expect(first.structuredContent.notes.join(" ")).toMatch(
+      /seed is random on every call unless given \(the workflow had \d+\)/,
+    );
+    const listed = await rpc("owner", ADMIN, "tools/call", { name: "list_workflows", arguments: {} });
+    const seed = listed.result.structuredContent.workflows
+      .find((w: { id: string }) => w.id === "unit_sd15")
+      .inputs.find((i: { name: string }) => i.name === "seed");
+    expect(seed.default).toBeUndefined();
     const again = await add({ workflow: DEFAULT_SD15, workflow_id: "unit_sd15" });
     expect(again.isError).toBe(true);
     expect(again.text).toMatch(/already added; pass replace: true/);
