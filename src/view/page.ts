@@ -20,8 +20,8 @@ import { type Identity, serveMcp } from "../mcp/serve";
 import { loopbackMode } from "../net/loopback";
 import { readBounded } from "../net/bounded-body";
 import { allowedOrigins } from "../net/origin";
-import { publishConfig } from "../publish/bucket";
 import { VIEW_HTML, VIEW_SCRIPT_HASH, VIEW_STYLE_HASH } from "./bundle.generated";
+import { mediaOrigins } from "./resource";
 
 export const STUDIO_PATH = "/studio";
 export const STUDIO_MCP_PATH = "/studio/mcp";
@@ -107,12 +107,8 @@ const signInOffPage = () =>
 export function studioCsp(request: Request, env: Env): string {
   const config = readConfig(env);
   const self = new URL(request.url).origin;
-  const mediaOrigins = new Set<string>();
-  for (const url of [config.publicUrl, publishConfig(env, config.publicUrl).baseUrl]) {
-    const origin = httpOrigin(url);
-    if (origin && origin !== self) mediaOrigins.add(origin);
-  }
-  const media = ["'self'", ...mediaOrigins].join(" ");
+  const others = mediaOrigins(env, config.publicUrl).filter((origin) => origin !== self);
+  const media = ["'self'", ...others].join(" ");
   return [
     "default-src 'none'",
     `script-src '${VIEW_SCRIPT_HASH}'`,
@@ -124,16 +120,6 @@ export function studioCsp(request: Request, env: Env): string {
     "base-uri 'none'",
     "form-action 'none'",
   ].join("; ");
-}
-
-/** An http(s) URL's origin; anything else (unparsable, data:, opaque) names no source to allow. */
-function httpOrigin(url: string): string | undefined {
-  try {
-    const parsed = new URL(url);
-    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.origin : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function pageHeaders(request: Request, env: Env): Headers {

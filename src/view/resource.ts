@@ -34,13 +34,28 @@ export function registerStudioView(server: McpServer, tools: ToolContext): void 
  * download URLs and from wherever published files are served; the view fetches nothing itself.
  */
 function viewResourceMeta(tools: ToolContext): Record<string, unknown> {
+  return { csp: { resourceDomains: mediaOrigins(tools.env, tools.config.publicUrl) }, prefersBorder: true };
+}
+
+/**
+ * Where the view's media come from, in a host's frame and on /studio alike: the gateway's origin
+ * (signed downloads under /assets/, /published/) and the published files' origin (PUBLIC_BASE_URL).
+ */
+export function mediaOrigins(env: Env, publicUrl: string): string[] {
   const origins = new Set<string>();
-  for (const url of [tools.config.publicUrl, publishConfig(tools.env, tools.config.publicUrl).baseUrl]) {
-    try {
-      origins.add(new URL(url).origin);
-    } catch {
-      // an unparsable URL names no origin; config validation reports it elsewhere
-    }
+  for (const url of [publicUrl, publishConfig(env, publicUrl).baseUrl]) {
+    const origin = httpOrigin(url);
+    if (origin) origins.add(origin);
   }
-  return { csp: { resourceDomains: [...origins] }, prefersBorder: true };
+  return [...origins];
+}
+
+/** An http(s) URL's origin; anything else (unparsable, data:, opaque) names no source to allow. */
+function httpOrigin(url: string): string | undefined {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.origin : undefined;
+  } catch {
+    return undefined;
+  }
 }
